@@ -1,0 +1,35 @@
+# Every target makes .venv and installs what it needs; a second run installs nothing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint run migrate clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## file an application in the terminal, then act on it as staff
+	$(BIN)/isiqbot chat
+
+run: $(STAMP)  ## the service: every channel that has credentials
+	$(BIN)/isiqbot run
+
+migrate: $(STAMP)
+	$(BIN)/isiqbot migrate
+
+lint: $(STAMP)
+	$(BIN)/ruff check isiqbot tests
+	$(BIN)/ruff format --check isiqbot tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

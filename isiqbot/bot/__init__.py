@@ -1,0 +1,1 @@
+"""The shell around the dialog: settings, channels, staff tools, the command line."""

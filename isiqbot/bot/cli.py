@@ -1,0 +1,151 @@
+"""The `isiqbot` command line: chat, run, migrate, registry import."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from isiqbot.bot.service import Conversations, LogSms
+from isiqbot.bot.settings import Settings, SettingsError
+from isiqbot.bot.staff import StaffDesk
+from isiqbot.bot.terminal import Terminal, TerminalSms, stdin_reader
+from isiqbot.locales import LANGUAGES
+from isiqbot.storage import registry
+from isiqbot.storage.db import Database
+from isiqbot.storage.migrate import upgrade
+
+log = logging.getLogger("isiqbot")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def open_database(settings: Settings) -> Database:
+    """The database, migrated to the newest schema."""
+    db = Database(settings.database.database_url)
+    await upgrade(db.engine)
+    return db
+
+
+async def load_sample_registry_if_empty(db: Database) -> bool:
+    async with db.transaction() as session:
+        if not await registry.is_empty(session):
+            return False
+        await registry.import_csv(session, registry.SAMPLE_CSV.read_bytes())
+    return True
+
+
+async def cmd_chat(settings: Settings, lang: str) -> int:
+    db = await open_database(settings)
+    try:
+        if await load_sample_registry_if_empty(db):
+            log.info("the sample registry was loaded into an empty database")
+        out = sys.stdout
+        sms = TerminalSms(lambda text: print(text, file=out, flush=True))
+        service = Conversations(db, sms)
+        terminal = Terminal(service, StaffDesk(db), stdin_reader, out=out, lang=lang)
+        await terminal.run()
+    finally:
+        await db.dispose()
+    return 0
+
+
+async def cmd_migrate(settings: Settings) -> int:
+    db = await open_database(settings)
+    await db.dispose()
+    print("database schema is up to date")
+    return 0
+
+
+async def cmd_registry_import(settings: Settings, path: Path) -> int:
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    db = await open_database(settings)
+    try:
+        async with db.transaction() as session:
+            report = await registry.import_csv(session, data)
+    except registry.RegistryImportError as exc:
+        print(f"{path}: nothing was imported; {len(exc.errors)} problem(s):", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+    print(
+        f"imported {report.persons} persons, {report.accounts} accounts, "
+        f"{report.metering_points} metering points; {report.deactivated} no longer in the file set inactive"
+    )
+    return 0
+
+
+async def cmd_run(settings: Settings) -> int:
+    """The service; channels join here as they are built (Telegram, WhatsApp), the web server with them."""
+    from isiqbot.bot.web import serve
+
+    db = await open_database(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    configured = [
+        name
+        for name, on in (("telegram", settings.telegram.bot_token), ("whatsapp", settings.whatsapp.enabled))
+        if on
+    ]
+    if configured:
+        log.warning("channels configured but not yet available in this version: %s", ", ".join(configured))
+    try:
+        await serve(settings, db, Conversations(db, LogSms()), stop)
+    finally:
+        await db.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="isiqbot", description="Technical-service applications of Azərişıq")
+    commands = parser.add_subparsers(dest="command", required=True)
+    chat = commands.add_parser("chat", help="the whole service in this terminal, as subscriber and staff")
+    chat.add_argument("--lang", choices=LANGUAGES, default="az", help="the language to start in (default az)")
+    commands.add_parser("run", help="the service: channels with credentials, the web server")
+    commands.add_parser("migrate", help="bring the database schema up to date")
+    reg = commands.add_parser("registry", help="the registry of subscribers")
+    reg_commands = reg.add_subparsers(dest="registry_command", required=True)
+    imp = reg_commands.add_parser("import", help="load or refresh the registry from a billing CSV export")
+    imp.add_argument("file", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(encoding="utf-8")
+    try:
+        settings = Settings()
+    except SettingsError as exc:
+        print(f"isiqbot: settings: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging("WARNING" if args.command == "chat" else settings.http.log_level)
+    if args.command == "chat":
+        return asyncio.run(cmd_chat(settings, args.lang))
+    if args.command == "migrate":
+        return asyncio.run(cmd_migrate(settings))
+    if args.command == "registry":
+        return asyncio.run(cmd_registry_import(settings, args.file))
+    return asyncio.run(cmd_run(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""The service every channel shares: one transaction per update, in order per conversation.
+
+A channel calls `Conversations.handle(subscriber, event, update_id)`; it gets back what to show.
+The update id is recorded, the conversation row locked, the dialog run and the new state written in
+one transaction, so a re-delivered update does nothing and a crash leaves the previous step or the next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from isiqbot.dialogs import ports
+from isiqbot.dialogs.errors import DialogError
+from isiqbot.dialogs.events import Event
+from isiqbot.dialogs.machine import Dialog
+from isiqbot.dialogs.replies import Message, Outcome
+from isiqbot.dialogs.state import State
+from isiqbot.dialogs.validate import mask_phone
+from isiqbot.locales import Msg, normalize_language
+from isiqbot.storage import applications, conversations, lifecycle, registry
+from isiqbot.storage.db import Database, as_utc
+from isiqbot.storage.models import Application
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class LogSms:
+    """The SMS sink when no gateway is configured: the text goes to the log, the number masked."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Msg, str]] = []
+
+    async def send(self, phone: str, text: Msg, lang: str) -> None:
+        self.sent.append((phone, text, lang))
+        log.info("SMS to %s: %s", mask_phone(phone), text.key)
+
+
+class RegistryAdapter:
+    """The dialog's `Registry` port over the registry tables, inside the update's transaction."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def holders_by_phone(self, phone: str) -> Sequence[ports.Holder]:
+        people = await registry.persons_by_phone(self.session, phone)
+        return [ports.Holder(full_name=p.full_name, fin=p.fin) for p in people]
+
+    async def accounts_by_phone(self, phone: str) -> Sequence[ports.AccountView]:
+        rows = await registry.accounts_by_phone(self.session, phone)
+        return [
+            ports.AccountView(id=a.id or 0, code=a.code, kind=a.kind, address=a.address, region=a.region)
+            for a in rows
+        ]
+
+    async def phone_for_code(self, code: str) -> str | None:
+        return await registry.phone_for_code(self.session, code)
+
+    async def metering_points(self, account_id: int) -> Sequence[ports.MeteringPointView]:
+        rows = await registry.metering_points(self.session, account_id)
+        return [
+            ports.MeteringPointView(id=p.id or 0, code=p.code, address=p.address, region=p.region)
+            for p in rows
+        ]
+
+
+def application_view(app: Application, history: Sequence[Any] = ()) -> ports.ApplicationView:
+    return ports.ApplicationView(
+        id=app.id or 0,
+        number=app.number,
+        kind=app.kind,
+        account_code=app.account_code,
+        metering_point_code=app.metering_point_code,
+        reason=app.reason,
+        status=app.status,
+        created_at=as_utc(app.created_at),
+        result=app.result,
+        history=tuple(ports.StatusEntry(c.new_status, as_utc(c.created_at), c.note) for c in history),
+    )
+
+
+class ApplicationsAdapter:
+    """The dialog's `Applications` port, inside the update's transaction."""
+
+    def __init__(self, session: AsyncSession, now: datetime) -> None:
+        self.session = session
+        self.now = now
+
+    async def reserve_number(self) -> str:
+        return await applications.reserve_number(self.session, self.now)
+
+    async def register(self, draft: ports.ApplicationDraft) -> ports.Registered:
+        new = applications.NewApplication(
+            number=draft.number,
+            channel=draft.subscriber.channel,
+            user_key=draft.subscriber.user_key,
+            applicant_phone=draft.applicant_phone,
+            lang=draft.lang,
+            account_id=draft.account_id,
+            metering_point_id=draft.metering_point_id,
+            reason=draft.reason,
+            description=draft.description,
+            photo_ref=draft.photo_ref,
+            latitude=draft.latitude,
+            longitude=draft.longitude,
+            mobile=draft.mobile,
+            extra_phones=draft.extra_phones,
+            email=draft.email,
+        )
+        app, created = await applications.register(self.session, new, self.now)
+        if created:
+            log.info("application %s registered (%s, %s)", app.number, app.channel, app.kind)
+        return ports.Registered(number=app.number, created=created)
+
+    async def list_mine(
+        self, subscriber: ports.Subscriber, phone: str | None
+    ) -> Sequence[ports.ApplicationView]:
+        rows = await applications.list_for_subscriber(
+            self.session, subscriber.channel, subscriber.user_key, phone
+        )
+        return [application_view(a) for a in rows]
+
+    async def get_mine(
+        self, subscriber: ports.Subscriber, phone: str | None, application_id: int
+    ) -> ports.ApplicationView | None:
+        app = await self.session.get(Application, application_id)
+        if app is None:
+            return None
+        own_chat = (app.channel, app.user_key) == (subscriber.channel, subscriber.user_key)
+        if not own_chat and not (phone and app.applicant_phone == phone):
+            return None
+        history = (await applications.histories(self.session, [application_id]))[application_id]
+        return application_view(app, history)
+
+    async def cancel(self, application_id: int, actor: str) -> None:
+        try:
+            await applications.change_status(
+                self.session,
+                application_id,
+                lifecycle.Status.CANCELLED,
+                actor=actor,
+                role=lifecycle.Role.SUBSCRIBER,
+                note=None,
+                now=self.now,
+            )
+        except lifecycle.IllegalTransition as exc:
+            raise DialogError(Msg("app.cancel_too_late")) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What a channel shows after an update, and the language to show it in."""
+
+    outcome: Outcome
+    lang: str
+
+
+class Conversations:
+    """Runs the dialog for every channel; one instance per process."""
+
+    def __init__(
+        self, db: Database, sms: ports.Sms, clock: Clock = system_clock, dialog: Dialog | None = None
+    ):
+        self.db = db
+        self.sms = sms
+        self.clock = clock
+        self.dialog = dialog or Dialog()
+        # One lock per conversation, held while its update is handled: updates of one chat in order,
+        # different chats concurrently. Across processes the row lock in `conversations.lock` does it.
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+    async def handle(
+        self,
+        subscriber: ports.Subscriber,
+        event: Event | None,
+        update_id: str | None = None,
+        language_hint: str | None = None,
+    ) -> Handled | None:
+        """Handle one update; None when `update_id` was handled before. `event=None` re-asks the question.
+
+        Database failures propagate (the platform should re-deliver); any other failure is logged,
+        rolled back and answered with an apology, and the update is recorded so it is not retried forever.
+        """
+        key = (subscriber.channel, subscriber.user_key)
+        async with self._lock(key):
+            try:
+                return await self._handle(subscriber, event, update_id, language_hint)
+            except DBAPIError:
+                raise
+            except Exception:
+                log.exception("update %s of %s failed", update_id, subscriber.channel)
+                lang = await self._record_failed(subscriber, update_id, language_hint)
+                apology = Outcome((Message((Msg("error.internal"),)),), rev=-1, changed=False)
+                return Handled(apology, lang)
+
+    async def _handle(
+        self,
+        subscriber: ports.Subscriber,
+        event: Event | None,
+        update_id: str | None,
+        language_hint: str | None,
+    ) -> Handled | None:
+        now = self.clock()
+        async with self.db.transaction() as session:
+            if update_id is not None and not await conversations.mark_processed(
+                session, subscriber.channel, update_id, now
+            ):
+                return None
+            lang = normalize_language(language_hint)
+            row = await conversations.lock(session, subscriber.channel, subscriber.user_key, lang, now)
+            state = State.from_json(row.state, lang=row.lang or lang)
+            ctx = ports.Context(
+                subscriber=subscriber,
+                registry=RegistryAdapter(session),
+                applications=ApplicationsAdapter(session, now),
+                sms=self.sms,
+                now=now,
+            )
+            if event is None:
+                outcome = await self.dialog.current(state, ctx)
+                new_state = state
+            else:
+                new_state, outcome = await self.dialog.handle(state, event, ctx)
+            if outcome.changed or not row.state:
+                conversations.save(row, new_state.to_json(), new_state.step.value, new_state.lang, now)
+            return Handled(outcome, new_state.lang)
+
+    async def _record_failed(
+        self, subscriber: ports.Subscriber, update_id: str | None, hint: str | None
+    ) -> str:
+        async with self.db.transaction() as session:
+            if update_id is not None:
+                await conversations.mark_processed(session, subscriber.channel, update_id, self.clock())
+            row = await conversations.get(session, subscriber.channel, subscriber.user_key)
+            return row.lang if row else normalize_language(hint)
+
+    async def language(self, subscriber: ports.Subscriber) -> str | None:
+        async with self.db.transaction() as session:
+            row = await conversations.get(session, subscriber.channel, subscriber.user_key)
+            return row.lang if row else None
+
+
+def payload_msg(payload: dict[str, Any]) -> Msg:
+    """A stored notification payload back into a `Msg` (`{"$msg": key}` values become nested messages)."""
+    params = {
+        name: Msg(value["$msg"]) if isinstance(value, dict) and "$msg" in value else value
+        for name, value in (payload.get("params") or {}).items()
+    }
+    return Msg(str(payload.get("key", "")), params)

@@ -1,0 +1,202 @@
+"""Settings from the environment or `.env`: one class per concern, secrets as SecretStr.
+
+Impossible combinations are refused when the settings load, with the variable named, so a
+misconfigured deployment stops at start instead of failing on the first subscriber.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/isiqbot.db"
+S = TypeVar("S", bound=BaseSettings)
+
+
+def _config(prefix: str = "") -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+
+def _http_url(value: str | None, name: str) -> str | None:
+    if value is None or value == "":
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"{name} must start with http:// or https://")
+    return value.rstrip("/")
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = _config()
+    database_url: str = DEFAULT_DATABASE_URL
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+class TelegramSettings(BaseSettings):
+    model_config = _config("TELEGRAM_")
+    bot_token: SecretStr | None = None
+    api_url: str = "https://api.telegram.org"
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        return _http_url(value, "TELEGRAM_API_URL") or "https://api.telegram.org"
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith("https://"):
+            raise ValueError("TELEGRAM_WEBHOOK_URL must be an https:// address (Telegram calls only HTTPS)")
+        return value or None
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("TELEGRAM_WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @model_validator(mode="after")
+    def _combination(self) -> TelegramSettings:
+        if self.webhook_url and self.bot_token is None:
+            raise ValueError("TELEGRAM_WEBHOOK_URL is set but TELEGRAM_BOT_TOKEN is not")
+        if self.webhook_url and self.webhook_secret is None:
+            raise ValueError(
+                "TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET to authenticate Telegram's calls"
+            )
+        return self
+
+
+class WhatsAppSettings(BaseSettings):
+    model_config = _config("WHATSAPP_")
+    token: SecretStr | None = None
+    phone_number_id: str | None = None
+    app_secret: SecretStr | None = None
+    verify_token: SecretStr | None = None
+    api_url: str = "https://graph.facebook.com/v21.0"
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        return _http_url(value, "WHATSAPP_API_URL") or "https://graph.facebook.com/v21.0"
+
+    @model_validator(mode="after")
+    def _combination(self) -> WhatsAppSettings:
+        given = {
+            "WHATSAPP_TOKEN": self.token,
+            "WHATSAPP_PHONE_NUMBER_ID": self.phone_number_id,
+            "WHATSAPP_APP_SECRET": self.app_secret,
+            "WHATSAPP_VERIFY_TOKEN": self.verify_token,
+        }
+        missing = [name for name, value in given.items() if not value]
+        if len(missing) not in (0, len(given)):
+            raise ValueError(
+                f"WhatsApp is half configured: set {', '.join(missing)} as well (or none of them)"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.token is not None
+
+
+class SmsSettings(BaseSettings):
+    model_config = _config("SMS_")
+    gateway_url: str | None = None
+    gateway_token: SecretStr | None = None
+    sender: str = "Azerisiq"
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _http_url(value, "SMS_GATEWAY_URL")
+
+
+class SmtpSettings(BaseSettings):
+    model_config = _config("SMTP_")
+    host: str | None = None
+    port: int = Field(default=587, ge=1, le=65535)
+    user: str | None = None
+    password: SecretStr | None = None
+    from_: str | None = Field(default=None, alias="SMTP_FROM")
+
+    @model_validator(mode="after")
+    def _combination(self) -> SmtpSettings:
+        if self.host and not self.from_:
+            raise ValueError("SMTP_HOST is set but SMTP_FROM (the sender address) is not")
+        if self.user and self.password is None:
+            raise ValueError("SMTP_USER is set but SMTP_PASSWORD is not")
+        return self
+
+
+class StaffSettings(BaseSettings):
+    model_config = _config()
+    staff_chat_id: int | None = None
+    departments_file: Path | None = None
+
+    @field_validator("departments_file")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"DEPARTMENTS_FILE {value} does not exist")
+        return value
+
+
+class HttpSettings(BaseSettings):
+    model_config = _config()
+    public_base_url: str = "http://127.0.0.1:8080"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value, "PUBLIC_BASE_URL") or "http://127.0.0.1:8080"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class SettingsError(Exception):
+    """Settings that cannot work together; the message names the variable."""
+
+
+class Settings:
+    """All settings, each concern loaded and checked on its own."""
+
+    def __init__(self, env_file: str | Path | None = ".env") -> None:
+        self.database = _load(DatabaseSettings, env_file)
+        self.telegram = _load(TelegramSettings, env_file)
+        self.whatsapp = _load(WhatsAppSettings, env_file)
+        self.sms = _load(SmsSettings, env_file)
+        self.smtp = _load(SmtpSettings, env_file)
+        self.staff = _load(StaffSettings, env_file)
+        self.http = _load(HttpSettings, env_file)
+
+
+def _load(cls: type[S], env_file: str | Path | None) -> S:
+    try:
+        return cls(_env_file=env_file)
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix") or "")
+        lines = []
+        for error in exc.errors():
+            field = "_".join(str(part) for part in error.get("loc", ())).upper()
+            name = field if field.startswith(prefix) else prefix + field
+            message = str(error.get("msg", "")).removeprefix("Value error, ")
+            lines.append(message if not field or name in message else f"{name}: {message}")
+        raise SettingsError("; ".join(lines)) from None

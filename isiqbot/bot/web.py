@@ -1,0 +1,60 @@
+"""The one aiohttp server of the service; today /healthz and /metrics, the webhooks join it later."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from sqlalchemy import text
+
+from isiqbot.bot.service import Conversations
+from isiqbot.bot.settings import Settings
+from isiqbot.storage import applications
+from isiqbot.storage.db import Database
+
+log = logging.getLogger(__name__)
+DB_KEY = web.AppKey("db", Database)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the database answers, 503 otherwise."""
+    try:
+        async with request.app[DB_KEY].transaction() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception:
+        log.exception("health check: the database does not answer")
+        return web.json_response({"status": "error", "database": "unreachable"}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format: applications by status."""
+    async with request.app[DB_KEY].transaction() as session:
+        counts = await applications.count_by_status(session)
+    lines = [
+        "# HELP isiqbot_applications Applications by status.",
+        "# TYPE isiqbot_applications gauge",
+        *(f'isiqbot_applications{{status="{status}"}} {count}' for status, count in sorted(counts.items())),
+    ]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+
+
+def make_app(db: Database) -> web.Application:
+    app = web.Application(client_max_size=1024 * 1024)
+    app[DB_KEY] = db
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def serve(settings: Settings, db: Database, service: Conversations, stop: asyncio.Event) -> None:
+    runner = web.AppRunner(make_app(db))
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http.http_host, settings.http.http_port)
+    await site.start()
+    log.info("listening on http://%s:%s", settings.http.http_host, settings.http.http_port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,135 @@
+"""What the dialog needs from the rest of the service, as protocols and small frozen records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from isiqbot.locales import Msg
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A person on file in the registry."""
+
+    full_name: str
+    fin: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    id: int
+    code: str
+    kind: str  # "residential" | "non_residential"
+    address: str | None
+    region: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MeteringPointView:
+    id: int
+    code: str
+    address: str
+    region: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEntry:
+    status: str
+    at: datetime
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationView:
+    id: int
+    number: str
+    kind: str
+    account_code: str
+    metering_point_code: str | None
+    reason: str
+    status: str
+    created_at: datetime
+    result: str | None
+    history: tuple[StatusEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """Who is talking: the channel and the user's id on it."""
+
+    channel: str
+    user_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationDraft:
+    """A complete application as the subscriber confirmed it on the review card."""
+
+    number: str
+    subscriber: Subscriber
+    applicant_phone: str
+    lang: str
+    account_id: int
+    metering_point_id: int | None
+    reason: str
+    description: str
+    photo_ref: str | None
+    latitude: float | None
+    longitude: float | None
+    mobile: str
+    extra_phones: tuple[str, ...]
+    email: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    number: str
+    created: bool  # false: this number was registered before (a repeated "Send")
+
+
+class Registry(Protocol):
+    async def holders_by_phone(self, phone: str) -> Sequence[Holder]: ...
+
+    async def accounts_by_phone(self, phone: str) -> Sequence[AccountView]: ...
+
+    async def phone_for_code(self, code: str) -> str | None:
+        """The phone on file for the owner of a subscriber code or main code."""
+        ...
+
+    async def metering_points(self, account_id: int) -> Sequence[MeteringPointView]: ...
+
+
+class Applications(Protocol):
+    async def reserve_number(self) -> str: ...
+
+    async def register(self, draft: ApplicationDraft) -> Registered: ...
+
+    async def list_mine(self, subscriber: Subscriber, phone: str | None) -> Sequence[ApplicationView]: ...
+
+    async def get_mine(
+        self, subscriber: Subscriber, phone: str | None, application_id: int
+    ) -> ApplicationView | None: ...
+
+    async def cancel(self, application_id: int, actor: str) -> None:
+        """Cancel on the subscriber's behalf; raises `isiqbot.dialogs.errors.DialogError` when too late."""
+        ...
+
+
+class Sms(Protocol):
+    async def send(self, phone: str, text: Msg, lang: str) -> None:
+        """Send (or queue) an SMS; the one-time codes go this way."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The ports one event may use, and the time it happens at."""
+
+    subscriber: Subscriber
+    registry: Registry
+    applications: Applications
+    sms: Sms
+    now: datetime

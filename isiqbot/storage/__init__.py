@@ -1,0 +1,1 @@
+"""Tables, the async engine, migrations and repositories: everything that touches the database."""

@@ -1,0 +1,149 @@
+"""The tables. Times are UTC; IDs and JSON primitives only, so every row reads back the same."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kwargs: Any) -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False, **kwargs))
+
+
+class Person(SQLModel, table=True):
+    """A person on file in the billing registry (FİN is unique)."""
+
+    __tablename__ = "person"
+    id: int | None = Field(default=None, primary_key=True)
+    fin: str = Field(max_length=7, unique=True)
+    full_name: str = Field(max_length=200)
+    phone: str = Field(max_length=16, index=True)
+
+
+class Account(SQLModel, table=True):
+    """A subscriber code (residential) or a main code (non-residential)."""
+
+    __tablename__ = "account"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=20, unique=True)
+    kind: str = Field(max_length=20)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    address: str | None = Field(default=None, max_length=300)
+    region: str | None = Field(default=None, max_length=100)
+    active: bool = True
+
+
+class MeteringPoint(SQLModel, table=True):
+    """A metering point of a non-residential account."""
+
+    __tablename__ = "metering_point"
+    __table_args__ = (UniqueConstraint("account_id", "code", name="uq_metering_point_account_code"),)
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    code: str = Field(max_length=40)
+    address: str = Field(max_length=300)
+    region: str = Field(max_length=100)
+    active: bool = True
+
+
+class ApplicationCounter(SQLModel, table=True):
+    """The last number given out in a year: numbers are never reused, even for abandoned drafts."""
+
+    __tablename__ = "application_counter"
+    year: int = Field(primary_key=True)
+    last: int = 0
+
+
+class Application(SQLModel, table=True):
+    """A registered application, with a snapshot of the account as it was when it was sent."""
+
+    __tablename__ = "application"
+    __table_args__ = (Index("ix_application_subscriber", "channel", "user_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=16, unique=True)
+    channel: str = Field(max_length=16)
+    user_key: str = Field(max_length=64)
+    applicant_phone: str = Field(max_length=16, index=True)
+    lang: str = Field(max_length=2)
+    person_id: int | None = Field(default=None, foreign_key="person.id")
+    account_id: int | None = Field(default=None, foreign_key="account.id")
+    kind: str = Field(max_length=20)
+    account_code: str = Field(max_length=20, index=True)
+    metering_point_id: int | None = Field(default=None, foreign_key="metering_point.id")
+    metering_point_code: str | None = Field(default=None, max_length=40)
+    address: str | None = Field(default=None, max_length=300)
+    region: str | None = Field(default=None, max_length=100)
+    reason: str = Field(max_length=32)
+    description: str = Field(sa_column=Column(Text, nullable=False))
+    photo_ref: str | None = Field(default=None, max_length=512)
+    latitude: float | None = None
+    longitude: float | None = None
+    mobile: str = Field(max_length=16)
+    extra_phones: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    email: str | None = Field(default=None, max_length=254)
+    status: str = Field(max_length=16, index=True)
+    result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class StatusChange(SQLModel, table=True):
+    """One change of an application's status: who, when, and why. The audit trail."""
+
+    __tablename__ = "status_change"
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    old_status: str | None = Field(default=None, max_length=16)
+    new_status: str = Field(max_length=16)
+    actor: str = Field(max_length=64)
+    note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = _ts()
+
+
+class Conversation(SQLModel, table=True):
+    """One subscriber's conversation on one channel: the dialog state, written at every transition."""
+
+    __tablename__ = "conversation"
+    __table_args__ = (UniqueConstraint("channel", "user_key", name="uq_conversation_channel_user"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=16)
+    user_key: str = Field(max_length=64)
+    step: str = Field(default="menu", max_length=32)
+    lang: str = Field(default="az", max_length=2)
+    state: str = Field(default="", sa_column=Column(Text, nullable=False))
+    updated_at: datetime = _ts()
+
+
+class ProcessedUpdate(SQLModel, table=True):
+    """A platform update already handled: a re-delivery of it is acknowledged and ignored."""
+
+    __tablename__ = "processed_update"
+    channel: str = Field(primary_key=True, max_length=16)
+    update_id: str = Field(primary_key=True, max_length=128)
+    created_at: datetime = _ts()
+
+
+class Notification(SQLModel, table=True):
+    """A message owed to a subscriber (the outbox): written with the event that causes it."""
+
+    __tablename__ = "notification"
+    __table_args__ = (Index("ix_notification_recipient_state", "channel", "user_key", "state"),)
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int | None = Field(default=None, foreign_key="application.id", index=True)
+    channel: str = Field(max_length=16)
+    user_key: str = Field(max_length=64)
+    lang: str = Field(max_length=2)
+    kind: str = Field(max_length=32)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    state: str = Field(default="queued", max_length=16)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _ts()
+    sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))

@@ -1,0 +1,298 @@
+"""The registry of subscribers: its CSV import (all or nothing) and the look-ups the dialog needs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import phonenumbers
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from isiqbot.storage.models import Account, MeteringPoint, Person
+
+HEADER = ("fin", "full_name", "phone", "kind", "code", "metering_point", "address", "region")
+KINDS = ("residential", "non_residential")
+SAMPLE_CSV = Path(__file__).with_name("sample_registry.csv")
+MAX_ERRORS = 200
+
+_FIN_RE = re.compile(r"^[0-9A-HJ-NP-Z]{7}$")
+_CODE_RE = re.compile(r"^\d{6,20}$")
+_POINT_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z\-_/.]{0,39}$")
+_MOBILE = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}" if self.line else self.reason
+
+
+class RegistryImportError(Exception):
+    """The file was refused as a whole; `errors` names each bad line and why."""
+
+    def __init__(self, errors: Sequence[LineError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+@dataclass(slots=True)
+class ImportReport:
+    persons: int = 0
+    accounts: int = 0
+    metering_points: int = 0
+    deactivated: int = 0
+
+
+@dataclass(slots=True)
+class _Row:
+    line: int
+    fin: str
+    full_name: str
+    phone: str
+    kind: str
+    code: str
+    point: str
+    address: str
+    region: str
+
+
+@dataclass(slots=True)
+class _Parsed:
+    persons: dict[str, tuple[str, str]] = field(default_factory=dict)  # fin → (name, phone)
+    accounts: dict[str, _Row] = field(default_factory=dict)  # code → first row
+    points: dict[tuple[str, str], _Row] = field(default_factory=dict)
+
+
+def _clean(value: str | None) -> str:
+    return unicodedata.normalize("NFC", (value or "").strip())
+
+
+def _has_control(value: str) -> bool:
+    return any(unicodedata.category(ch) == "Cc" for ch in value)
+
+
+def _phone(value: str) -> str | None:
+    try:
+        number = phonenumbers.parse(value, "AZ")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number) or phonenumbers.region_code_for_number(number) != "AZ":
+        return None
+    if phonenumbers.number_type(number) not in _MOBILE:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def parse_csv(data: bytes) -> _Parsed:
+    """Check every line of an export; raise with all the reasons, or return the rows grouped."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RegistryImportError([LineError(0, f"the file is not UTF-8 (byte {exc.start})")]) from exc
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise RegistryImportError([LineError(0, "the file is empty")]) from None
+    except csv.Error as exc:
+        raise RegistryImportError([LineError(1, f"unreadable CSV: {exc}")]) from exc
+    names = tuple(_clean(h).lower() for h in header)
+    if names != HEADER:
+        raise RegistryImportError([LineError(1, f"the header must be: {','.join(HEADER)}")])
+
+    errors: list[LineError] = []
+    parsed = _Parsed()
+
+    def bad(line: int, reason: str) -> None:
+        errors.append(LineError(line, reason))
+
+    try:
+        for raw in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in raw):
+                continue
+            if len(raw) != len(HEADER):
+                bad(line, f"expected {len(HEADER)} fields, found {len(raw)}")
+                continue
+            cells = [_clean(c) for c in raw]
+            if any(_has_control(c) for c in cells):
+                bad(line, "control characters in a field")
+                continue
+            fin, name, phone_raw, kind, code, point, address, region = cells
+            fin = fin.upper()
+            reasons = []
+            if not _FIN_RE.fullmatch(fin):
+                reasons.append(f"bad FİN {fin[:16]!r}: 7 characters of 0-9 and A-Z without I and O")
+            if not name or len(name) > 200:
+                reasons.append("full_name is empty or longer than 200 characters")
+            phone = _phone(phone_raw)
+            if phone is None:
+                reasons.append("bad phone: not a valid Azerbaijani mobile number")
+            if kind not in KINDS:
+                reasons.append(f"unknown kind {kind[:32]!r}: residential or non_residential")
+            if not _CODE_RE.fullmatch(code):
+                reasons.append("bad code: 6 to 20 digits")
+            if kind == "residential" and point:
+                reasons.append("a residential row has a metering point")
+            if kind == "non_residential" and not point:
+                reasons.append("a non-residential row needs a metering point")
+            if point and not _POINT_RE.fullmatch(point):
+                reasons.append("bad metering point: up to 40 letters, digits, - _ / .")
+            if not address or len(address) > 300:
+                reasons.append("address is empty or longer than 300 characters")
+            if not region or len(region) > 100:
+                reasons.append("region is empty or longer than 100 characters")
+            if reasons:
+                bad(line, "; ".join(reasons))
+                continue
+            assert phone is not None
+            row = _Row(line, fin, name, phone, kind, code, point, address, region)
+            known = parsed.persons.get(fin)
+            if known and known != (name, phone):
+                bad(line, f"FİN {fin} has another name or phone on an earlier line")
+                continue
+            first = parsed.accounts.get(code)
+            if first is not None:
+                if first.fin != fin:
+                    bad(line, f"duplicate code {code} with another owner (line {first.line})")
+                    continue
+                if first.kind != kind:
+                    bad(line, f"code {code} is {first.kind} on line {first.line}")
+                    continue
+                if kind == "residential":
+                    bad(line, f"duplicate subscriber code {code} (line {first.line})")
+                    continue
+                if (code, point) in parsed.points:
+                    bad(
+                        line,
+                        f"duplicate metering point {point} of {code} (line {parsed.points[code, point].line})",  # noqa: E501
+                    )
+                    continue
+            parsed.persons[fin] = (name, phone)
+            parsed.accounts.setdefault(code, row)
+            if point:
+                parsed.points[code, point] = row
+            if len(errors) >= MAX_ERRORS:
+                break
+    except csv.Error as exc:
+        bad(reader.line_num, f"unreadable CSV: {exc}")
+    if errors:
+        raise RegistryImportError(errors)
+    if not parsed.accounts:
+        raise RegistryImportError([LineError(0, "the file has no rows")])
+    return parsed
+
+
+async def import_csv(session: AsyncSession, data: bytes) -> ImportReport:
+    """Load or refresh the registry inside the caller's transaction; accounts not in the file go inactive.
+
+    Applications keep their own snapshot of the account, so nothing is deleted.
+    """
+    parsed = parse_csv(data)
+    report = ImportReport()
+
+    persons = {p.fin: p for p in (await session.scalars(select(Person))).all()}
+    for fin, (name, phone) in parsed.persons.items():
+        person = persons.get(fin)
+        if person is None:
+            person = Person(fin=fin, full_name=name, phone=phone)
+            session.add(person)
+            persons[fin] = person
+        else:
+            person.full_name, person.phone = name, phone
+        report.persons += 1
+    await session.flush()
+
+    accounts = {a.code: a for a in (await session.scalars(select(Account))).all()}
+    for code, row in parsed.accounts.items():
+        account = accounts.get(code)
+        residential = row.kind == "residential"
+        if account is None:
+            account = Account(code=code, kind=row.kind, person_id=0)
+            session.add(account)
+            accounts[code] = account
+        person_id = persons[row.fin].id
+        assert person_id is not None
+        account.kind, account.person_id, account.active = row.kind, person_id, True
+        account.address = row.address if residential else None
+        account.region = row.region if residential else None
+        report.accounts += 1
+    stale_accounts = [a.id for code, a in accounts.items() if code not in parsed.accounts and a.active]
+    await session.flush()
+
+    points = {
+        (accounts_by_id_code, p.code): p
+        for p, accounts_by_id_code in (
+            await session.execute(select(MeteringPoint, Account.code).join(Account))
+        ).tuples()
+    }
+    for (code, point_code), row in parsed.points.items():
+        point = points.get((code, point_code))
+        if point is None:
+            account_id = accounts[code].id
+            assert account_id is not None
+            session.add(
+                MeteringPoint(account_id=account_id, code=point_code, address=row.address, region=row.region)
+            )
+        else:
+            point.address, point.region, point.active = row.address, row.region, True
+        report.metering_points += 1
+    stale_points = [p.id for key, p in points.items() if key not in parsed.points and p.active]
+    if stale_accounts:
+        await session.execute(update(Account).where(col(Account.id).in_(stale_accounts)).values(active=False))
+    if stale_points:
+        await session.execute(
+            update(MeteringPoint).where(col(MeteringPoint.id).in_(stale_points)).values(active=False)
+        )
+    report.deactivated = len(stale_accounts) + len(stale_points)
+    await session.flush()
+    return report
+
+
+async def is_empty(session: AsyncSession) -> bool:
+    return (await session.scalar(select(func.count()).select_from(Account))) == 0
+
+
+async def persons_by_phone(session: AsyncSession, phone: str) -> Sequence[Person]:
+    """The people on file with this phone (a family may share one), with an active account."""
+    query = (
+        select(Person)
+        .where(Person.phone == phone, col(Person.id).in_(select(Account.person_id).where(Account.active)))
+        .order_by(Person.full_name)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def accounts_by_phone(session: AsyncSession, phone: str) -> Sequence[Account]:
+    """Active accounts whose owner's phone on file is `phone`: residential first, then by code."""
+    query = (
+        select(Account)
+        .join(Person)
+        .where(Person.phone == phone, Account.active)
+        .order_by(col(Account.kind).desc(), Account.code)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def phone_for_code(session: AsyncSession, code: str) -> str | None:
+    query = select(Person.phone).join(Account).where(Account.code == code, Account.active)
+    return (await session.scalars(query)).first()
+
+
+async def metering_points(session: AsyncSession, account_id: int) -> Sequence[MeteringPoint]:
+    query = (
+        select(MeteringPoint)
+        .where(MeteringPoint.account_id == account_id, MeteringPoint.active)
+        .order_by(MeteringPoint.code)
+    )
+    return (await session.scalars(query)).all()
