@@ -229,4 +229,4 @@ async def change_status(
 
 async def count_by_status(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Application.status, func.count()).group_by(Application.status))
-    return {status: count for status, count in rows.tuples()}
+    return {status: count for status, count in rows}

@@ -234,7 +234,7 @@ async def import_csv(session: AsyncSession, data: bytes) -> ImportReport:
         (accounts_by_id_code, p.code): p
         for p, accounts_by_id_code in (
             await session.execute(select(MeteringPoint, Account.code).join(Account))
-        ).tuples()
+        )
     }
     for (code, point_code), row in parsed.points.items():
         point = points.get((code, point_code))

@@ -1,0 +1,133 @@
+"""A fake channel that types and taps through the dialog and reads what was shown, as a person would."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+from isiqbot.bot.service import Conversations
+from isiqbot.dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
+from isiqbot.dialogs.ports import Subscriber
+from isiqbot.dialogs.replies import Message
+from isiqbot.dialogs.state import State, Step
+from isiqbot.locales import translate
+from isiqbot.storage import conversations
+
+_update_ids = itertools.count(1)
+
+# Sample registry people (fake numbers from isiqbot/storage/sample_registry.csv).
+PLAIN = "+994996510079"  # one residential account
+PLAIN_CODE = "168808605066007"
+LANDLORD = "+994993491065"  # ten residential accounts
+BOTH = "+994998406430"  # two residential accounts and a main code with three metering points
+CHAIN = "+994778604692"  # a main code with twelve metering points
+CHAIN_CODE = "5412017015"
+SHOP = "+994774167885"  # a main code with two metering points
+SHOP_CODE = "8177578199"
+
+
+class Chat:
+    def __init__(self, service: Conversations, user: str = "u1", channel: str = "test") -> None:
+        self.service = service
+        self.subscriber = Subscriber(channel, user)
+        self.messages: tuple[Message, ...] = ()
+        self.rev = 0
+        self.lang = "az"
+        self.history: list[str] = []
+
+    async def send(self, event: Event, update_id: str | None = None, hint: str | None = None) -> str:
+        uid = update_id if update_id is not None else str(next(_update_ids))
+        handled = await self.service.handle(self.subscriber, event, update_id=uid, language_hint=hint)
+        if handled is None:
+            return ""
+        self.lang = handled.lang
+        self.messages = handled.outcome.messages
+        if handled.outcome.rev >= 0:
+            self.rev = handled.outcome.rev
+        self.history.append(self.text)
+        return self.text
+
+    @property
+    def text(self) -> str:
+        """Everything shown for the last event, as the person reads it."""
+        return "\n\n".join(self.render(m) for m in self.messages)
+
+    def render(self, message: Message) -> str:
+        lines = [translate(p, self.lang) for p in message.parts]
+        lines += [f"[{translate(c.label, self.lang)}]" for c in message.choices]
+        return "\n".join(lines)
+
+    @property
+    def question(self) -> Message:
+        return self.messages[-1]
+
+    @property
+    def choice_ids(self) -> list[str]:
+        return [c.id for c in self.question.choices]
+
+    def labels(self) -> list[str]:
+        return [translate(c.label, self.lang) for c in self.question.choices]
+
+    async def start(self, hint: str | None = None) -> str:
+        return await self.send(Command("start"), hint=hint)
+
+    async def type(self, text: str) -> str:
+        return await self.send(Text(text))
+
+    async def command(self, name: str, arg: str = "") -> str:
+        return await self.send(Command(name, arg))
+
+    async def contact(self, phone: str, own: bool = True) -> str:
+        return await self.send(Contact(phone, own))
+
+    async def photo(self, ref: str = "file-1") -> str:
+        return await self.send(Photo(ref))
+
+    async def location(self, lat: float, lon: float) -> str:
+        return await self.send(Location(lat, lon))
+
+    async def press(self, which: str) -> str:
+        """Press a button of the last question, by its id or by a part of its label."""
+        for choice in self.question.choices:
+            if choice.id == which or which in translate(choice.label, self.lang):
+                return await self.send(Pressed(choice.id, self.rev))
+        raise AssertionError(f"no button {which!r} among {self.labels()} / {self.choice_ids}")
+
+    async def press_id(self, choice_id: str, rev: int | None = None) -> str:
+        return await self.send(Pressed(choice_id, self.rev if rev is None else rev))
+
+    async def state(self) -> State:
+        async with self.service.db.transaction() as session:
+            row = await conversations.get(session, self.subscriber.channel, self.subscriber.user_key)
+            assert row is not None
+            return State.from_json(row.state)
+
+    async def step(self) -> Step:
+        return (await self.state()).step
+
+    async def stored_raw(self) -> str:
+        async with self.service.db.transaction() as session:
+            row = await conversations.get(session, self.subscriber.channel, self.subscriber.user_key)
+            return row.state if row else ""
+
+
+async def identify(chat: Chat, phone: str = PLAIN) -> None:
+    await chat.start()
+    await chat.press("new")
+    await chat.contact(phone)
+
+
+async def fill_residential(chat: Chat, phone: str = PLAIN, account: str | None = None) -> None:
+    """From a fresh chat to the review card of a residential application."""
+    await identify(chat, phone)
+    await chat.press(account or chat.choice_ids[0])
+    await chat.press("reason:no_power")
+    await chat.type("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
+    await chat.press("done")
+    await chat.press("keep")
+    await chat.press("done")
+    await chat.press("skip")
+
+
+def reviewed_fields(text: str) -> Sequence[str]:
+    return [line for line in text.splitlines() if ":" in line]

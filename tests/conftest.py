@@ -1,0 +1,120 @@
+"""Fixtures: the real databases (SQLite file, PostgreSQL), a clock the tests move, the fake channel."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from isiqbot.bot.service import Conversations, LogSms
+from isiqbot.storage import registry
+from isiqbot.storage.db import Database
+from isiqbot.storage.migrate import upgrade
+from tests.chat import Chat
+
+POSTGRES_URL = os.environ.get(
+    "TEST_DATABASE_URL_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REQUIRE_POSTGRES = os.environ.get("ISIQBOT_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
+
+
+class Clock:
+    """Time that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def _server_dsn(database: str) -> str:
+    url = make_url(POSTGRES_URL).set(drivername="postgresql", database=database)
+    return url.render_as_string(hide_password=False)
+
+
+async def _postgres_database() -> str:
+    """A fresh database on the local server; skip (or fail in CI) when there is no server."""
+    name = f"isiqbot_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = await asyncpg.connect(_server_dsn(make_url(POSTGRES_URL).database or "test"), timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        message = f"PostgreSQL not reachable at {make_url(POSTGRES_URL).host}: {exc}"
+        if REQUIRE_POSTGRES:
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return name
+
+
+async def _drop_postgres_database(name: str) -> None:
+    admin = await asyncpg.connect(_server_dsn(make_url(POSTGRES_URL).database or "test"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def db_url(backend: str, tmp_path) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'isiqbot.db'}"
+        return
+    name = await _postgres_database()
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        await _drop_postgres_database(name)
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    await upgrade(database.engine)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
+async def sample_db(db: Database) -> Database:
+    async with db.transaction() as session:
+        await registry.import_csv(session, registry.SAMPLE_CSV.read_bytes())
+    return db
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def sms() -> LogSms:
+    return LogSms()
+
+
+@pytest.fixture
+def service(sample_db: Database, sms: LogSms, clock: Clock) -> Conversations:
+    return Conversations(sample_db, sms, clock=clock)
+
+
+@pytest.fixture
+def chat(service: Conversations) -> Chat:
+    return Chat(service)
