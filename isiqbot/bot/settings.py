@@ -18,7 +18,9 @@ S = TypeVar("S", bound=BaseSettings)
 
 
 def _config(prefix: str = "") -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore"
+    )
 
 
 def _http_url(value: str | None, name: str) -> str | None:

@@ -1,0 +1,42 @@
+"""`.env.example` lists every setting of DESIGN.md, and a copy of it is a working configuration."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from isiqbot.bot.settings import DEFAULT_DATABASE_URL, Settings
+
+ROOT = Path(__file__).parents[1]
+DESIGN_SETTINGS = set(
+    """
+    DATABASE_URL TELEGRAM_BOT_TOKEN TELEGRAM_API_URL TELEGRAM_WEBHOOK_URL TELEGRAM_WEBHOOK_SECRET
+    STAFF_CHAT_ID DEPARTMENTS_FILE WHATSAPP_TOKEN WHATSAPP_PHONE_NUMBER_ID WHATSAPP_APP_SECRET
+    WHATSAPP_VERIFY_TOKEN WHATSAPP_API_URL SMS_GATEWAY_URL SMS_GATEWAY_TOKEN SMS_SENDER
+    SMTP_HOST SMTP_PORT SMTP_USER SMTP_PASSWORD SMTP_FROM PUBLIC_BASE_URL HTTP_HOST HTTP_PORT LOG_LEVEL
+    """.split()
+)
+
+
+def test_every_setting_is_listed_with_a_comment() -> None:
+    lines = (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
+    listed = {m.group(1) for line in lines if (m := re.match(r"^([A-Z_]+)=", line))}
+    assert listed == DESIGN_SETTINGS
+    for index, line in enumerate(lines):
+        if re.match(r"^[A-Z_]+=", line):
+            above = [x for x in lines[:index] if x.strip()]
+            assert above and (above[-1].startswith("#") or re.match(r"^[A-Z_]+=", above[-1])), line
+
+
+def test_a_copy_of_the_example_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in DESIGN_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text((ROOT / ".env.example").read_text(encoding="utf-8"), encoding="utf-8")
+    settings = Settings(env_file=env_file)
+    assert settings.database.database_url == DEFAULT_DATABASE_URL
+    assert settings.telegram.bot_token is None and settings.staff.staff_chat_id is None
+    assert not settings.whatsapp.enabled and settings.smtp.host is None
+    assert settings.http.http_port == 8080

@@ -1,0 +1,167 @@
+"""Storage on SQLite and PostgreSQL: numbers, exactly-once registration and updates, row locks, schema."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlmodel import SQLModel, func, select
+
+from isiqbot.bot.service import Conversations, LogSms
+from isiqbot.dialogs.events import Photo
+from isiqbot.dialogs.state import State, Step
+from isiqbot.storage import applications, conversations, registry
+from isiqbot.storage.db import Database
+from isiqbot.storage.migrate import upgrade
+from isiqbot.storage.models import Application, ProcessedUpdate
+from tests.chat import PLAIN, Chat, fill_residential, identify
+
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+async def test_migrations_match_the_models(db: Database) -> None:
+    def diff(connection) -> list:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, SQLModel.metadata)
+
+    async with db.engine.connect() as connection:
+        assert await connection.run_sync(diff) == []
+
+
+async def test_migrate_twice_is_harmless(db: Database) -> None:
+    await upgrade(db.engine)
+    await upgrade(db.engine)
+    async with db.engine.connect() as connection:
+        version = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
+    assert version == "0001"
+
+
+async def test_sqlite_runs_in_wal_mode(db: Database, backend: str) -> None:
+    if backend != "sqlite":
+        return
+    async with db.engine.connect() as connection:
+        mode = (await connection.execute(text("PRAGMA journal_mode"))).scalar_one()
+    assert mode == "wal"
+
+
+async def test_numbers_under_concurrency_are_distinct_and_consecutive(db: Database) -> None:
+    async def reserve() -> str:
+        async with db.transaction() as session:
+            number = await applications.reserve_number(session, NOW)
+            await asyncio.sleep(0)  # let the others reach the counter while this row is held
+            return number
+
+    numbers = await asyncio.gather(*(reserve() for _ in range(20)))
+    assert sorted(numbers) == [f"TX-2026-{n:06d}" for n in range(1, 21)]
+    async with db.transaction() as session:
+        next_year = await applications.reserve_number(session, datetime(2027, 1, 1, tzinfo=UTC))
+    assert next_year == "TX-2027-000001"
+
+
+async def test_a_failed_transaction_does_not_give_back_its_number(db: Database) -> None:
+    class Boom(Exception):
+        pass
+
+    try:
+        async with db.transaction() as session:
+            await applications.reserve_number(session, NOW)
+            raise Boom
+    except Boom:
+        pass
+    async with db.transaction() as session:
+        first = await applications.reserve_number(session, NOW)
+    async with db.transaction() as session:
+        second = await applications.reserve_number(session, NOW)
+    # A rolled-back reservation leaves no trace; committed ones are never handed out again.
+    assert (first, second) == ("TX-2026-000001", "TX-2026-000002")
+
+
+async def test_processed_update_is_recorded_once_under_concurrency(db: Database) -> None:
+    async def mark() -> bool:
+        async with db.transaction() as session:
+            return await conversations.mark_processed(session, "telegram", "42", NOW)
+
+    results = await asyncio.gather(*(mark() for _ in range(5)))
+    assert sorted(results) == [False, False, False, False, True]
+    async with db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(ProcessedUpdate)) == 1
+
+
+async def test_register_is_idempotent_under_concurrency(sample_db: Database) -> None:
+    async with sample_db.transaction() as session:
+        [account] = await registry.accounts_by_phone(session, PLAIN)
+    assert account.id is not None
+    new = applications.NewApplication(
+        number="TX-2026-000777",
+        channel="test",
+        user_key="u1",
+        applicant_phone=PLAIN,
+        lang="az",
+        account_id=account.id,
+        metering_point_id=None,
+        reason="no_power",
+        description="Səhərdən işıq yoxdur.",
+        photo_ref=None,
+        latitude=None,
+        longitude=None,
+        mobile=PLAIN,
+        extra_phones=(),
+        email=None,
+    )
+
+    async def register() -> bool:
+        async with sample_db.transaction() as session:
+            _, created = await applications.register(session, new, NOW)
+            return created
+
+    results = await asyncio.gather(*(register() for _ in range(4)))
+    assert sorted(results) == [False, False, False, True]
+    async with sample_db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Application)) == 1
+
+
+async def test_two_processes_on_one_conversation_lose_no_update(sample_db: Database, clock) -> None:
+    """Two service instances with their own connection pools stand for two bot processes."""
+    first = Conversations(sample_db, LogSms(), clock=clock)
+    other_db = Database(sample_db.url)
+    second = Conversations(other_db, LogSms(), clock=clock)
+    try:
+        chat = Chat(first, user="shared")
+        await fill_residential(chat)
+        await chat.press("edit:attachments")
+        assert (await chat.step()) == Step.ATTACHMENTS
+        before = (await chat.state()).rev
+        services = [first, second] * 10
+        results = await asyncio.gather(
+            *(
+                svc.handle(chat.subscriber, Photo(f"photo-{i}"), update_id=f"p{i}")
+                for i, svc in enumerate(services)
+            )
+        )
+        assert all(r is not None and r.outcome.changed for r in results)
+        after = await chat.state()
+        assert after.rev == before + 20  # every update saw the state the previous one wrote
+        assert after.data["draft"]["photo"].startswith("photo-")
+    finally:
+        await other_db.dispose()
+
+
+async def test_state_is_written_at_every_transition(chat: Chat) -> None:
+    await identify(chat)
+    seen = [await chat.stored_raw()]
+    await chat.press(chat.choice_ids[0])
+    seen.append(await chat.stored_raw())
+    await chat.press("reason:other")
+    seen.append(await chat.stored_raw())
+    assert len(set(seen)) == 3
+    assert [State.from_json(raw).step for raw in seen] == [Step.ACCOUNT, Step.REASON, Step.DESCRIPTION]
+
+
+def test_unreadable_stored_state_becomes_a_fresh_menu() -> None:
+    for raw in ("", "not json", '{"step": "no_such_step"}', "[]", '{"step": "review", "data": 5}'):
+        state = State.from_json(raw, lang="ru")
+        assert state.step in Step
+        assert State.from_json(state.to_json()) == state
