@@ -207,8 +207,8 @@ class Conversations:
         async with self._lock(key):
             try:
                 return await self._handle(subscriber, event, update_id, language_hint)
-            except DBAPIError:
-                raise
+            except (DBAPIError, OSError, TimeoutError):
+                raise  # the storage is away: let the platform re-deliver the update later
             except Exception:
                 log.exception("update %s of %s failed", update_id, subscriber.channel)
                 lang = await self._record_failed(subscriber, update_id, language_hint)

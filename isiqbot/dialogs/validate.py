@@ -20,7 +20,7 @@ OTP_LENGTH = 6
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 _ALLOWED_CONTROLS = frozenset("\n\t")
 _SCRIPTS = ("LATIN", "CYRILLIC")
-_CODE_RE = re.compile(r"^\d{6,20}$")
+_CODE_RE = re.compile(r"^[0-9]{6,20}$")
 _MOBILE_TYPES = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
 
@@ -54,7 +54,8 @@ def description(text: str) -> str:
 def _parse_az(text: str) -> phonenumbers.PhoneNumber:
     value = clean_text(text)
     _check_characters(value)
-    if not value or len(value) > 32:
+    # phonenumbers reads letters as keypad digits ("50 FOR SALE"); a number is digits and punctuation.
+    if not value or len(value) > 32 or any(ch.isalpha() for ch in value):
         raise Invalid(Msg("error.phone_format"))
     try:
         number = phonenumbers.parse(value, "AZ")
@@ -124,7 +125,7 @@ def account_code(text: str) -> str:
 
 def otp(text: str) -> str:
     value = re.sub(r"\s", "", clean_text(text))
-    if not re.fullmatch(rf"\d{{{OTP_LENGTH}}}", value):
+    if not re.fullmatch(rf"[0-9]{{{OTP_LENGTH}}}", value):
         raise Invalid(Msg("error.otp_format", {"length": OTP_LENGTH}))
     return value
 

@@ -23,7 +23,7 @@ SAMPLE_CSV = Path(__file__).with_name("sample_registry.csv")
 MAX_ERRORS = 200
 
 _FIN_RE = re.compile(r"^[0-9A-HJ-NP-Z]{7}$")
-_CODE_RE = re.compile(r"^\d{6,20}$")
+_CODE_RE = re.compile(r"^[0-9]{6,20}$")
 _POINT_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z\-_/.]{0,39}$")
 _MOBILE = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
@@ -77,11 +77,14 @@ def _clean(value: str | None) -> str:
     return unicodedata.normalize("NFC", (value or "").strip())
 
 
-def _has_control(value: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" for ch in value)
+def _has_hidden(value: str) -> bool:
+    """Control and format characters (bidi overrides, zero-width spaces) have no place in the registry."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value)
 
 
 def _phone(value: str) -> str | None:
+    if any(ch.isalpha() for ch in value):  # phonenumbers would read letters as keypad digits
+        return None
     try:
         number = phonenumbers.parse(value, "AZ")
     except phonenumbers.NumberParseException:
@@ -117,19 +120,26 @@ def parse_csv(data: bytes) -> _Parsed:
         errors.append(LineError(line, reason))
 
     try:
-        for raw in reader:
-            line = reader.line_num
+        while True:
+            line = reader.line_num + 1  # where the record starts, even when a quoted field spans lines
+            try:
+                raw = next(reader)
+            except StopIteration:
+                break
             if not any(cell.strip() for cell in raw):
                 continue
+            if len(errors) >= MAX_ERRORS:
+                bad(line, f"stopped after {MAX_ERRORS} problems; fix these and import again")
+                break
             if len(raw) != len(HEADER):
                 bad(line, f"expected {len(HEADER)} fields, found {len(raw)}")
                 continue
             cells = [_clean(c) for c in raw]
-            if any(_has_control(c) for c in cells):
-                bad(line, "control characters in a field")
+            if any(_has_hidden(c) for c in cells):
+                bad(line, "control characters or invisible formatting in a field")
                 continue
             fin, name, phone_raw, kind, code, point, address, region = cells
-            fin = fin.upper()
+            fin, kind = fin.upper(), kind.lower()
             reasons = []
             if not _FIN_RE.fullmatch(fin):
                 reasons.append(f"bad FİN {fin[:16]!r}: 7 characters of 0-9 and A-Z without I and O")
@@ -182,8 +192,6 @@ def parse_csv(data: bytes) -> _Parsed:
             parsed.accounts.setdefault(code, row)
             if point:
                 parsed.points[code, point] = row
-            if len(errors) >= MAX_ERRORS:
-                break
     except csv.Error as exc:
         bad(reader.line_num, f"unreadable CSV: {exc}")
     if errors:

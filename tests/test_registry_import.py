@@ -1,0 +1,657 @@
+"""The registry CSV import: good files load, bad files change nothing and name each bad line and why.
+
+Every database test runs on SQLite and on PostgreSQL (the `db` fixture).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import SQLModel, select
+
+from isiqbot.storage import registry
+from isiqbot.storage.db import Database
+from isiqbot.storage.models import Account, MeteringPoint, Person
+from isiqbot.storage.registry import ImportReport, LineError, RegistryImportError
+
+HEADER = ",".join(registry.HEADER)
+COLUMNS = registry.HEADER
+
+# Fake people with realistic Azerbaijani data (FİN: 7 of [0-9A-HJ-NP-Z]; mobile +994 50/51/55/70/77/99/10).
+AYGUN = {
+    "fin": "AZ4K7P2",
+    "full_name": "Həsənova Aygün Rauf qızı",
+    "phone": "+994501234567",
+    "kind": "residential",
+    "code": "100200300400500",
+    "metering_point": "",
+    "address": "Bakı şəhəri, Nəsimi rayonu, Füzuli küçəsi 12, mənzil 7",
+    "region": "Nəsimi",
+}
+AYGUN_2 = AYGUN | {"code": "100200300400501", "address": "Bakı şəhəri, Nəsimi rayonu, Azadlıq prospekti 81"}
+ELVIN_SHOP_1 = {
+    "fin": "5RT8JKL",
+    "full_name": "Babayev Elvin Samir oğlu",
+    "phone": "+994552345678",
+    "kind": "non_residential",
+    "code": "2233445566",
+    "metering_point": "MN-01",
+    "address": "Sumqayıt şəhəri, Sülh küçəsi 40, mağaza",
+    "region": "Sumqayıt",
+}
+ELVIN_SHOP_2 = ELVIN_SHOP_1 | {
+    "metering_point": "MN-02",
+    "address": "Sumqayıt şəhəri, 9-cu mikrorayon, anbar 2",
+}
+RAMIL = {
+    "fin": "9XB3C7D",
+    "full_name": "Quliyev Ramil Tofiq oğlu",
+    "phone": "+994703456789",
+    "kind": "residential",
+    "code": "300400500600700",
+    "metering_point": "",
+    "address": "Gəncə şəhəri, Atatürk prospekti 18, mənzil 22",
+    "region": "Gəncə",
+}
+NIGAR = {
+    "fin": "7TRW2HJ",
+    "full_name": "Əliyeva Nigar Vaqif qızı",
+    "phone": "+994774567890",
+    "kind": "residential",
+    "code": "400500600700800",
+    "metering_point": "",
+    "address": "Şəki şəhəri, M.Ə.Rəsulzadə küçəsi 8",
+    "region": "Şəki",
+}
+BASE = [AYGUN, AYGUN_2, ELVIN_SHOP_1, ELVIN_SHOP_2, RAMIL]
+
+
+def row(base: dict[str, str], **changes: str) -> dict[str, str]:
+    return base | changes
+
+
+def line(values: dict[str, str]) -> str:
+    """One CSV line (no line end), quoted as a spreadsheet would."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="").writerow([values[c] for c in COLUMNS])
+    return out.getvalue()
+
+
+def make_csv(*rows: dict[str, str] | str, header: str = HEADER, end: str = "\n") -> bytes:
+    """A UTF-8 file: the header, then each row (a dict, or a raw line given as text)."""
+    lines = [header, *(r if isinstance(r, str) else line(r) for r in rows)]
+    return "".join(text + end for text in lines).encode("utf-8")
+
+
+async def load(db: Database, data: bytes) -> ImportReport:
+    async with db.transaction() as session:
+        return await registry.import_csv(session, data)
+
+
+async def refused(db: Database, data: bytes) -> list[LineError]:
+    with pytest.raises(RegistryImportError) as caught:
+        await load(db, data)
+    assert caught.value.errors, "a refused file must say why"
+    return caught.value.errors
+
+
+async def counts(db: Database) -> tuple[int, int, int]:
+    """How many persons, accounts and metering points there are."""
+    async with db.transaction() as session:
+        persons, accounts, points = [
+            int(await session.scalar(select(func.count()).select_from(table)) or 0)
+            for table in (Person, Account, MeteringPoint)
+        ]
+    return persons, accounts, points
+
+
+def _rows(items: list[SQLModel]) -> list[tuple[object, ...]]:
+    dumps = sorted((item.model_dump() for item in items), key=lambda d: d["id"])
+    return [tuple(sorted(d.items())) for d in dumps]
+
+
+async def snapshot(db: Database) -> dict[str, list[tuple[object, ...]]]:
+    """Every column of every registry row, to compare a database before and after."""
+    async with db.transaction() as session:
+        return {
+            table.__name__: _rows(list((await session.scalars(select(table))).all()))
+            for table in (Person, Account, MeteringPoint)
+        }
+
+
+async def account(db: Database, code: str) -> Account:
+    async with db.transaction() as session:
+        return (await session.scalars(select(Account).where(Account.code == code))).one()
+
+
+async def person(db: Database, fin: str) -> Person:
+    async with db.transaction() as session:
+        return (await session.scalars(select(Person).where(Person.fin == fin))).one()
+
+
+# --- the sample file --------------------------------------------------------------------------------
+
+
+async def test_sample_file_imports(db: Database) -> None:
+    report = await load(db, registry.SAMPLE_CSV.read_bytes())
+    # 62 rows: 25 people, 37 subscriber codes and 6 main codes with 25 metering points between them.
+    assert (report.persons, report.accounts, report.metering_points, report.deactivated) == (25, 43, 25, 0)
+    assert await counts(db) == (25, 43, 25)
+
+    async with db.transaction() as session:
+        kinds = dict((await session.execute(select(Account.kind, func.count()).group_by(Account.kind))).all())
+        assert kinds == {"residential": 37, "non_residential": 6}
+        assert (await session.scalar(select(func.count()).where(Account.active))) == 43
+
+
+async def test_sample_lookups(sample_db: Database) -> None:
+    async with sample_db.transaction() as session:
+        # The person with two residential accounts and one main code: residential first, then by code.
+        accounts = await registry.accounts_by_phone(session, "+994998406430")
+        assert [(a.kind, a.code) for a in accounts] == [
+            ("residential", "842246029105241"),
+            ("residential", "957554532695294"),
+            ("non_residential", "1756136644"),
+        ]
+        assert accounts[0].address == "Gəncə şəhəri, Atatürk prospekti 18, mənzil 22"
+        assert accounts[0].region == "Gəncə"
+        assert accounts[2].address is None  # a main code's addresses live on its metering points
+
+        people = await registry.persons_by_phone(session, "+994998406430")
+        assert [(p.fin, p.full_name) for p in people] == [("136UB12", "Məmmədova Səbinə Fikrət qızı")]
+
+        assert await registry.phone_for_code(session, "5412017015") == "+994778604692"
+        assert await registry.phone_for_code(session, "957554532695294") == "+994998406430"
+        assert await registry.phone_for_code(session, "999999999999999") is None
+
+        chain = await registry.accounts_by_phone(session, "+994778604692")
+        assert [a.code for a in chain] == ["5412017015"]
+        assert chain[0].id is not None
+        points = await registry.metering_points(session, chain[0].id)
+        assert [p.code for p in points] == [f"UN-{n:04d}" for n in range(1, 13)]
+        assert points[0].address == "Bakı şəhəri, Xətai rayonu, Babək prospekti 22, 1-ci mərtəbə, supermarket"
+        assert points[0].region == "Xətai"
+        assert points[11].region == "Binəqədi"
+
+        landlord = await registry.accounts_by_phone(session, "+994993491065")
+        assert len(landlord) == 10 and {a.kind for a in landlord} == {"residential"}
+
+        assert await registry.accounts_by_phone(session, "+994501111111") == []
+        assert await registry.persons_by_phone(session, "+994501111111") == []
+
+
+# --- good files ---------------------------------------------------------------------------------------
+
+
+async def test_small_file_imports_and_normalises(db: Database) -> None:
+    data = make_csv(
+        row(AYGUN, fin="az4k7p2", phone="050 123 45 67"),  # lower-case FİN, national phone format
+        row(AYGUN_2, fin="AZ4K7P2", phone="+994 50 123 45 67"),
+        ELVIN_SHOP_1,
+        ELVIN_SHOP_2,
+        RAMIL,
+    )
+    report = await load(db, data)
+    assert (report.persons, report.accounts, report.metering_points) == (3, 4, 2)
+    assert await counts(db) == (3, 4, 2)
+    aygun = await person(db, "AZ4K7P2")  # the FİN is upper-cased
+    assert (aygun.full_name, aygun.phone) == ("Həsənova Aygün Rauf qızı", "+994501234567")  # E.164
+    shop = await account(db, "2233445566")
+    assert shop.id is not None and shop.address is None and shop.region is None
+    async with db.transaction() as session:
+        assert [a.code for a in await registry.accounts_by_phone(session, "+994501234567")] == [
+            "100200300400500",
+            "100200300400501",
+        ]
+        points = await registry.metering_points(session, shop.id)
+        assert [(p.code, p.address, p.region) for p in points] == [
+            ("MN-01", "Sumqayıt şəhəri, Sülh küçəsi 40, mağaza", "Sumqayıt"),
+            ("MN-02", "Sumqayıt şəhəri, 9-cu mikrorayon, anbar 2", "Sumqayıt"),
+        ]
+
+
+@pytest.mark.parametrize("prefix", ["50", "51", "55", "70", "77", "99", "10"])
+async def test_every_mobile_prefix_is_accepted(db: Database, prefix: str) -> None:
+    await load(db, make_csv(row(RAMIL, phone=f"+994{prefix}3456789")))
+    assert (await person(db, RAMIL["fin"])).phone == f"+994{prefix}3456789"
+
+
+async def test_bom_crlf_blank_lines_and_spaced_header_are_accepted(db: Database) -> None:
+    """What a spreadsheet on Windows saves: a BOM, CRLF, a trailing blank line, a header with spaces."""
+    header = " FIN , Full_Name ,phone,kind,code,metering_point,address,region"
+    text = make_csv(AYGUN, ELVIN_SHOP_1, header=header, end="\r\n") + b"\r\n,,,,,,,\r\n"
+    report = await load(db, b"\xef\xbb\xbf" + text)
+    assert (report.persons, report.accounts, report.metering_points) == (2, 2, 1)
+    assert (await person(db, "AZ4K7P2")).fin == "AZ4K7P2"  # the BOM is not glued to anything
+
+
+async def test_limits_are_inclusive(db: Database) -> None:
+    name = "Məmmədova " + "Ə" * 190  # 200 characters
+    address = "Bakı şəhəri, " + "ş" * 287  # 300 characters
+    region = "N" * 100
+    await load(db, make_csv(row(AYGUN, full_name=name, address=address, region=region)))
+    stored = await account(db, AYGUN["code"])
+    assert (stored.address, stored.region) == (address, region)
+    assert (await person(db, AYGUN["fin"])).full_name == name
+
+
+async def test_family_sharing_one_phone(db: Database) -> None:
+    husband = row(RAMIL, phone=AYGUN["phone"], full_name="Həsənov Vüqar İlham oğlu")
+    await load(db, make_csv(AYGUN, husband))
+    async with db.transaction() as session:
+        people = await registry.persons_by_phone(session, AYGUN["phone"])
+        assert [p.full_name for p in people] == ["Həsənov Vüqar İlham oğlu", "Həsənova Aygün Rauf qızı"]
+        codes = [a.code for a in await registry.accounts_by_phone(session, AYGUN["phone"])]
+        assert codes == [AYGUN["code"], RAMIL["code"]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<b>x</b>",
+        "'); DROP TABLE person;--",
+        '"; DELETE FROM account WHERE 1=1; --',
+        "<script>alert('ə')</script> & &amp; {{7*7}} %s %(x)s \\n",
+    ],
+)
+async def test_html_and_sql_in_text_are_stored_unchanged(db: Database, text: str) -> None:
+    name = f"Həsənova Aygün {text}"
+    address = f"Bakı şəhəri, Nəsimi rayonu, {text}"
+    await load(
+        db,
+        make_csv(
+            row(AYGUN, full_name=name, address=address, region=text),
+            row(ELVIN_SHOP_1, full_name=text, address=text, region=text),
+        ),
+    )
+    assert await counts(db) == (2, 2, 1)  # every table is still there, with what was imported
+    assert (await person(db, AYGUN["fin"])).full_name == name
+    assert (await person(db, ELVIN_SHOP_1["fin"])).full_name == text
+    stored = await account(db, AYGUN["code"])
+    assert (stored.address, stored.region) == (address, text)
+    shop = await account(db, ELVIN_SHOP_1["code"])
+    assert shop.id is not None
+    async with db.transaction() as session:
+        [point] = await registry.metering_points(session, shop.id)
+        assert (point.address, point.region) == (text, text)
+
+
+# --- bad lines -------------------------------------------------------------------------------------
+
+# Each case: rows after the header; the bad one comes after a good line, so it is line 3.
+GOOD_BEFORE = AYGUN
+GOOD_AFTER = RAMIL
+BAD_LINES: list[tuple[str, str, str]] = [
+    ("fin-too-short", line(row(NIGAR, fin="7TRW2H")), "bad FİN"),
+    ("fin-too-long", line(row(NIGAR, fin="7TRW2HJK")), "bad FİN"),
+    ("fin-with-I", line(row(NIGAR, fin="7TRI2HJ")), "bad FİN"),
+    ("fin-with-O", line(row(NIGAR, fin="7TRO2HJ")), "bad FİN"),
+    ("fin-with-azerbaijani-letter", line(row(NIGAR, fin="7TRƏ2HJ")), "bad FİN"),
+    ("fin-empty", line(row(NIGAR, fin="")), "bad FİN"),
+    ("phone-words", line(row(NIGAR, phone="nömrə yoxdur")), "bad phone"),
+    ("phone-empty", line(row(NIGAR, phone="")), "bad phone"),
+    ("phone-russian", line(row(NIGAR, phone="+79161234567")), "bad phone"),
+    ("phone-turkish", line(row(NIGAR, phone="+905321234567")), "bad phone"),
+    ("phone-baku-landline", line(row(NIGAR, phone="+994124987654")), "bad phone"),
+    ("phone-too-short", line(row(NIGAR, phone="+99450123456")), "bad phone"),
+    ("kind-unknown", line(row(NIGAR, kind="commercial")), "unknown kind"),
+    ("kind-empty", line(row(NIGAR, kind="")), "unknown kind"),
+    ("residential-with-point", line(row(NIGAR, metering_point="UN-0001")), "residential row has a metering"),
+    ("non-residential-without-point", line(row(ELVIN_SHOP_1, metering_point="")), "needs a metering point"),
+    ("point-with-spaces", line(row(ELVIN_SHOP_1, metering_point="MN 01")), "bad metering point"),
+    ("code-with-letters", line(row(NIGAR, code="40050060070080A")), "bad code"),
+    ("code-too-short", line(row(NIGAR, code="40050")), "bad code"),
+    ("name-empty", line(row(NIGAR, full_name="")), "full_name"),
+    ("name-201-characters", line(row(NIGAR, full_name="Ə" * 201)), "full_name"),
+    ("address-empty", line(row(NIGAR, address="  ")), "address"),
+    ("address-301-characters", line(row(NIGAR, address="Şəki şəhəri, " + "ş" * 288)), "address"),
+    ("point-address-301", line(row(ELVIN_SHOP_1, address="S" * 301)), "address"),
+    ("region-empty", line(row(NIGAR, region="")), "region"),
+    ("region-101-characters", line(row(NIGAR, region="Ş" * 101)), "region"),
+    ("seven-fields", line(NIGAR).rsplit(",", 1)[0], "expected 8 fields, found 7"),
+    ("nine-fields", line(NIGAR) + ",əlavə", "expected 8 fields, found 9"),
+    ("one-field", "7TRW2HJ", "expected 8 fields, found 1"),
+    ("bell-in-name", line(row(NIGAR, full_name="Əliyeva\x07 Nigar")), "control characters"),
+    ("nul-in-address", line(row(NIGAR, address="Şəki\x00 şəhəri")), "control characters"),
+    ("escape-in-region", line(row(NIGAR, region="\x1b[31mŞəki")), "control characters"),
+    ("delete-in-code", line(row(NIGAR, code="400500\x7f600700800")), "control characters"),
+    ("c1-control-in-name", line(row(NIGAR, full_name="Əliyeva\x85Nigar")), "control characters"),
+    # Conflicts with the good line before (line 2):
+    ("same-code-other-owner", line(row(NIGAR, code=AYGUN["code"])), "another owner (line 2)"),
+    ("same-fin-other-name", line(row(AYGUN_2, full_name="Həsənova Aygün")), "another name or phone"),
+    ("same-fin-other-phone", line(row(AYGUN_2, phone="+994501234568")), "another name or phone"),
+    (
+        "duplicate-residential-code",
+        line(row(AYGUN, address="Bakı şəhəri, başqa ünvan")),
+        "duplicate subscriber",
+    ),
+    (
+        "same-code-other-kind",
+        line(row(AYGUN, kind="non_residential", metering_point="UN-1")),
+        "is residential",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rows", "reason"), [(c[1], c[2]) for c in BAD_LINES], ids=[c[0] for c in BAD_LINES])
+async def test_bad_line_is_named_and_nothing_changes(db: Database, rows: str, reason: str) -> None:
+    await load(db, make_csv(*BASE))
+    before = await snapshot(db)
+    # A refresh that would change a lot if applied: a phone changes, an account and a point go,
+    # a new person comes; the bad line spoils it all.
+    data = make_csv(GOOD_BEFORE, rows, row(GOOD_AFTER, phone="+994709999999"), ELVIN_SHOP_1)
+    errors = await refused(db, data)
+    assert [e.line for e in errors] == [3], errors
+    assert reason in errors[0].reason
+    assert str(errors[0]).startswith("line 3: ")
+    assert await snapshot(db) == before
+
+
+async def test_duplicate_metering_point_of_a_main_code(db: Database) -> None:
+    await load(db, make_csv(*BASE))
+    before = await snapshot(db)
+    data = make_csv(ELVIN_SHOP_1, ELVIN_SHOP_2, AYGUN, row(ELVIN_SHOP_1, address="Sumqayıt şəhəri, başqa"))
+    errors = await refused(db, data)
+    assert [(e.line, e.reason) for e in errors] == [
+        (5, "duplicate metering point MN-01 of 2233445566 (line 2)")
+    ]
+    assert await snapshot(db) == before
+
+
+async def test_quoted_line_break_in_a_field_is_refused(db: Database) -> None:
+    await load(db, make_csv(*BASE))
+    before = await snapshot(db)
+    errors = await refused(db, make_csv(AYGUN, row(NIGAR, address="Şəki şəhəri,\nNizami küçəsi 19")))
+    assert len(errors) == 1 and "control characters" in errors[0].reason
+    assert errors[0].line == 3  # the record spans lines 3 and 4; it is named by where it starts
+    assert await snapshot(db) == before
+
+
+@pytest.mark.parametrize("phone", ["+99450ABCDEFG", "+994 50 FOR SALE", "+994501234567A"])
+async def test_phone_with_letters_is_refused(db: Database, phone: str) -> None:
+    errors = await refused(db, make_csv(AYGUN, row(NIGAR, phone=phone)))
+    assert [e.line for e in errors] == [3] and "bad phone" in errors[0].reason
+
+
+@pytest.mark.parametrize("code", ["٤٠٠٥٠٠٦٠٠٧٠٠٨٠٠", "４００５００６００７００８００"])
+async def test_code_of_non_ascii_digits_is_refused(db: Database, code: str) -> None:
+    errors = await refused(db, make_csv(AYGUN, row(NIGAR, code=code)))
+    assert [e.line for e in errors] == [3] and "bad code" in errors[0].reason
+
+
+async def test_every_bad_line_is_reported(db: Database) -> None:
+    await load(db, make_csv(*BASE))
+    before = await snapshot(db)
+    data = make_csv(
+        AYGUN,  # 2
+        row(NIGAR, fin="7TRO2HJ"),  # 3: bad FİN
+        ELVIN_SHOP_1,  # 4
+        row(RAMIL, phone="+994124987654", kind="ticarət"),  # 5: landline and unknown kind
+        "",  # 6: a blank line is skipped but still counted
+        row(ELVIN_SHOP_2, metering_point=""),  # 7: no metering point
+        row(NIGAR, code=AYGUN["code"]),  # 8: another owner's code
+        "7TRW2HJ,Əliyeva Nigar Vaqif qızı",  # 9: two fields
+        row(NIGAR, address="Şəki şəhəri, " + "ş" * 288),  # 10: 301 characters
+    )
+    errors = await refused(db, data)
+    assert [e.line for e in errors] == [3, 5, 7, 8, 9, 10], errors
+    by_line = {e.line: e.reason for e in errors}
+    assert "bad FİN" in by_line[3]
+    assert "bad phone" in by_line[5] and "unknown kind 'ticarət'" in by_line[5]  # both reasons of one line
+    assert "needs a metering point" in by_line[7]
+    assert "another owner (line 2)" in by_line[8]
+    assert "expected 8 fields, found 2" in by_line[9]
+    assert "address" in by_line[10]
+    assert str(RegistryImportError(errors)).splitlines()[0].startswith("line 3: bad FİN")
+    assert await snapshot(db) == before
+
+
+# --- bad files -------------------------------------------------------------------------------------
+
+BAD_FILES: list[tuple[str, bytes, int, str]] = [
+    ("empty", b"", 0, "empty"),
+    ("header-only", (HEADER + "\n").encode(), 0, "no rows"),
+    ("header-and-blank-lines", (HEADER + "\n\n,,,,,,,\n").encode(), 0, "no rows"),
+    ("wrong-header", make_csv(AYGUN, header="fin,name,phone,kind,code,point,address,region"), 1, "header"),
+    ("reordered-header", make_csv(header=",".join(sorted(COLUMNS))), 1, "header"),
+    ("no-header", make_csv(RAMIL, header=line(AYGUN)), 1, "header"),
+    ("semicolons", make_csv(header=HEADER.replace(",", ";")), 1, "header"),
+    (
+        "cp1251",
+        (HEADER + "\n7TRW2HJ,Алиева Нигяр,+994774567890,residential,400500600700800,,Баку,Насими\n").encode(
+            "cp1251"
+        ),
+        0,
+        "not UTF-8",
+    ),
+    ("utf-16", make_csv(AYGUN).decode().encode("utf-16"), 0, "not UTF-8"),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "line_no", "reason"), [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES]
+)
+async def test_bad_file_is_refused_whole(db: Database, data: bytes, line_no: int, reason: str) -> None:
+    await load(db, make_csv(*BASE))
+    before = await snapshot(db)
+    errors = await refused(db, data)
+    assert [e.line for e in errors] == [line_no]
+    assert reason in errors[0].reason
+    assert await snapshot(db) == before
+
+
+async def test_bad_file_on_an_empty_database_leaves_it_empty(db: Database) -> None:
+    await refused(db, make_csv(*BASE, row(NIGAR, phone="+994124987654")))
+    assert await counts(db) == (0, 0, 0)
+
+
+# --- refresh ---------------------------------------------------------------------------------------
+
+
+async def test_refresh_deactivates_updates_and_adds(db: Database) -> None:
+    first = await load(db, make_csv(*BASE))
+    assert (first.persons, first.accounts, first.metering_points, first.deactivated) == (3, 4, 2, 0)
+    old_second = await account(db, AYGUN_2["code"])
+    old_ramil = await person(db, RAMIL["fin"])
+
+    # Aygün's second account and the shop's second point are gone; Ramil has a new phone; Nigar is new.
+    new_phone = "+994519876543"
+    report = await load(db, make_csv(AYGUN, ELVIN_SHOP_1, row(RAMIL, phone=new_phone), NIGAR))
+    assert (report.persons, report.accounts, report.metering_points, report.deactivated) == (4, 4, 1, 2)
+    assert await counts(db) == (4, 5, 2)  # nothing is deleted
+
+    gone = await account(db, AYGUN_2["code"])
+    assert gone.id == old_second.id and gone.active is False
+    assert gone.address == AYGUN_2["address"]  # kept as it was, for applications that refer to it
+    assert (await account(db, AYGUN["code"])).active is True
+
+    ramil = await person(db, RAMIL["fin"])
+    assert ramil.id == old_ramil.id and ramil.phone == new_phone
+
+    shop = await account(db, ELVIN_SHOP_1["code"])
+    assert shop.id is not None
+    async with db.transaction() as session:
+        assert [a.code for a in await registry.accounts_by_phone(session, AYGUN["phone"])] == [AYGUN["code"]]
+        assert await registry.phone_for_code(session, AYGUN_2["code"]) is None
+        assert await registry.phone_for_code(session, RAMIL["code"]) == new_phone
+        assert await registry.accounts_by_phone(session, RAMIL["phone"]) == []
+        assert await registry.persons_by_phone(session, RAMIL["phone"]) == []
+        assert [p.fin for p in await registry.persons_by_phone(session, new_phone)] == [RAMIL["fin"]]
+        assert [a.code for a in await registry.accounts_by_phone(session, NIGAR["phone"])] == [NIGAR["code"]]
+
+        assert [p.code for p in await registry.metering_points(session, shop.id)] == ["MN-01"]
+        all_points = (await session.scalars(select(MeteringPoint).order_by(MeteringPoint.code))).all()
+        assert [(p.code, p.active) for p in all_points] == [("MN-01", True), ("MN-02", False)]
+
+
+async def test_person_without_active_accounts_is_not_found(db: Database) -> None:
+    await load(db, make_csv(*BASE))
+    await load(db, make_csv(AYGUN, AYGUN_2, ELVIN_SHOP_1, ELVIN_SHOP_2))  # Ramil's only account is gone
+    assert (await account(db, RAMIL["code"])).active is False
+    async with db.transaction() as session:
+        assert await registry.persons_by_phone(session, RAMIL["phone"]) == []
+        assert await registry.accounts_by_phone(session, RAMIL["phone"]) == []
+
+
+async def test_account_that_comes_back_is_active_again(db: Database) -> None:
+    await load(db, make_csv(*BASE))
+    before = await snapshot(db)
+    await load(db, make_csv(AYGUN, ELVIN_SHOP_1))
+    report = await load(db, make_csv(*BASE))
+    assert report.deactivated == 0
+    assert await snapshot(db) == before  # same rows, same ids, all active again
+
+
+async def test_account_moves_to_another_owner(db: Database) -> None:
+    await load(db, make_csv(*BASE))
+    await load(db, make_csv(AYGUN, row(AYGUN_2, **{k: NIGAR[k] for k in ("fin", "full_name", "phone")})))
+    async with db.transaction() as session:
+        nigar = await registry.accounts_by_phone(session, NIGAR["phone"])
+        aygun = await registry.accounts_by_phone(session, AYGUN["phone"])
+    assert [a.code for a in nigar] == [AYGUN_2["code"]]
+    assert [a.code for a in aygun] == [AYGUN["code"]]
+
+
+async def test_reimport_is_idempotent(db: Database) -> None:
+    data = make_csv(*BASE)
+    first = await load(db, data)
+    before = await snapshot(db)
+    second = await load(db, data)
+    assert second == first
+    assert await counts(db) == (3, 4, 2)
+    assert await snapshot(db) == before
+
+
+async def test_sample_reimport_is_idempotent(sample_db: Database) -> None:
+    before = await snapshot(sample_db)
+    report = await load(sample_db, registry.SAMPLE_CSV.read_bytes())
+    assert (report.persons, report.accounts, report.metering_points, report.deactivated) == (25, 43, 25, 0)
+    assert await counts(sample_db) == (25, 43, 25)
+    assert await snapshot(sample_db) == before
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+SETTINGS_VARS = (
+    "DATABASE_URL",
+    "TELEGRAM_BOT_TOKEN",
+    "TELEGRAM_API_URL",
+    "TELEGRAM_WEBHOOK_URL",
+    "TELEGRAM_WEBHOOK_SECRET",
+    "STAFF_CHAT_ID",
+    "DEPARTMENTS_FILE",
+    "WHATSAPP_TOKEN",
+    "WHATSAPP_PHONE_NUMBER_ID",
+    "WHATSAPP_APP_SECRET",
+    "WHATSAPP_VERIFY_TOKEN",
+    "WHATSAPP_API_URL",
+    "SMS_GATEWAY_URL",
+    "SMS_GATEWAY_TOKEN",
+    "SMS_SENDER",
+    "SMTP_HOST",
+    "SMTP_PORT",
+    "SMTP_USER",
+    "SMTP_PASSWORD",
+    "SMTP_FROM",
+    "PUBLIC_BASE_URL",
+    "HTTP_HOST",
+    "HTTP_PORT",
+    "LOG_LEVEL",
+)
+
+
+def run_import(tmp_path: Path, file: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARS}
+    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return subprocess.run(
+        [sys.executable, "-m", "isiqbot.bot.cli", "registry", "import", str(file)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+
+
+async def fins_in(tmp_path: Path) -> list[str]:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    try:
+        async with db.transaction() as session:
+            return list((await session.scalars(select(Person.fin).order_by(Person.fin))).all())
+    finally:
+        await db.dispose()
+
+
+async def test_cli_imports_a_good_file(tmp_path: Path) -> None:
+    file = tmp_path / "registry.csv"
+    file.write_bytes(make_csv(*BASE))
+    done = run_import(tmp_path, file)
+    assert done.returncode == 0, done.stderr
+    assert "imported 3 persons, 4 accounts, 2 metering points" in done.stdout
+    assert sorted(await fins_in(tmp_path)) == sorted({r["fin"] for r in BASE})
+
+    file.write_bytes(make_csv(AYGUN, ELVIN_SHOP_1, ELVIN_SHOP_2))  # a refresh: Ramil and one account go
+    done = run_import(tmp_path, file)
+    assert done.returncode == 0, done.stderr
+    assert "imported 2 persons, 2 accounts, 2 metering points; 2 no longer in the file" in done.stdout
+
+
+async def test_cli_refuses_a_bad_file_and_names_each_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(
+        make_csv(
+            NIGAR,  # 2: good, but must not land
+            row(AYGUN, fin="AZ4K7I2"),  # 3
+            ELVIN_SHOP_1,  # 4: good, but must not land
+            row(RAMIL, phone="+994124987654"),  # 5
+        )
+    )
+    done = run_import(tmp_path, bad)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "nothing was imported" in done.stderr and "2 problem(s)" in done.stderr
+    assert "line 3: bad FİN" in done.stderr
+    assert "line 5: bad phone" in done.stderr
+    assert "imported" not in done.stdout
+
+    good = tmp_path / "good.csv"
+    good.write_bytes(make_csv(AYGUN, RAMIL))
+    done = run_import(tmp_path, good)
+    assert done.returncode == 0, done.stderr
+    assert "imported 2 persons, 2 accounts, 0 metering points; 0 no longer" in done.stdout
+    assert await fins_in(tmp_path) == sorted([AYGUN["fin"], RAMIL["fin"]])  # no Nigar, no shop
+
+
+async def test_cli_missing_file_exits_2(tmp_path: Path) -> None:
+    done = run_import(tmp_path, tmp_path / "yoxdur.csv")
+    assert done.returncode == 2
+    assert "yoxdur.csv" in done.stderr
+    done = run_import(tmp_path, tmp_path)  # a folder is not a file either
+    assert done.returncode == 2
+
+
+@pytest.mark.parametrize("name", ["Əliyev\u202e Rəşad", "Əliyev\u200b Rəşad"])
+async def test_invisible_formatting_characters_are_refused(db: Database, name: str) -> None:
+    errors = await refused(db, make_csv(AYGUN, row(NIGAR, full_name=name)))
+    assert [e.line for e in errors] == [3] and "invisible formatting" in errors[0].reason
+
+
+async def test_kind_in_capitals_is_accepted(db: Database) -> None:
+    await load(db, make_csv(row(AYGUN, kind="Residential")))
+    assert (await account(db, AYGUN["code"])).kind == "residential"
+
+
+async def test_a_flood_of_bad_lines_is_cut_with_a_note(db: Database) -> None:
+    bad = [row(AYGUN, fin="BAD", code=f"{400500600700800 + n}") for n in range(registry.MAX_ERRORS + 50)]
+    errors = await refused(db, make_csv(*bad))
+    assert len(errors) == registry.MAX_ERRORS + 1
+    assert "stopped after" in errors[-1].reason
