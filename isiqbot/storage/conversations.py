@@ -4,26 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 
 from isiqbot.storage.models import Conversation, Notification, ProcessedUpdate
+
+
+def _insert(session: AsyncSession, model: type[SQLModel]) -> Any:
+    """INSERT for this database, with ON CONFLICT support (both SQLite and PostgreSQL have it)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(model)
 
 
 async def mark_processed(session: AsyncSession, channel: str, update_id: str, now: datetime) -> bool:
     """Record an update id; False when it was recorded before (a re-delivery to ignore).
 
-    On PostgreSQL a concurrent insert of the same id waits for the first transaction, then fails here.
+    One statement: on PostgreSQL a concurrent insert of the same id waits for the first transaction,
+    then inserts nothing.
     """
-    try:
-        async with session.begin_nested():
-            session.add(ProcessedUpdate(channel=channel, update_id=update_id[:128], created_at=now))
-    except IntegrityError:
-        return False
-    return True
+    statement = (
+        _insert(session, ProcessedUpdate)
+        .values(channel=channel, update_id=update_id[:128], created_at=now)
+        .on_conflict_do_nothing()
+        .returning(col(ProcessedUpdate.update_id))
+    )
+    return (await session.execute(statement)).first() is not None
 
 
 async def lock(session: AsyncSession, channel: str, user_key: str, lang: str, now: datetime) -> Conversation:
@@ -36,11 +45,12 @@ async def lock(session: AsyncSession, channel: str, user_key: str, lang: str, no
     conversation = (await session.scalars(query)).first()
     if conversation is not None:
         return conversation
-    try:
-        async with session.begin_nested():
-            session.add(Conversation(channel=channel, user_key=user_key, lang=lang, updated_at=now))
-    except IntegrityError:  # created concurrently; take the lock on that one
-        pass
+    create = (
+        _insert(session, Conversation)
+        .values(channel=channel, user_key=user_key, lang=lang, step="menu", state="", updated_at=now)
+        .on_conflict_do_nothing()
+    )
+    await session.execute(create)  # a concurrent first contact may have created it: then take that one
     return (await session.scalars(query.execution_options(populate_existing=True))).one()
 
 

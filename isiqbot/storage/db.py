@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -21,7 +22,9 @@ def create_engine(url: str) -> AsyncEngine:
     """An engine for `url`; for SQLite the folder is created and WAL, foreign keys and locking set."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        # No ping on checkout (a round trip per update): a dead connection fails the update with a
+        # database error, the platform re-delivers it, and the pool replaces the connection.
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -51,10 +54,18 @@ class Database:
         self.url = url
         self.engine = create_engine(url)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Queueing our own transactions here is far cheaper than
+        # letting connections collide on the file lock, where SQLite's busy handler sleeps and retries.
+        self._sqlite_turn = asyncio.Lock() if is_sqlite(url) else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessions() as session, session.begin():
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        if self._sqlite_turn is None:
+            async with self.sessions() as session, session.begin():
+                yield session
+            return
+        async with self._sqlite_turn, self.sessions() as session, session.begin():
             yield session
 
     async def dispose(self) -> None:

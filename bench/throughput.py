@@ -1,0 +1,88 @@
+"""How many subscriber updates per second the service handles: an outage storm of many subscribers.
+
+Each simulated subscriber files a whole residential application (13 updates) through the same
+`Conversations` service the channels use, all subscribers at once. Run:
+
+    .venv/bin/python bench/throughput.py --subscribers 500 [--database postgresql+asyncpg://…]
+
+It prints updates/s and the latency percentiles of one update. Nothing here is asserted: it measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from isiqbot.bot.service import Conversations, LogSms
+from isiqbot.dialogs.events import Command, Contact, Event, Pressed, Text
+from isiqbot.dialogs.ports import Subscriber
+from isiqbot.storage import registry
+from isiqbot.storage.db import Database
+from isiqbot.storage.migrate import upgrade
+
+PHONES = ["+994996510079", "+994993491065", "+994998406430"]
+
+
+async def one_subscriber(service: Conversations, index: int, latencies: list[float]) -> int:
+    subscriber = Subscriber("bench", f"user-{index}")
+    rev = 0
+    updates = 0
+
+    async def send(event: Event) -> list[str]:
+        nonlocal rev, updates
+        started = time.perf_counter()
+        handled = await service.handle(subscriber, event, update_id=f"{index}-{updates}")
+        latencies.append(time.perf_counter() - started)
+        updates += 1
+        assert handled is not None
+        rev = handled.outcome.rev
+        return [c.id for c in handled.outcome.messages[-1].choices]
+
+    await send(Command("start"))
+    await send(Pressed("new", rev))
+    choices = await send(Contact(PHONES[index % len(PHONES)], own=True))
+    await send(Pressed(choices[0], rev))
+    await send(Pressed("reason:no_power", rev))
+    await send(Text("Səhərdən bəri mənzildə işıq yoxdur, qonşularda var."))
+    await send(Pressed("done", rev))
+    await send(Pressed("keep", rev))
+    await send(Pressed("done", rev))
+    await send(Pressed("skip", rev))
+    await send(Pressed("send", rev))
+    await send(Command("my"))
+    await send(Command("start"))
+    return updates
+
+
+async def main(subscribers: int, url: str | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database(url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}")
+        await upgrade(db.engine)
+        async with db.transaction() as session:
+            if await registry.is_empty(session):
+                await registry.import_csv(session, registry.SAMPLE_CSV.read_bytes())
+        service = Conversations(db, LogSms())
+        latencies: list[float] = []
+        started = time.perf_counter()
+        counts = await asyncio.gather(*(one_subscriber(service, i, latencies) for i in range(subscribers)))
+        elapsed = time.perf_counter() - started
+        await db.dispose()
+    total = sum(counts)
+    quantiles = statistics.quantiles(latencies, n=100)
+    print(f"backend      {db.engine.dialect.name}")
+    print(f"subscribers  {subscribers} at once, {total} updates, {subscribers} applications")
+    print(f"throughput   {total / elapsed:.0f} updates/s ({elapsed:.1f} s)")
+    p50, p95, worst = (1000 * x for x in (quantiles[49], quantiles[94], max(latencies)))
+    print(f"latency      p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {worst:.0f} ms")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=300)
+    parser.add_argument("--database", help="DATABASE_URL to measure (default: a temporary SQLite file)")
+    args = parser.parse_args()
+    asyncio.run(main(args.subscribers, args.database))
