@@ -505,3 +505,26 @@ async def test_unknown_code(chat: Chat, sms) -> None:
     await chat.press("by_code")
     assert "tapılmadı" in await chat.type("999999999999999")
     assert not sms.sent
+
+
+async def test_an_unexpected_failure_gets_an_apology_and_changes_nothing(chat: Chat) -> None:
+    """A state left by an older release (a review without its account) must not crash the chat."""
+    from isiqbot.dialogs.state import State
+
+    await identify(chat)
+    async with chat.service.db.transaction() as session:
+        from isiqbot.storage import conversations
+
+        row = await conversations.get(session, chat.subscriber.channel, chat.subscriber.user_key)
+        assert row is not None
+        broken = State(step=Step.REVIEW, data={"phone": PLAIN, "draft": {"number": "TX-2026-000099"}}, rev=7)
+        row.state = broken.to_json()
+    before = await chat.stored_raw()
+    chat.rev = 7
+    shown = await chat.send(Pressed("send", 7), update_id="poison")
+    assert "Üzr istəyirik, xəta baş verdi" in shown
+    assert await chat.stored_raw() == before
+    assert not await applications(chat)
+    assert await chat.send(Pressed("send", 7), update_id="poison") == ""  # not retried forever
+    await chat.command("cancel")  # and the person can go on
+    assert (await chat.step()) == Step.MENU
