@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from isiqbot.dialogs import ports
@@ -200,20 +200,26 @@ class Conversations:
     ) -> Handled | None:
         """Handle one update; None when `update_id` was handled before. `event=None` re-asks the question.
 
-        Database failures propagate (the platform should re-deliver); any other failure is logged,
-        rolled back and answered with an apology, and the update is recorded so it is not retried forever.
+        When the database is unreachable the error propagates, so the platform re-delivers the update.
+        Any other failure (a bug, data the database refuses) is logged and rolled back, the person gets
+        an apology, and the update is recorded so that it is not retried forever.
         """
         key = (subscriber.channel, subscriber.user_key)
         async with self._lock(key):
             try:
                 return await self._handle(subscriber, event, update_id, language_hint)
-            except (DBAPIError, OSError, TimeoutError):
+            except (OperationalError, InterfaceError, OSError, TimeoutError):
                 raise  # the storage is away: let the platform re-deliver the update later
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise
+                log.exception("update %s of %s refused by the database", update_id, subscriber.channel)
+                lang = await self._record_failed(subscriber, update_id, language_hint)
+                return Handled(_apology(), lang)
             except Exception:
                 log.exception("update %s of %s failed", update_id, subscriber.channel)
                 lang = await self._record_failed(subscriber, update_id, language_hint)
-                apology = Outcome((Message((Msg("error.internal"),)),), rev=-1, changed=False)
-                return Handled(apology, lang)
+                return Handled(_apology(), lang)
 
     async def _handle(
         self,
@@ -260,6 +266,10 @@ class Conversations:
         async with self.db.transaction() as session:
             row = await conversations.get(session, subscriber.channel, subscriber.user_key)
             return row.lang if row else None
+
+
+def _apology() -> Outcome:
+    return Outcome((Message((Msg("error.internal"),)),), rev=-1, changed=False)
 
 
 def payload_msg(payload: dict[str, Any]) -> Msg:

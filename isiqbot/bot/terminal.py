@@ -60,7 +60,12 @@ def parse_input(line: str, last: Message | None, rev: int) -> Event | None:
     """Turn a typed line into an event; None for a terminal-only command handled elsewhere."""
     text = line.rstrip("\n")
     stripped = text.strip()
-    if last is not None and stripped.isdigit() and 1 <= int(stripped) <= len(last.choices):
+    if (
+        last is not None
+        and stripped.isascii()
+        and stripped.isdigit()
+        and 1 <= int(stripped) <= len(last.choices)
+    ):
         return Pressed(last.choices[int(stripped) - 1].id, rev)
     if stripped.startswith("/") and len(stripped) > 1:
         name, _, arg = stripped[1:].partition(" ")

@@ -26,7 +26,9 @@ _MOBILE_TYPES = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberTy
 
 def _check_characters(text: str) -> None:
     for ch in text:
-        if ch in _BIDI_CONTROLS or (unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROLS):
+        category = unicodedata.category(ch)
+        # Cs: half of a surrogate pair (a broken emoji from a client), which no database can store.
+        if ch in _BIDI_CONTROLS or category == "Cs" or (category == "Cc" and ch not in _ALLOWED_CONTROLS):
             raise Invalid(Msg("error.control_characters"))
 
 
