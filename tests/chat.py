@@ -26,6 +26,17 @@ SHOP = "+994774167885"  # a main code with two metering points
 SHOP_CODE = "8177578199"
 
 
+# The settings DESIGN.md fixes, by their environment names.
+DESIGN_SETTINGS = tuple(
+    """
+    DATABASE_URL TELEGRAM_BOT_TOKEN TELEGRAM_API_URL TELEGRAM_WEBHOOK_URL TELEGRAM_WEBHOOK_SECRET
+    STAFF_CHAT_ID DEPARTMENTS_FILE WHATSAPP_TOKEN WHATSAPP_PHONE_NUMBER_ID WHATSAPP_APP_SECRET
+    WHATSAPP_VERIFY_TOKEN WHATSAPP_API_URL SMS_GATEWAY_URL SMS_GATEWAY_TOKEN SMS_SENDER
+    SMTP_HOST SMTP_PORT SMTP_USER SMTP_PASSWORD SMTP_FROM PUBLIC_BASE_URL HTTP_HOST HTTP_PORT LOG_LEVEL
+    """.split()
+)
+
+
 class Chat:
     def __init__(self, service: Conversations, user: str = "u1", channel: str = "test") -> None:
         self.service = service
@@ -117,16 +128,21 @@ async def identify(chat: Chat, phone: str = PLAIN) -> None:
     await chat.contact(phone)
 
 
+async def describe_and_finish(chat: Chat, description: str) -> str:
+    """From the description step to the review card: no attachments, the same mobile, no extras."""
+    await chat.type(description)
+    await chat.press("done")
+    await chat.press("keep")
+    await chat.press("done")
+    return await chat.press("skip")
+
+
 async def fill_residential(chat: Chat, phone: str = PLAIN, account: str | None = None) -> None:
     """From a fresh chat to the review card of a residential application."""
     await identify(chat, phone)
     await chat.press(account or chat.choice_ids[0])
     await chat.press("reason:no_power")
-    await chat.type("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
-    await chat.press("done")
-    await chat.press("keep")
-    await chat.press("done")
-    await chat.press("skip")
+    await describe_and_finish(chat, "Mənzildə səhərdən işıq yoxdur, qonşularda var.")
 
 
 def reviewed_fields(text: str) -> Sequence[str]:

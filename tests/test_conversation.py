@@ -18,6 +18,7 @@ from tests.chat import (
     PLAIN_CODE,
     SHOP,
     Chat,
+    describe_and_finish,
     fill_residential,
     identify,
 )
@@ -97,11 +98,7 @@ async def test_non_residential_application_with_paged_metering_points(chat: Chat
     assert "UN-0009" in chat.text and "UN-0012" in chat.text and "UN-0001" not in chat.text
     await chat.press("UN-0011")
     await chat.press("reason:faulty_meter")
-    await chat.type("Mağazanın sayğacı yanmır, göstəricilər görünmür.")
-    await chat.press("done")
-    await chat.press("keep")
-    await chat.press("done")
-    shown = await chat.press("skip")
+    shown = await describe_and_finish(chat, "Mağazanın sayğacı yanmır, göstəricilər görünmür.")
     assert f"Baş kod: {CHAIN_CODE}, uçot nöqtəsi: UN-0011" in shown
     await chat.press("send")
     [app] = await applications(chat)
@@ -224,11 +221,7 @@ async def test_back_walks_the_flow_in_reverse(chat: Chat) -> None:
     await chat.press(chat.choice_ids[0])
     await chat.press(chat.choice_ids[0])
     await chat.press("reason:other")
-    await chat.type("Kabel qutusunun qapağı sınıb.")
-    await chat.press("done")
-    await chat.press("keep")
-    await chat.press("done")
-    await chat.press("skip")
+    await describe_and_finish(chat, "Kabel qutusunun qapağı sınıb.")
     assert (await chat.step()) == Step.REVIEW
     await chat.press("edit:email")
     await chat.press("back")  # back from an edit: the card again
@@ -402,11 +395,7 @@ async def test_my_lists_newest_first_with_status(chat: Chat) -> None:
     await chat.command("new")
     await chat.press(chat.choice_ids[1])
     await chat.press("reason:damaged_cable")
-    await chat.type("Həyətdə kabel qırılıb yerə düşüb.")
-    await chat.press("done")
-    await chat.press("keep")
-    await chat.press("done")
-    await chat.press("skip")
+    await describe_and_finish(chat, "Həyətdə kabel qırılıb yerə düşüb.")
     await chat.press("send")
     shown = await chat.command("my")
     lines = [line for line in shown.splitlines() if line.startswith("TX-")]

@@ -20,6 +20,7 @@ from isiqbot.storage import registry
 from isiqbot.storage.db import Database
 from isiqbot.storage.models import Account, MeteringPoint, Person
 from isiqbot.storage.registry import ImportReport, LineError, RegistryImportError
+from tests.chat import DESIGN_SETTINGS
 
 HEADER = ",".join(registry.HEADER)
 COLUMNS = registry.HEADER
@@ -539,32 +540,7 @@ async def test_sample_reimport_is_idempotent(sample_db: Database) -> None:
 
 # --- the command line ---------------------------------------------------------------------------------
 
-SETTINGS_VARS = (
-    "DATABASE_URL",
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_API_URL",
-    "TELEGRAM_WEBHOOK_URL",
-    "TELEGRAM_WEBHOOK_SECRET",
-    "STAFF_CHAT_ID",
-    "DEPARTMENTS_FILE",
-    "WHATSAPP_TOKEN",
-    "WHATSAPP_PHONE_NUMBER_ID",
-    "WHATSAPP_APP_SECRET",
-    "WHATSAPP_VERIFY_TOKEN",
-    "WHATSAPP_API_URL",
-    "SMS_GATEWAY_URL",
-    "SMS_GATEWAY_TOKEN",
-    "SMS_SENDER",
-    "SMTP_HOST",
-    "SMTP_PORT",
-    "SMTP_USER",
-    "SMTP_PASSWORD",
-    "SMTP_FROM",
-    "PUBLIC_BASE_URL",
-    "HTTP_HOST",
-    "HTTP_PORT",
-    "LOG_LEVEL",
-)
+SETTINGS_VARS = DESIGN_SETTINGS
 
 
 def run_import(tmp_path: Path, file: Path) -> subprocess.CompletedProcess[str]:

@@ -12,33 +12,9 @@ import pytest
 from pydantic import SecretStr
 
 from isiqbot.bot.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
+from tests.chat import DESIGN_SETTINGS
 
-ALL_VARS = (
-    "DATABASE_URL",
-    "TELEGRAM_BOT_TOKEN",
-    "TELEGRAM_API_URL",
-    "TELEGRAM_WEBHOOK_URL",
-    "TELEGRAM_WEBHOOK_SECRET",
-    "STAFF_CHAT_ID",
-    "DEPARTMENTS_FILE",
-    "WHATSAPP_TOKEN",
-    "WHATSAPP_PHONE_NUMBER_ID",
-    "WHATSAPP_APP_SECRET",
-    "WHATSAPP_VERIFY_TOKEN",
-    "WHATSAPP_API_URL",
-    "SMS_GATEWAY_URL",
-    "SMS_GATEWAY_TOKEN",
-    "SMS_SENDER",
-    "SMTP_HOST",
-    "SMTP_PORT",
-    "SMTP_USER",
-    "SMTP_PASSWORD",
-    "SMTP_FROM",
-    "PUBLIC_BASE_URL",
-    "HTTP_HOST",
-    "HTTP_PORT",
-    "LOG_LEVEL",
-)
+ALL_VARS = DESIGN_SETTINGS
 
 WEBHOOK = "https://bot.azerisiq.az/telegram/webhook"
 BOT_TOKEN = "7301234567:AAH-bot-token-do-not-leak"
