@@ -250,7 +250,9 @@ class Conversations:
             else:
                 new_state, outcome = await self.dialog.handle(state, event, ctx)
             if outcome.changed or not row.state:
-                conversations.save(row, new_state.to_json(), new_state.step.value, new_state.lang, now)
+                await conversations.save(
+                    session, row.id, new_state.to_json(), new_state.step.value, new_state.lang, now
+                )
             return Handled(outcome, new_state.lang)
 
     async def _record_failed(

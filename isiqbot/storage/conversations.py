@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col, select
@@ -20,45 +21,75 @@ def _insert(session: AsyncSession, model: type[SQLModel]) -> Any:
     return dialect.insert(model)
 
 
+_MARK: dict[str, Any] = {}  # the statement, built once per kind of database
+
+
 async def mark_processed(session: AsyncSession, channel: str, update_id: str, now: datetime) -> bool:
     """Record an update id; False when it was recorded before (a re-delivery to ignore).
 
     One statement: on PostgreSQL a concurrent insert of the same id waits for the first transaction,
     then inserts nothing.
     """
-    statement = (
-        _insert(session, ProcessedUpdate)
-        .values(channel=channel, update_id=update_id[:128], created_at=now)
-        .on_conflict_do_nothing()
-        .returning(col(ProcessedUpdate.update_id))
+    dialect = session.get_bind().dialect.name
+    statement = _MARK.get(dialect)
+    if statement is None:
+        statement = _MARK[dialect] = (
+            _insert(session, ProcessedUpdate)
+            .values(
+                channel=bindparam("channel"), update_id=bindparam("update_id"), created_at=bindparam("now")
+            )
+            .on_conflict_do_nothing()
+            .returning(col(ProcessedUpdate.update_id))
+        )
+    params = {"channel": channel, "update_id": update_id[:128], "now": now}
+    return (await session.execute(statement, params)).first() is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Locked:
+    """A conversation row held for the current transaction."""
+
+    id: int
+    state: str
+    lang: str
+
+
+# Built once: these run for every update, and building a statement costs more than running it.
+_TABLE = Conversation.__table__  # type: ignore[attr-defined]
+_LOCK = (
+    select(_TABLE.c.id, _TABLE.c.state, _TABLE.c.lang)
+    .where(_TABLE.c.channel == bindparam("channel"), _TABLE.c.user_key == bindparam("user_key"))
+    .with_for_update()
+)
+_SAVE = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("row_id"))
+    .values(
+        state=bindparam("state"), step=bindparam("step"), lang=bindparam("lang"), updated_at=bindparam("now")
     )
-    return (await session.execute(statement)).first() is not None
+)
 
 
-async def lock(session: AsyncSession, channel: str, user_key: str, lang: str, now: datetime) -> Conversation:
+async def lock(session: AsyncSession, channel: str, user_key: str, lang: str, now: datetime) -> Locked:
     """The conversation row, created when new, locked for this transaction (a row lock on PostgreSQL)."""
-    query = (
-        select(Conversation)
-        .where(Conversation.channel == channel, Conversation.user_key == user_key)
-        .with_for_update()
-    )
-    conversation = (await session.scalars(query)).first()
-    if conversation is not None:
-        return conversation
-    create = (
-        _insert(session, Conversation)
-        .values(channel=channel, user_key=user_key, lang=lang, step="menu", state="", updated_at=now)
-        .on_conflict_do_nothing()
-    )
-    await session.execute(create)  # a concurrent first contact may have created it: then take that one
-    return (await session.scalars(query.execution_options(populate_existing=True))).one()
+    key = {"channel": channel, "user_key": user_key}
+    row = (await session.execute(_LOCK, key)).first()
+    if row is None:
+        create = (
+            _insert(session, Conversation)
+            .values(channel=channel, user_key=user_key, lang=lang, step="menu", state="", updated_at=now)
+            .on_conflict_do_nothing()
+        )
+        await session.execute(create)  # a concurrent first contact may have created it: then take that one
+        row = (await session.execute(_LOCK, key)).one()
+    return Locked(id=row.id, state=row.state, lang=row.lang)
 
 
-def save(conversation: Conversation, state_json: str, step: str, lang: str, now: datetime) -> None:
-    conversation.state = state_json
-    conversation.step = step
-    conversation.lang = lang
-    conversation.updated_at = now
+async def save(
+    session: AsyncSession, row_id: int, state_json: str, step: str, lang: str, now: datetime
+) -> None:
+    params = {"row_id": row_id, "state": state_json, "step": step, "lang": lang, "now": now}
+    await session.execute(_SAVE, params)
 
 
 async def get(session: AsyncSession, channel: str, user_key: str) -> Conversation | None:

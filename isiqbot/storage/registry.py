@@ -9,9 +9,10 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import phonenumbers
-from sqlalchemy import func, update
+from sqlalchemy import Row, bindparam, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -271,36 +272,48 @@ async def is_empty(session: AsyncSession) -> bool:
     return (await session.scalar(select(func.count()).select_from(Account))) == 0
 
 
-async def persons_by_phone(session: AsyncSession, phone: str) -> Sequence[Person]:
-    """The people on file with this phone (a family may share one), with an active account."""
-    query = (
-        select(Person)
-        .where(Person.phone == phone, col(Person.id).in_(select(Account.person_id).where(Account.active)))
-        .order_by(Person.full_name)
+# The look-ups below run for most updates: built once, they return plain rows, not ORM objects.
+_PERSON = Person.__table__  # type: ignore[attr-defined]
+_ACCOUNT = Account.__table__  # type: ignore[attr-defined]
+_POINT = MeteringPoint.__table__  # type: ignore[attr-defined]
+_PERSONS_BY_PHONE = (
+    select(_PERSON)
+    .where(
+        _PERSON.c.phone == bindparam("phone"),
+        _PERSON.c.id.in_(select(_ACCOUNT.c.person_id).where(_ACCOUNT.c.active)),
     )
-    return (await session.scalars(query)).all()
+    .order_by(_PERSON.c.full_name)
+)
+_ACCOUNTS_BY_PHONE = (
+    select(_ACCOUNT)
+    .join(_PERSON)
+    .where(_PERSON.c.phone == bindparam("phone"), _ACCOUNT.c.active)
+    .order_by(_ACCOUNT.c.kind.desc(), _ACCOUNT.c.code)  # descending: residential before non_residential
+)
+_PHONE_FOR_CODE = (
+    select(_PERSON.c.phone).join(_ACCOUNT).where(_ACCOUNT.c.code == bindparam("code"), _ACCOUNT.c.active)
+)
+_METERING_POINTS = (
+    select(_POINT)
+    .where(_POINT.c.account_id == bindparam("account_id"), _POINT.c.active)
+    .order_by(_POINT.c.code)
+)
 
 
-async def accounts_by_phone(session: AsyncSession, phone: str) -> Sequence[Account]:
+async def persons_by_phone(session: AsyncSession, phone: str) -> Sequence[Row[Any]]:
+    """The people on file with this phone (a family may share one) who have an active account."""
+    return (await session.execute(_PERSONS_BY_PHONE, {"phone": phone})).all()
+
+
+async def accounts_by_phone(session: AsyncSession, phone: str) -> Sequence[Row[Any]]:
     """Active accounts whose owner's phone on file is `phone`: residential first, then by code."""
-    query = (
-        select(Account)
-        .join(Person)
-        .where(Person.phone == phone, Account.active)
-        .order_by(col(Account.kind).desc(), Account.code)
-    )
-    return (await session.scalars(query)).all()
+    return (await session.execute(_ACCOUNTS_BY_PHONE, {"phone": phone})).all()
 
 
 async def phone_for_code(session: AsyncSession, code: str) -> str | None:
-    query = select(Person.phone).join(Account).where(Account.code == code, Account.active)
-    return (await session.scalars(query)).first()
+    phone: str | None = (await session.execute(_PHONE_FOR_CODE, {"code": code})).scalar()
+    return phone
 
 
-async def metering_points(session: AsyncSession, account_id: int) -> Sequence[MeteringPoint]:
-    query = (
-        select(MeteringPoint)
-        .where(MeteringPoint.account_id == account_id, MeteringPoint.active)
-        .order_by(MeteringPoint.code)
-    )
-    return (await session.scalars(query)).all()
+async def metering_points(session: AsyncSession, account_id: int) -> Sequence[Row[Any]]:
+    return (await session.execute(_METERING_POINTS, {"account_id": account_id})).all()
