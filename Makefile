@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint run migrate clean
+.PHONY: demo test lint run migrate bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+bench: $(STAMP)  ## updates per second for many subscribers at once (BENCH_DATABASE_URL to use PostgreSQL)
+	$(BIN)/python bench/throughput.py --subscribers $${BENCH_SUBSCRIBERS:-300} $${BENCH_DATABASE_URL:+--database $$BENCH_DATABASE_URL}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
