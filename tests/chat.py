@@ -10,7 +10,7 @@ from isiqbot.dialogs.events import Command, Contact, Event, Location, Photo, Pre
 from isiqbot.dialogs.ports import Subscriber
 from isiqbot.dialogs.replies import Message
 from isiqbot.dialogs.state import State, Step
-from isiqbot.locales import translate
+from isiqbot.locales import Msg, translate
 from isiqbot.storage import conversations
 
 _update_ids = itertools.count(1)
@@ -35,6 +35,16 @@ DESIGN_SETTINGS = tuple(
     SMTP_HOST SMTP_PORT SMTP_USER SMTP_PASSWORD SMTP_FROM PUBLIC_BASE_URL HTTP_HOST HTTP_PORT LOG_LEVEL
     """.split()
 )
+
+
+class SmsRecorder:
+    """Stands where the SMS gateway would: keeps what would have been sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Msg, str]] = []
+
+    async def send(self, phone: str, text: Msg, lang: str) -> None:
+        self.sent.append((phone, text, lang))
 
 
 class Chat:

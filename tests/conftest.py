@@ -11,11 +11,11 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from isiqbot.bot.service import Conversations, LogSms
+from isiqbot.bot.service import Conversations
 from isiqbot.storage import registry
 from isiqbot.storage.db import Database
 from isiqbot.storage.migrate import upgrade
-from tests.chat import Chat
+from tests.chat import Chat, SmsRecorder
 
 POSTGRES_URL = os.environ.get(
     "TEST_DATABASE_URL_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -106,12 +106,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def sms() -> LogSms:
-    return LogSms()
+def sms() -> SmsRecorder:
+    return SmsRecorder()
 
 
 @pytest.fixture
-def service(sample_db: Database, sms: LogSms, clock: Clock) -> Conversations:
+def service(sample_db: Database, sms: SmsRecorder, clock: Clock) -> Conversations:
     return Conversations(sample_db, sms, clock=clock)
 
 

@@ -118,3 +118,16 @@ def test_nested_messages_are_translated_in_the_same_language() -> None:
 def test_subscriber_text_in_parameters_is_not_a_template() -> None:
     msg = Msg("review.description", {"text": "{number} {0} {__class__}"})
     assert translate(msg, "az") == "Təsvir: {number} {0} {__class__}"
+
+
+def test_times_are_shown_in_baku_even_when_the_database_dropped_the_zone() -> None:
+    from datetime import UTC, datetime
+
+    naive = datetime(2026, 11, 27, 9, 0)  # how SQLite hands back 09:00 UTC
+    aware = naive.replace(tzinfo=UTC)
+    assert (
+        translate(Msg("app.history_line", {"date": naive, "status": "x"}), "az") == "• 27.11.2026 13:00 — x"
+    )
+    assert (
+        translate(Msg("app.history_line", {"date": aware, "status": "x"}), "az") == "• 27.11.2026 13:00 — x"
+    )

@@ -193,3 +193,16 @@ def test_run_serves_health_and_metrics_and_stops_on_sigterm(tmp_path: Path) -> N
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
+
+
+def test_undecodable_input_does_not_crash_the_chat(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [ISIQBOT, "chat"],
+        input=b"/\xff\n\xfe\xfd\n/quit\n",
+        capture_output=True,
+        cwd=tmp_path,
+        env=env_for(tmp_path) | {"LC_ALL": "C.UTF-8"},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert b"Traceback" not in result.stderr

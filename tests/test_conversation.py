@@ -17,6 +17,7 @@ from tests.chat import (
     PLAIN,
     PLAIN_CODE,
     SHOP,
+    SHOP_CODE,
     Chat,
     describe_and_finish,
     fill_residential,
@@ -517,3 +518,164 @@ async def test_an_unexpected_failure_gets_an_apology_and_changes_nothing(chat: C
     assert await chat.send(Pressed("send", 7), update_id="poison") == ""  # not retried forever
     await chat.command("cancel")  # and the person can go on
     assert (await chat.step()) == Step.MENU
+
+
+# ---- regressions from the code review ----------------------------------------------------------
+
+
+async def test_cancel_or_new_does_not_reset_the_code_limits(chat: Chat, sms, service) -> None:
+    for _ in range(8):  # each round: ask for a code to the phone on file, then start over
+        await chat.start()
+        await chat.press("new")
+        await chat.press("by_code")
+        await chat.type(PLAIN_CODE)
+        await chat.command("cancel")
+    assert len(sms.sent) == 1  # a minute must pass between codes to one phone, whatever the chat did
+    other = Chat(service, user="another-chat")
+    await other.start()
+    await other.press("new")
+    await other.press("by_code")
+    assert "saniyədən sonra" in await other.type(PLAIN_CODE)  # the limit is the phone's, not the chat's
+    assert len(sms.sent) == 1
+
+
+async def test_one_chat_cannot_flood_many_phones(chat: Chat, sms, clock) -> None:
+    codes = ["168808605066007", SHOP_CODE, CHAIN_CODE, "1756136644"]
+    for round_ in range(3):
+        for code in codes:
+            await chat.start()
+            await chat.press("new")
+            await chat.press("by_code")
+            await chat.type(code)
+            clock.advance(seconds=61)
+        del round_
+    assert len(sms.sent) == 10  # OTP_MAX_PER_CHAT in an hour, to any phones
+    assert "həddən çox" in chat.text
+
+
+async def test_a_rolled_back_update_sends_no_code(chat: Chat, sms) -> None:
+    """The SMS leaves after the commit: an update that fails sends nothing."""
+    await chat.start()
+    await chat.press("new")
+    await chat.press("by_code")
+    async with chat.service.db.transaction() as session:  # make the next save fail, as a full disk would
+        from sqlalchemy import text
+
+        if session.get_bind().dialect.name == "sqlite":
+            await session.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE UPDATE ON conversation "
+                    "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            )
+        else:
+            await session.execute(
+                text(
+                    "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ "
+                    "LANGUAGE plpgsql"
+                )
+            )
+            await session.execute(
+                text(
+                    "CREATE TRIGGER refuse BEFORE UPDATE ON conversation "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse()"
+                )
+            )
+    shown = await chat.type(PLAIN_CODE)
+    assert "xəta baş verdi" in shown
+    assert not sms.sent
+
+
+async def test_back_from_an_account_edit_restores_the_account(chat: Chat) -> None:
+    await fill_residential(chat, phone=BOTH)
+    card = chat.text
+    await chat.press("edit:account")
+    await chat.press("Baş kod")
+    assert (await chat.step()) == Step.METERING_POINT
+    await chat.press("back")
+    assert (await chat.step()) == Step.REVIEW
+    assert chat.text == card  # the residential account is back, not a main code without a point
+    await chat.press("send")
+    [app] = await applications(chat)
+    assert app.kind == "residential"
+
+
+async def test_back_from_any_edit_undoes_it(chat: Chat) -> None:
+    await fill_residential(chat)
+    card = chat.text
+    await chat.press("edit:extra")
+    await chat.type("+994 70 444 55 66")
+    await chat.press("back")
+    assert chat.text == card
+
+
+async def test_no_more_than_two_extra_numbers(chat: Chat) -> None:
+    await fill_residential(chat)
+    await chat.press("edit:extra")
+    await chat.type("+994 70 444 55 66")
+    await chat.type("+994 77 444 55 67")
+    assert (await chat.step()) == Step.REVIEW
+    await chat.press("edit:extra")
+    shown = await chat.type("+994 55 444 55 68")
+    assert "Ən çoxu 2 əlavə nömrə" in shown
+    await chat.press("done")
+    await chat.press("send")
+    [app] = await applications(chat)
+    assert len(app.extra_phones) == 2
+
+
+async def test_metering_points_of_an_account_moved_away_are_not_shown(chat: Chat) -> None:
+    from isiqbot.storage import registry
+
+    await identify(chat, BOTH)
+    await chat.press("Baş kod")
+    await chat.command("start")  # parked at the metering point step
+    sample = registry.SAMPLE_CSV.read_text(encoding="utf-8")
+    moved = sample.replace(
+        "136UB12,Məmmədova Səbinə Fikrət qızı,+994998406430,non_residential",
+        "136UB13,Yeni Sahib,+994501112233,non_residential",
+    )
+    assert moved != sample
+    async with chat.service.db.transaction() as session:
+        await registry.import_csv(session, moved.encode())
+    shown = await chat.press("Yarımçıq")
+    assert "UN-0001" not in shown and "artıq sizin adınıza" in shown
+
+
+async def test_lang_then_start_keeps_the_draft(chat: Chat) -> None:
+    await identify(chat)
+    await chat.press(PLAIN_CODE)
+    await chat.press("reason:no_power")
+    await chat.command("lang")
+    await chat.command("start")
+    shown = await chat.press("Yarımçıq")
+    assert (await chat.step()) == Step.DESCRIPTION, shown
+
+
+async def test_resuming_an_edit_returns_to_the_card(chat: Chat) -> None:
+    await fill_residential(chat)
+    await chat.press("edit:description")
+    await chat.command("my")
+    await chat.press("back")
+    await chat.press("Yarımçıq")
+    await chat.type("Sayğac qutusu yanıb, işıq yoxdur.")
+    assert (await chat.step()) == Step.REVIEW
+
+
+async def test_the_review_card_has_back(chat: Chat) -> None:
+    await fill_residential(chat)
+    await chat.press("back")
+    assert (await chat.step()) == Step.EMAIL
+
+
+async def test_withdrawing_queues_no_message_to_oneself(chat: Chat) -> None:
+    from isiqbot.storage.models import Notification
+
+    await fill_residential(chat)
+    await chat.press("send")
+    await chat.command("my")
+    await chat.press("TX-2026-000001")
+    await chat.press("cancel_app")
+    await chat.press("cancel_yes")
+    async with chat.service.db.transaction() as session:
+        assert not (await session.scalars(select(Notification))).all()

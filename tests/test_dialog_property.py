@@ -21,15 +21,26 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlmodel import col, select
 
-from isiqbot.bot.service import Conversations, LogSms
+from isiqbot.bot.service import Conversations
 from isiqbot.dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
 from isiqbot.dialogs.state import State, Step
 from isiqbot.locales import LANGUAGES
 from isiqbot.storage import conversations
 from isiqbot.storage.db import Database
 from isiqbot.storage.lifecycle import Status
-from isiqbot.storage.models import Application, ApplicationCounter, Notification, StatusChange
-from tests.chat import BOTH, CHAIN, CHAIN_CODE, LANDLORD, PLAIN, PLAIN_CODE, SHOP, SHOP_CODE, Chat
+from isiqbot.storage.models import Application, ApplicationCounter, Notification, OtpRequest, StatusChange
+from tests.chat import (
+    BOTH,
+    CHAIN,
+    CHAIN_CODE,
+    LANDLORD,
+    PLAIN,
+    PLAIN_CODE,
+    SHOP,
+    SHOP_CODE,
+    Chat,
+    SmsRecorder,
+)
 from tests.conftest import Clock
 
 MAX_EVENTS = 40
@@ -176,9 +187,9 @@ def event_for(data: st.DataObject, chat: Chat, step: Step, otp: str | None) -> E
 
 
 async def forget_applications(db: Database) -> None:
-    """Remove what earlier examples filed (the registry stays): ids and numbers then start over."""
+    """Remove what earlier examples left (the registry stays): ids, numbers and code limits start over."""
     async with db.transaction() as session:
-        for table in (Notification, StatusChange, Application, ApplicationCounter):
+        for table in (Notification, StatusChange, Application, ApplicationCounter, OtpRequest):
             await session.execute(delete(table))
 
 
@@ -233,7 +244,7 @@ async def test_any_sequence_of_events_keeps_the_dialog_sound(
 ) -> None:
     # Every example starts from the same world, so that Hypothesis can replay and shrink it.
     await forget_applications(sample_db)
-    sms, clock = LogSms(), Clock()
+    sms, clock = SmsRecorder(), Clock()
     service = Conversations(sample_db, sms, clock=clock)
     chat = Chat(service, user=f"prop-{next(_users)}")
     registered = 0

@@ -10,14 +10,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlmodel import SQLModel, func, select
 
-from isiqbot.bot.service import Conversations, LogSms
+from isiqbot.bot.service import Conversations
 from isiqbot.dialogs.events import Photo
 from isiqbot.dialogs.state import State, Step
 from isiqbot.storage import applications, conversations, registry
 from isiqbot.storage.db import Database
 from isiqbot.storage.migrate import upgrade
 from isiqbot.storage.models import Application, ProcessedUpdate
-from tests.chat import PLAIN, Chat, fill_residential, identify
+from tests.chat import PLAIN, Chat, SmsRecorder, fill_residential, identify
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -36,7 +36,7 @@ async def test_migrate_twice_is_harmless(db: Database) -> None:
     await upgrade(db.engine)
     async with db.engine.connect() as connection:
         version = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert version == "0001"
+    assert version == "0002"
 
 
 async def test_sqlite_runs_in_wal_mode(db: Database, backend: str) -> None:
@@ -125,9 +125,9 @@ async def test_register_is_idempotent_under_concurrency(sample_db: Database) -> 
 
 async def test_two_processes_on_one_conversation_lose_no_update(sample_db: Database, clock) -> None:
     """Two service instances with their own connection pools stand for two bot processes."""
-    first = Conversations(sample_db, LogSms(), clock=clock)
+    first = Conversations(sample_db, SmsRecorder(), clock=clock)
     other_db = Database(sample_db.url)
-    second = Conversations(other_db, LogSms(), clock=clock)
+    second = Conversations(other_db, SmsRecorder(), clock=clock)
     try:
         chat = Chat(first, user="shared")
         await fill_residential(chat)
@@ -165,3 +165,56 @@ def test_unreadable_stored_state_becomes_a_fresh_menu() -> None:
         state = State.from_json(raw, lang="ru")
         assert state.step in Step
         assert State.from_json(state.to_json()) == state
+
+
+async def test_the_number_year_is_the_year_in_baku(db: Database) -> None:
+    async with db.transaction() as session:
+        number = await applications.reserve_number(session, datetime(2026, 12, 31, 21, 30, tzinfo=UTC))
+    assert number == "TX-2027-000001"  # 01:30 on 1 January in Baku
+
+
+async def test_a_transaction_inside_another_is_refused(db: Database) -> None:
+    import pytest
+
+    async with db.transaction():
+        with pytest.raises(RuntimeError, match="inside another"):
+            async with db.transaction():
+                pass
+    async with db.transaction() as session:  # and the guard is released afterwards
+        assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+
+
+async def test_database_errors_never_carry_the_bound_values(sample_db: Database) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        async with sample_db.transaction() as session:
+            await session.execute(
+                text("INSERT INTO person (fin, full_name, phone) VALUES (:fin, :name, :phone)"),
+                {"fin": "M9CGRC9", "name": "Təkrar", "phone": "+994996510079"},
+            )
+    except IntegrityError as exc:
+        message = str(exc)
+    assert "person" in message
+    assert "+994996510079" not in message and "M9CGRC9" not in message
+
+
+def test_which_database_errors_are_worth_a_retry() -> None:
+    from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+    from isiqbot.bot.service import is_transient
+
+    class Orig(Exception):
+        def __init__(self, sqlstate: str) -> None:
+            self.sqlstate = sqlstate
+
+    def error(cls: type[DBAPIError], sqlstate: str) -> DBAPIError:
+        return cls("SELECT 1", {}, Orig(sqlstate))
+
+    assert is_transient(error(OperationalError, ""))
+    assert is_transient(error(DBAPIError, "40P01"))  # deadlock
+    assert is_transient(error(DBAPIError, "40001"))  # serialization failure
+    assert is_transient(error(DBAPIError, "55P03"))  # lock not available
+    assert is_transient(error(DBAPIError, "57014"))  # statement timeout
+    assert not is_transient(error(IntegrityError, "23505"))  # a duplicate will stay one
+    assert not is_transient(error(DBAPIError, "22021"))  # bad encoding will stay bad

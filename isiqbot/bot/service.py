@@ -26,7 +26,7 @@ from isiqbot.dialogs.replies import Message, Outcome
 from isiqbot.dialogs.state import State
 from isiqbot.dialogs.validate import mask_phone
 from isiqbot.locales import Msg, normalize_language
-from isiqbot.storage import applications, conversations, lifecycle, registry
+from isiqbot.storage import applications, codes, conversations, lifecycle, registry
 from isiqbot.storage.db import Database, as_utc
 from isiqbot.storage.models import Application
 
@@ -39,14 +39,57 @@ def system_clock() -> datetime:
 
 
 class LogSms:
-    """The SMS sink when no gateway is configured: the text goes to the log, the number masked."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Msg, str]] = []
+    """The SMS sink when no gateway is configured: the message key goes to the log, the number masked."""
 
     async def send(self, phone: str, text: Msg, lang: str) -> None:
-        self.sent.append((phone, text, lang))
         log.info("SMS to %s: %s", mask_phone(phone), text.key)
+
+
+class PendingSms:
+    """The SMS an update asks for, held until its transaction is committed.
+
+    A rolled-back update then sends nothing, and a code that was sent is always the one stored.
+    """
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[str, Msg, str]] = []
+
+    async def send(self, phone: str, text: Msg, lang: str) -> None:
+        self.queued.append((phone, text, lang))
+
+
+class CodeLogAdapter:
+    """The dialog's `CodeLog` port over the otp_request table."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def sent_to(self, phone: str, since: datetime) -> Sequence[datetime]:
+        return [as_utc(t) for t in await codes.sent_to(self.session, phone, since)]
+
+    async def count_by(self, subscriber: ports.Subscriber, since: datetime) -> int:
+        return await codes.count_by(self.session, _requester(subscriber), since)
+
+    async def record(self, phone: str, subscriber: ports.Subscriber, at: datetime) -> None:
+        codes.record(self.session, phone, _requester(subscriber), at)
+
+
+def _requester(subscriber: ports.Subscriber) -> str:
+    return f"{subscriber.channel}:{subscriber.user_key}"
+
+
+# SQLSTATE classes a retry can cure: connection (08), transaction rollback such as a deadlock or a
+# serialization failure (40), insufficient resources (53), operator intervention and timeouts (57),
+# and "lock not available" (55P03).
+RETRYABLE_SQLSTATE = ("08", "40", "53", "57", "55P03")
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """Whether the database may well accept the same update a moment later."""
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        return True
+    state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    return state.startswith(RETRYABLE_SQLSTATE)
 
 
 class RegistryAdapter:
@@ -208,12 +251,13 @@ class Conversations:
         async with self._lock(key):
             try:
                 return await self._handle(subscriber, event, update_id, language_hint)
-            except (OperationalError, InterfaceError, OSError, TimeoutError):
+            except (OSError, TimeoutError):
                 raise  # the storage is away: let the platform re-deliver the update later
             except DBAPIError as exc:
-                if exc.connection_invalidated:
+                if is_transient(exc):
                     raise
-                log.exception("update %s of %s refused by the database", update_id, subscriber.channel)
+                # The message holds the statement, never its parameters (hide_parameters on the engine).
+                log.error("update %s of %s refused by the database: %s", update_id, subscriber.channel, exc)
                 lang = await self._record_failed(subscriber, update_id, language_hint)
                 return Handled(_apology(), lang)
             except Exception:
@@ -229,6 +273,7 @@ class Conversations:
         language_hint: str | None,
     ) -> Handled | None:
         now = self.clock()
+        outgoing = PendingSms()
         async with self.db.transaction() as session:
             if update_id is not None and not await conversations.mark_processed(
                 session, subscriber.channel, update_id, now
@@ -241,7 +286,8 @@ class Conversations:
                 subscriber=subscriber,
                 registry=RegistryAdapter(session),
                 applications=ApplicationsAdapter(session, now),
-                sms=self.sms,
+                sms=outgoing,
+                codes=CodeLogAdapter(session),
                 now=now,
             )
             if event is None:
@@ -253,7 +299,12 @@ class Conversations:
                 await conversations.save(
                     session, row.id, new_state.to_json(), new_state.step.value, new_state.lang, now
                 )
-            return Handled(outcome, new_state.lang)
+        for phone, text, sms_lang in outgoing.queued:  # committed: now the codes may leave
+            try:
+                await self.sms.send(phone, text, sms_lang)
+            except Exception:  # the subscriber can ask for a new code; the update itself stands
+                log.exception("SMS to %s could not be handed over", mask_phone(phone))
+        return Handled(outcome, new_state.lang)
 
     async def _record_failed(
         self, subscriber: ports.Subscriber, update_id: str | None, hint: str | None

@@ -46,7 +46,8 @@ PAGE_SIZE = 8
 OTP_TTL = timedelta(minutes=5)
 OTP_TRIES = 3
 OTP_RESEND_AFTER = timedelta(seconds=60)
-OTP_MAX_PER_HOUR = 5
+OTP_MAX_PER_HOUR = 5  # codes to one phone
+OTP_MAX_PER_CHAT = 10  # codes asked for from one chat, to any phones
 # Azerbaijan's territory with a margin: a location far outside it is a mistake, not a fault to visit.
 AZ_BOUNDS = ((38.3, 41.95), (44.7, 50.9))
 
@@ -150,7 +151,7 @@ class Dialog:
     def _cancel(self, state: State) -> tuple[State, Notes]:
         data = dict(state.data)
         had_draft = bool(data.pop("draft", None)) or state.step in FLOW or state.step in IDENTIFY_STEPS
-        for key in ("resume", "editing", "otp"):
+        for key in ("resume", "editing", "before_edit", "otp"):
             data.pop(key, None)
         new_state = state.evolve(step=Step.MENU, data=data)
         return new_state, (note("cancel.done" if had_draft else "cancel.nothing"),)
@@ -168,7 +169,9 @@ class Dialog:
         if step == Step.LANGUAGE:
             return _go(state, _return_step(state))
         if step in FLOW and state.data.get("editing") and step != Step.REVIEW:
-            return await self._enter_review(ctx, _with(state, editing=None))
+            # Back from an edit undoes it: the draft as it was when the edit began.
+            restored = _with(state, draft=state.data.get("before_edit") or _draft(state))
+            return await self._enter_review(ctx, _with(restored, editing=None, before_edit=None))
         back_to = {
             Step.ASK_PHONE: Step.MENU,
             Step.ASK_CODE: Step.ASK_PHONE,
@@ -198,7 +201,7 @@ class Dialog:
         if state.data.get("editing") and not (
             state.step == Step.ACCOUNT and _draft(state).get("kind") == "non_residential"
         ):
-            return await self._enter_review(ctx, _with(state, editing=None))
+            return await self._enter_review(ctx, _with(state, editing=None, before_edit=None))
         following = self._flow_neighbour(state, +1)
         if following == Step.REVIEW:
             return await self._enter_review(ctx, state)
@@ -269,16 +272,15 @@ class Dialog:
         return await self._send_otp(state, phone, via="code", ctx=ctx)
 
     async def _send_otp(self, state: State, phone: str, via: str, ctx: Context) -> tuple[State, Notes]:
-        previous = state.data.get("otp") or {}
-        window_start = _parse_time(previous.get("window_start"))
-        count = int(previous.get("count") or 0)
-        if window_start is None or ctx.now - window_start > timedelta(hours=1):
-            window_start, count = ctx.now, 0
-        if count >= OTP_MAX_PER_HOUR:
+        hour_ago = ctx.now - timedelta(hours=1)
+        sent = await ctx.codes.sent_to(phone, hour_ago)
+        if (
+            len(sent) >= OTP_MAX_PER_HOUR
+            or await ctx.codes.count_by(ctx.subscriber, hour_ago) >= OTP_MAX_PER_CHAT
+        ):
             raise DialogError(Msg("identify.otp_too_many"))
-        sent_at = _parse_time(previous.get("sent_at"))
-        if previous.get("phone") == phone and sent_at and ctx.now - sent_at < OTP_RESEND_AFTER:
-            wait = int((OTP_RESEND_AFTER - (ctx.now - sent_at)).total_seconds()) + 1
+        if sent and ctx.now - sent[-1] < OTP_RESEND_AFTER:
+            wait = int((OTP_RESEND_AFTER - (ctx.now - sent[-1])).total_seconds()) + 1
             raise DialogError(Msg("identify.resend_wait", {"seconds": wait}))
         code = f"{secrets.randbelow(10**validate.OTP_LENGTH):0{validate.OTP_LENGTH}d}"
         salt = secrets.token_hex(8)
@@ -290,9 +292,8 @@ class Dialog:
             "sent_at": ctx.now.isoformat(),
             "expires": (ctx.now + OTP_TTL).isoformat(),
             "tries": OTP_TRIES,
-            "count": count + 1,
-            "window_start": window_start.isoformat(),
         }
+        await ctx.codes.record(phone, ctx.subscriber, ctx.now)
         await ctx.sms.send(
             phone, Msg("sms.otp", {"code": code, "minutes": int(OTP_TTL.total_seconds() // 60)}), state.lang
         )
@@ -413,6 +414,8 @@ class Dialog:
                 return _with(state, draft={**draft, "extra": []}), (note("extra.cleared"),)
         if not isinstance(event, Text):
             raise Invalid(Msg("extra.hint"))
+        if len(extra) >= validate.MAX_EXTRA_PHONES:
+            raise Invalid(Msg("extra.full", {"max": validate.MAX_EXTRA_PHONES}))
         phone = validate.any_phone(event.text)
         if phone == draft.get("mobile") or phone in extra:
             raise Invalid(Msg("extra.duplicate"))
@@ -444,7 +447,7 @@ class Dialog:
         if isinstance(event, Pressed):
             if event.choice.startswith("edit:"):
                 target = EDITABLE[event.choice.removeprefix("edit:")]
-                return _go(state, target, editing=True), ()
+                return _go(state, target, editing=True, before_edit=_draft(state)), ()
             if event.choice == "send":
                 return await self._send(state, ctx)
         raise Invalid(Msg("review.hint"))
@@ -551,6 +554,9 @@ class Dialog:
 
     async def _ask_metering_point(self, state: State, ctx: Context) -> Message:
         draft = _draft(state)
+        if int(draft.get("account_id") or 0) not in {a.id for a in await self._accounts(state, ctx)}:
+            # The registry moved the main code to someone else since it was chosen: show nothing of it.
+            return Message((Msg("review.account_gone"),), (BACK, CANCEL))
         points = await ctx.registry.metering_points(int(draft["account_id"]))
         choices = [
             Choice(f"mp:{p.id}", Msg("mp.label", {"code": p.code, "address": p.address})) for p in points
@@ -648,7 +654,7 @@ class Dialog:
         parts.append(Msg("review.hint"))
         choices = [Choice("send", Msg("review.send"))]
         choices += [Choice(f"edit:{name}", Msg(f"review.edit_{name}")) for name in EDITABLE]
-        return Message(tuple(parts), (*choices, CANCEL))
+        return Message(tuple(parts), (*choices, BACK, CANCEL))
 
     async def _ask_my_list(self, state: State, ctx: Context) -> Message:
         apps = await ctx.applications.list_mine(ctx.subscriber, state.data.get("phone"))
@@ -728,9 +734,13 @@ def _go(state: State, step: Step, **changes: Any) -> State:
 
 
 def _park(state: State) -> State:
-    """Leave the application flow but remember where, so the menu can offer to resume."""
-    if state.step in FLOW and _draft(state):
-        return _with(state, resume=state.step.value, editing=None)
+    """Leave the application flow but remember where, so the menu can offer to resume.
+
+    An edit in progress stays one: resuming it returns to the review card when done.
+    """
+    step = _return_step(state) if state.step == Step.LANGUAGE else state.step
+    if step in FLOW and _draft(state):
+        return _with(state, resume=step.value)
     return state
 
 

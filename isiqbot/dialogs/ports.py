@@ -120,8 +120,18 @@ class Applications(Protocol):
 
 class Sms(Protocol):
     async def send(self, phone: str, text: Msg, lang: str) -> None:
-        """Send (or queue) an SMS; the one-time codes go this way."""
+        """Queue an SMS; it leaves only once the update's transaction is committed."""
         ...
+
+
+class CodeLog(Protocol):
+    """Which one-time codes were sent: the limits must survive /cancel, /new and a second chat."""
+
+    async def sent_to(self, phone: str, since: datetime) -> Sequence[datetime]: ...
+
+    async def count_by(self, subscriber: Subscriber, since: datetime) -> int: ...
+
+    async def record(self, phone: str, subscriber: Subscriber, at: datetime) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,4 +142,5 @@ class Context:
     registry: Registry
     applications: Applications
     sms: Sms
+    codes: CodeLog
     now: datetime

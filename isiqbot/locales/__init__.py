@@ -9,7 +9,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -61,7 +61,8 @@ def _format_param(value: object, lang: str) -> str:
     if isinstance(value, Msg):
         return translate(value, lang)
     if isinstance(value, datetime):
-        return format_datetime(value.astimezone(LOCAL_TZ), "dd.MM.yyyy HH:mm", locale=lang)
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)  # we store UTC; SQLite drops the zone
+        return format_datetime(aware.astimezone(LOCAL_TZ), "dd.MM.yyyy HH:mm", locale=lang)
     if isinstance(value, date):
         return format_date(value, "dd.MM.yyyy", locale=lang)
     return str(value)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,7 @@ from isiqbot.storage.models import (
 )
 
 NUMBER_PREFIX = "TX"
+LOCAL_TZ = ZoneInfo("Asia/Baku")
 LIST_LIMIT = 50
 
 
@@ -35,7 +37,7 @@ def format_number(year: int, serial: int) -> str:
 
 async def reserve_number(session: AsyncSession, now: datetime) -> str:
     """The next application number of the year; the counter row is locked until the transaction ends."""
-    year = now.year
+    year = now.astimezone(LOCAL_TZ).year  # the year in Baku, not in UTC, on the night of 31 December
     bump = (
         update(ApplicationCounter)
         .where(col(ApplicationCounter.year) == year)
@@ -81,6 +83,8 @@ async def register(session: AsyncSession, new: NewApplication, now: datetime) ->
     if account is None:
         raise LookupError(f"account {new.account_id} does not exist")
     point = await session.get(MeteringPoint, new.metering_point_id) if new.metering_point_id else None
+    if point is not None and (point.account_id != account.id or not point.active):
+        raise LookupError(f"metering point {point.id} is not an active point of account {account.id}")
     application = Application(
         number=new.number,
         channel=new.channel,
@@ -208,6 +212,9 @@ async def change_status(
             created_at=now,
         )
     )
+    if role == Role.SUBSCRIBER:  # the subscriber made this change and saw it confirmed in the chat
+        await session.flush()
+        return application
     params: dict[str, Any] = {"number": application.number, "status": {"$msg": f"status.{new.value}"}}
     key = "notify.status"
     if new in lifecycle.NEEDS_RESULT:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,13 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() != "sqlite":
         # No ping on checkout (a round trip per update): a dead connection fails the update with a
         # database error, the platform re-delivers it, and the pool replaces the connection.
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
+        return create_async_engine(
+            url, pool_size=10, max_overflow=10, pool_recycle=1800, hide_parameters=True
+        )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+    # hide_parameters: an error message quotes the statement, never the phones and texts bound to it.
+    engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -47,6 +51,9 @@ def create_engine(url: str) -> AsyncEngine:
     return engine
 
 
+_inside: ContextVar[bool] = ContextVar("isiqbot_inside_transaction", default=False)
+
+
 class Database:
     """The engine and its session factory; `transaction()` is the one unit of work per update."""
 
@@ -60,13 +67,23 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One transaction: committed when the block ends, rolled back when it raises."""
-        if self._sqlite_turn is None:
-            async with self.sessions() as session, session.begin():
-                yield session
-            return
-        async with self._sqlite_turn, self.sessions() as session, session.begin():
-            yield session
+        """One transaction: committed when the block ends, rolled back when it raises.
+
+        Not re-entrant: a transaction opened inside another would escape its atomicity (and on SQLite
+        wait for itself), so that is refused at once.
+        """
+        if _inside.get():
+            raise RuntimeError("a transaction was opened inside another one; pass the session instead")
+        token = _inside.set(True)
+        try:
+            if self._sqlite_turn is None:
+                async with self.sessions() as session, session.begin():
+                    yield session
+            else:
+                async with self._sqlite_turn, self.sessions() as session, session.begin():
+                    yield session
+        finally:
+            _inside.reset(token)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -130,6 +130,16 @@ class ProcessedUpdate(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+class OtpRequest(SQLModel, table=True):
+    """A one-time code sent: limits hold per target phone and per chat, whatever the chat's state says."""
+
+    __tablename__ = "otp_request"
+    id: int | None = Field(default=None, primary_key=True)
+    phone: str = Field(max_length=16, index=True)
+    requester: str = Field(max_length=96, index=True)
+    created_at: datetime = _ts()
+
+
 class Notification(SQLModel, table=True):
     """A message owed to a subscriber (the outbox): written with the event that causes it."""
 

@@ -143,7 +143,7 @@ def parse_csv(data: bytes) -> _Parsed:
             fin, kind = fin.upper(), kind.lower()
             reasons = []
             if not _FIN_RE.fullmatch(fin):
-                reasons.append(f"bad FİN {fin[:16]!r}: 7 characters of 0-9 and A-Z without I and O")
+                reasons.append("bad FİN: 7 characters of 0-9 and A-Z without I and O")
             if not name or len(name) > 200:
                 reasons.append("full_name is empty or longer than 200 characters")
             phone = _phone(phone_raw)
@@ -170,7 +170,7 @@ def parse_csv(data: bytes) -> _Parsed:
             row = _Row(line, fin, name, phone, kind, code, point, address, region)
             known = parsed.persons.get(fin)
             if known and known != (name, phone):
-                bad(line, f"FİN {fin} has another name or phone on an earlier line")
+                bad(line, f"FİN {fin[:2]}***** has another name or phone on an earlier line")
                 continue
             first = parsed.accounts.get(code)
             if first is not None:
