@@ -92,24 +92,42 @@ async def cmd_registry_import(settings: Settings, path: Path) -> int:
 
 
 async def cmd_run(settings: Settings) -> int:
-    """The service; channels join here as they are built (Telegram, WhatsApp), the web server with them."""
-    from isiqbot.bot.web import serve
+    """The service: the web server, and every channel that has credentials."""
+    from isiqbot.bot.telegram.channel import ALLOWED_UPDATES, TelegramChannel, make_bot, webhook_handler
+    from isiqbot.bot.web import Route, serve
 
     db = await open_database(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    configured = [
-        name
-        for name, on in (("telegram", settings.telegram.bot_token), ("whatsapp", settings.whatsapp.enabled))
-        if on
-    ]
-    if configured:
-        log.warning("channels configured but not yet available in this version: %s", ", ".join(configured))
+    service = Conversations(db, LogSms())
+    routes: list[Route] = []
+    tasks: list[asyncio.Task[None]] = []
+    telegram = settings.telegram
+    bot = None
+    if telegram.bot_token is not None:
+        bot = make_bot(telegram.bot_token.get_secret_value(), telegram.api_url)
+        channel = TelegramChannel(bot, service)
+        await channel.set_commands()
+        if telegram.webhook_url and telegram.webhook_secret:
+            secret = telegram.webhook_secret.get_secret_value()
+            routes.append(("POST", "/telegram/webhook", webhook_handler(channel, secret)))
+            await bot.set_webhook(telegram.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+            log.info("Telegram: webhook registered")
+        else:
+            tasks.append(asyncio.create_task(channel.poll(stop)))
+            log.info("Telegram: long polling")
+    if settings.whatsapp.enabled:
+        log.warning("WhatsApp is configured but not yet available in this version")
     try:
-        await serve(settings, db, Conversations(db, LogSms()), stop)
+        await serve(settings, db, stop, routes)
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if bot is not None:
+            await bot.session.close()
         await db.dispose()
     return 0
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from sqlalchemy import text
 
-from isiqbot.bot.service import Conversations
 from isiqbot.bot.settings import Settings
 from isiqbot.storage import applications
 from isiqbot.storage.db import Database
 
 log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DB_KEY = web.AppKey("db", Database)
 
 
@@ -40,16 +41,21 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
 
 
-def make_app(db: Database) -> web.Application:
+Route = tuple[str, str, Handler]
+
+
+def make_app(db: Database, routes: Sequence[Route] = ()) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[DB_KEY] = db
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
     return app
 
 
-async def serve(settings: Settings, db: Database, service: Conversations, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(make_app(db))
+async def serve(settings: Settings, db: Database, stop: asyncio.Event, routes: Sequence[Route] = ()) -> None:
+    runner = web.AppRunner(make_app(db, routes))
     await runner.setup()
     site = web.TCPSite(runner, settings.http.http_host, settings.http.http_port)
     await site.start()

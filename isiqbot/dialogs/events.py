@@ -49,6 +49,13 @@ class Photo:
     ref: str
 
 
-Event = Text | Pressed | Command | Contact | Location | Photo
+@dataclass(frozen=True, slots=True)
+class Unsupported:
+    """Something the platform delivered that the dialog cannot use (a sticker, a voice note …)."""
+
+    kind: str
+
+
+Event = Text | Pressed | Command | Contact | Location | Photo | Unsupported
 
 COMMANDS = ("start", "new", "my", "cancel", "lang", "help")

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from isiqbot.dialogs import validate
 from isiqbot.dialogs.errors import DialogError, Invalid
-from isiqbot.dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
+from isiqbot.dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text, Unsupported
 from isiqbot.dialogs.ports import AccountView, ApplicationDraft, Context
 from isiqbot.dialogs.replies import Choice, Message, Outcome, Request
 from isiqbot.dialogs.state import State, Step
@@ -106,6 +106,8 @@ class Dialog:
     # ---- dispatch -------------------------------------------------------------------------------
 
     async def _dispatch(self, state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
+        if isinstance(event, Unsupported):
+            raise DialogError(Msg("error.unsupported"))
         if isinstance(event, Command):
             return await self._command(state, event, ctx)
         if isinstance(event, Pressed):

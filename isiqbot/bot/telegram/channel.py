@@ -1,0 +1,155 @@
+"""The Telegram channel: updates in (polling or webhook), each handled once and in order, replies out."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.methods import AnswerCallbackQuery, SendMessage, TelegramMethod
+from aiogram.types import BotCommand, Update
+from aiohttp import web
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+
+from isiqbot.bot.service import Conversations, is_transient
+from isiqbot.bot.telegram.mapping import map_update
+from isiqbot.bot.telegram.render import Outgoing, render
+from isiqbot.bot.web import Handler
+from isiqbot.dialogs.events import COMMANDS
+from isiqbot.locales import LANGUAGES, Msg, translate
+
+log = logging.getLogger(__name__)
+ALLOWED_UPDATES = ["message", "callback_query"]
+SEND_ATTEMPTS = 6
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name, not a secret)
+
+
+def make_bot(token: str, api_url: str) -> Bot:
+    """A bot whose requests go to `{api_url}/bot{token}/{method}`, so any Bot API server can stand in."""
+    return Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url)))
+
+
+class TelegramChannel:
+    def __init__(self, bot: Bot, service: Conversations) -> None:
+        self.bot = bot
+        self.service = service
+
+    async def process(self, update: Update) -> None:
+        """Handle one update and answer it. Storage errors propagate: the update must come again."""
+        inbound = map_update(update)
+        if inbound is None:
+            return
+        handled = await self.service.handle(
+            inbound.subscriber,
+            inbound.event,
+            update_id=str(inbound.update_id),
+            language_hint=inbound.language,
+        )
+        if inbound.callback_id is not None:  # every press is answered, or the button keeps spinning
+            await self._call(AnswerCallbackQuery(callback_query_id=inbound.callback_id))
+        if handled is None:
+            return  # seen before: its answer went out then
+        for message in render(handled.outcome, handled.lang):
+            await self.send(inbound.chat_id, message)
+
+    async def send(self, chat_id: int, message: Outgoing) -> None:
+        await self._call(SendMessage(chat_id=chat_id, text=message.text, reply_markup=message.markup))
+
+    async def _call(self, method: TelegramMethod[Any]) -> None:
+        """Call the Bot API, waiting out 429s and retrying 5xx and network errors with backoff."""
+        for attempt in range(SEND_ATTEMPTS):
+            try:
+                await self.bot(method)
+                return
+            except TelegramRetryAfter as exc:
+                await asyncio.sleep(exc.retry_after)
+            except (TelegramServerError, TelegramNetworkError):
+                await asyncio.sleep(min(0.5 * 2**attempt, 30))
+            except TelegramForbiddenError:
+                log.info("a chat has blocked the bot; the message was not delivered")
+                return
+        log.error("a Telegram call failed %s times and was given up", SEND_ATTEMPTS)
+
+    async def process_batch(self, updates: Sequence[Update]) -> None:
+        """The updates of one chat one after another, different chats at the same time."""
+        by_chat: dict[int, list[Update]] = defaultdict(list)
+        for update in updates:
+            inbound = map_update(update)
+            by_chat[inbound.chat_id if inbound else 0].append(update)
+
+        async def run(chat_updates: list[Update]) -> None:
+            for update in chat_updates:
+                await self.process(update)
+
+        await asyncio.gather(*(run(chat_updates) for chat_updates in by_chat.values()))
+
+    async def poll(self, stop: asyncio.Event, long_poll_seconds: int = 25) -> None:
+        """Long polling. The offset moves past a batch only once every update in it is stored."""
+        await self.bot.delete_webhook(drop_pending_updates=False)
+        offset: int | None = None
+        while not stop.is_set():
+            try:
+                updates = await self.bot.get_updates(
+                    offset=offset, timeout=long_poll_seconds, allowed_updates=ALLOWED_UPDATES
+                )
+            except (TelegramServerError, TelegramNetworkError) as exc:
+                log.warning("getUpdates failed (%s); trying again", type(exc).__name__)
+                await asyncio.sleep(1)
+                continue
+            if not updates:
+                continue
+            try:
+                await self.process_batch(updates)
+            except (DBAPIError, OSError) as exc:
+                if isinstance(exc, DBAPIError) and not is_transient(exc):
+                    raise
+                log.warning("storage unavailable; the batch will be fetched again")
+                await asyncio.sleep(1)
+                continue
+            offset = max(u.update_id for u in updates) + 1
+
+    async def set_commands(self) -> None:
+        """The command menu in each language, and Azerbaijani for everyone else."""
+        for lang in LANGUAGES:
+            commands = [
+                BotCommand(command=c, description=translate(Msg(f"command.{c}"), lang)) for c in COMMANDS
+            ]
+            await self.bot.set_my_commands(commands, language_code=lang)
+            if lang == "az":
+                await self.bot.set_my_commands(commands)
+
+
+def webhook_handler(channel: TelegramChannel, secret: str) -> Handler:
+    """POST /telegram/webhook: authenticated by the secret token, 200 only once the update is stored."""
+
+    async def handle(request: web.Request) -> web.Response:
+        given = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            return web.json_response({"error": "unauthorized"}, status=401)
+        try:
+            update = Update.model_validate(await request.json(), context={"bot": channel.bot})
+        except (ValueError, ValidationError):
+            return web.json_response({"error": "not a Telegram update"}, status=400)
+        try:
+            await channel.process(update)
+        except (DBAPIError, OSError) as exc:
+            if isinstance(exc, DBAPIError) and not is_transient(exc):
+                raise
+            log.warning("storage unavailable; asking Telegram to deliver update %s again", update.update_id)
+            return web.json_response({"error": "try again"}, status=503)
+        return web.json_response({"ok": True})
+
+    return handle

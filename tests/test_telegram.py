@@ -1,0 +1,262 @@
+"""The Telegram channel: the real aiogram client against a local fake Bot API server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiogram.types import Update
+from sqlmodel import func, select
+
+from isiqbot.bot.service import Conversations
+from isiqbot.bot.telegram.channel import SECRET_HEADER, TelegramChannel, make_bot, webhook_handler
+from isiqbot.bot.telegram.mapping import map_update
+from isiqbot.bot.telegram.render import Outgoing, render, split_text
+from isiqbot.bot.web import make_app
+from isiqbot.dialogs.events import Command, Contact, Pressed, Text, Unsupported
+from isiqbot.dialogs.replies import Choice, Message, Outcome, Request
+from isiqbot.locales import Msg
+from isiqbot.storage.db import Database
+from isiqbot.storage.models import Application, ProcessedUpdate
+from tests.chat import PLAIN
+from tests.fake_telegram import TOKEN, FakeTelegram, TelegramUser
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def channel(fake: FakeTelegram, service: Conversations) -> AsyncIterator[TelegramChannel]:
+    bot = make_bot(TOKEN, fake.url)
+    yield TelegramChannel(bot, service)
+    await bot.session.close()
+
+
+@pytest.fixture
+async def polling(channel: TelegramChannel) -> AsyncIterator[TelegramChannel]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(channel.poll(stop, long_poll_seconds=1))
+    yield channel
+    stop.set()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def count(db: Database, model: type) -> int:
+    async with db.transaction() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+async def test_a_residential_application_by_polling(fake: FakeTelegram, polling: TelegramChannel) -> None:
+    user = TelegramUser(fake, 501)
+    assert "Azərişıq" in await user.text("/start")
+    await user.press("Yeni müraciət")
+    contact_request = fake.sent_to(501)[-2]
+    assert contact_request["reply_markup"]["keyboard"][0][0]["request_contact"] is True
+    assert "Məmmədov Elçin" in await user.contact(PLAIN)
+    await user.press("168808605066007")
+    await user.press("İşıq yoxdur")
+    await user.text("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
+    await user.press("Keç")
+    await user.press("qalsın")
+    await user.press("Keç")
+    review = await user.press("E-poçt olmadan")
+    assert "TX-2026-000001" in review
+    assert "qeydə alındı" in await user.press("Müraciəti göndər")
+    assert await count(polling.service.db, Application) == 1
+    answered = [p for m, p in fake.calls if m == "answerCallbackQuery"]
+    assert len(answered) == 8  # every one of the 8 presses answered: no spinning buttons
+
+
+async def test_the_same_update_twice_has_one_effect(fake: FakeTelegram, polling: TelegramChannel) -> None:
+    user = TelegramUser(fake, 502)
+    await user.text("/start")
+    update = user._message(text="/my")
+    first = await user._do(update, update_id=900)
+    again = await user._do(update, update_id=900)  # Telegram delivers it again
+    assert "Hələ müraciətiniz yoxdur" in first and again == ""
+    assert await count(polling.service.db, ProcessedUpdate) == 2
+
+
+async def test_someone_elses_contact_is_refused(fake: FakeTelegram, polling: TelegramChannel) -> None:
+    user = TelegramUser(fake, 503)
+    await user.text("/start")
+    await user.press("Yeni müraciət")
+    assert "öz kontaktınız deyil" in await user.contact(PLAIN, owner=999)
+
+
+async def test_tampered_and_old_buttons_are_answered_politely(
+    fake: FakeTelegram, polling: TelegramChannel
+) -> None:
+    user = TelegramUser(fake, 504)
+    await user.text("/start")
+    [(_, new_data), *_] = user.buttons()
+    await user.press("Yeni müraciət")
+    for data in ("garbage", "1|acc:1' OR 1=1", new_data, "99|menu"):
+        shown = await user.press_data(data)
+        assert "Bu düymə artıq aktiv deyil" in shown or "keçərli deyil" in shown, shown
+    assert sum(1 for m, _ in fake.calls if m == "answerCallbackQuery") == 5
+
+
+async def test_what_the_dialog_cannot_read_is_explained(fake: FakeTelegram, polling: TelegramChannel) -> None:
+    user = TelegramUser(fake, 505)
+    await user.text("/start")
+    assert "Bu növ mesajı oxuya bilmirəm" in await user.sticker()
+
+
+async def test_a_429_is_waited_out_and_the_message_delivered(
+    fake: FakeTelegram, polling: TelegramChannel
+) -> None:
+    user = TelegramUser(fake, 506)
+    fake.fail_next(
+        "sendmessage",
+        429,
+        {
+            "ok": False,
+            "error_code": 429,
+            "description": "Too Many Requests",
+            "parameters": {"retry_after": 1},
+        },
+    )
+    fake.fail_next(
+        "sendmessage", 500, {"ok": False, "error_code": 500, "description": "Internal Server Error"}
+    )
+    assert "Azərişıq" in await user.text("/start")
+
+
+async def test_commands_are_registered_in_every_language(
+    fake: FakeTelegram, channel: TelegramChannel
+) -> None:
+    await channel.set_commands()
+    calls = [p for m, p in fake.calls if m == "setMyCommands"]
+    assert sorted(p.get("language_code", "") for p in calls) == ["", "az", "en", "ru"]
+    az = next(p for p in calls if p.get("language_code") == "az")
+    assert [c["command"] for c in az["commands"]] == ["start", "new", "my", "cancel", "lang", "help"]
+    assert az["commands"][1]["description"] == "Yeni müraciət"
+
+
+async def test_webhook_needs_the_secret_and_answers_after_storing(
+    fake: FakeTelegram, channel: TelegramChannel, unused_tcp_port: int
+) -> None:
+    runner = aiohttp.web.AppRunner(
+        make_app(channel.service.db, [("POST", "/telegram/webhook", webhook_handler(channel, "s3cret_X"))])
+    )
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    url = f"http://127.0.0.1:{unused_tcp_port}/telegram/webhook"
+    user = TelegramUser(fake, 507)
+    update = {"update_id": 77, **user._message(text="/start")}
+    try:
+        async with aiohttp.ClientSession() as http:
+            for headers in ({}, {SECRET_HEADER: "wrong"}):
+                async with http.post(url, json=update, headers=headers) as response:
+                    assert response.status == 401
+            assert await count(channel.service.db, ProcessedUpdate) == 0  # nothing stored
+            async with http.post(url, data=b"{not json", headers={SECRET_HEADER: "s3cret_X"}) as response:
+                assert response.status == 400
+            for _ in range(2):  # and a re-delivery does nothing more
+                async with http.post(url, json=update, headers={SECRET_HEADER: "s3cret_X"}) as response:
+                    assert response.status == 200
+    finally:
+        await runner.cleanup()
+    assert "Azərişıq" in user.replies()
+    assert len(fake.sent_to(507)) == 2  # the greeting and the menu, once
+    assert await count(channel.service.db, ProcessedUpdate) == 1
+
+
+# ---- the mappers and the renderer, on their own ------------------------------------------------
+
+
+def _update(**fields: object) -> Update:
+    return Update.model_validate({"update_id": 1, **fields})
+
+
+def _message(**content: object) -> dict[str, object]:
+    return {
+        "message_id": 1,
+        "date": 0,
+        "chat": {"id": 42, "type": "private"},
+        "from": {"id": 42, "is_bot": False, "first_name": "A", "language_code": "ru"},
+        **content,
+    }
+
+
+def test_messages_map_to_neutral_events() -> None:
+    cases = {
+        "/start": Command("start"),
+        "/start@isiqbot_test_bot abc-123": Command("start", "abc-123"),
+        "/LANG en": Command("lang", "en"),
+        "salam": Text("salam"),
+    }
+    for text, event in cases.items():
+        inbound = map_update(_update(message=_message(text=text)))
+        assert inbound is not None and inbound.event == event, text
+        assert inbound.subscriber.user_key == "42" and inbound.language == "ru"
+    own = map_update(
+        _update(message=_message(contact={"phone_number": "+994", "first_name": "A", "user_id": 42}))
+    )
+    other = map_update(
+        _update(message=_message(contact={"phone_number": "+994", "first_name": "A", "user_id": 7}))
+    )
+    assert own is not None and own.event == Contact("+994", own=True)
+    assert other is not None and other.event == Contact("+994", own=False)
+    voice = map_update(
+        _update(message=_message(voice={"file_id": "v", "file_unique_id": "v", "duration": 1}))
+    )
+    assert voice is not None and voice.event == Unsupported("voice")
+
+
+def test_group_chats_and_bots_are_not_subscribers() -> None:
+    group = _message(text="/start")
+    group["chat"] = {"id": -100, "type": "supergroup", "title": "Heyət"}
+    assert map_update(_update(message=group)) is None
+    bot = _message(text="hi")
+    bot["from"] = {"id": 9, "is_bot": True, "first_name": "B"}
+    assert map_update(_update(message=bot)) is None
+
+
+def test_callback_data_is_parsed_or_refused() -> None:
+    def press(data: str) -> object:
+        query = {
+            "id": "q",
+            "from": {"id": 42, "is_bot": False, "first_name": "A"},
+            "chat_instance": "c",
+            "data": data,
+        }
+        query["message"] = {"message_id": 1, "date": 0, "chat": {"id": 42, "type": "private"}}
+        inbound = map_update(_update(callback_query=query))
+        assert inbound is not None and inbound.callback_id == "q"
+        return inbound.event
+
+    assert press("12|acc:7") == Pressed("acc:7", 12)
+    assert press("acc:7") == Pressed("", None)
+    assert press("12|<b>") == Pressed("", None)
+
+
+def test_render_keyboards_and_limits() -> None:
+    question = Message(
+        (Msg("identify.ask_phone"),),
+        (Choice("by_code", Msg("identify.by_code")), Choice("back", Msg("common.back"))),
+        request=Request.CONTACT,
+    )
+    out = render(Outcome((question,), rev=123456789, changed=True), "az")
+    assert out[0].markup is not None and out[0].markup.keyboard[0][0].request_contact  # type: ignore[union-attr]
+    assert out[1].text == "Və ya seçin:"
+    buttons = out[1].markup.inline_keyboard  # type: ignore[union-attr]
+    assert [b[0].callback_data for b in buttons] == ["123456789|by_code", "123456789|back"]
+    assert all(len(b[0].callback_data.encode()) <= 64 for b in buttons)
+    long_text = "\n".join("sətir " * 50 for _ in range(100))
+    pieces = split_text(long_text)
+    assert len(pieces) > 1 and all(len(p) <= 4096 for p in pieces)
+    assert "".join(p.replace("\n", "") for p in pieces) == long_text.replace("\n", "")
+    plain = render(
+        Outcome((Message((Msg("review.description", {"text": "<b>x</b> &amp;"}),)),), 1, False), "az"
+    )
+    assert plain == [Outgoing("Təsvir: <b>x</b> &amp;")]  # sent as plain text: nothing is read as markup
