@@ -36,7 +36,7 @@ async def test_migrate_twice_is_harmless(db: Database) -> None:
     await upgrade(db.engine)
     async with db.engine.connect() as connection:
         version = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
-    assert version == "0002"
+    assert version == "0003"
 
 
 async def test_sqlite_runs_in_wal_mode(db: Database, backend: str) -> None:

@@ -260,3 +260,71 @@ def test_render_keyboards_and_limits() -> None:
         Outcome((Message((Msg("review.description", {"text": "<b>x</b> &amp;"}),)),), 1, False), "az"
     )
     assert plain == [Outgoing("Təsvir: <b>x</b> &amp;")]  # sent as plain text: nothing is read as markup
+
+
+async def test_fifty_chats_at_once_each_in_its_own_order(
+    fake: FakeTelegram, polling: TelegramChannel
+) -> None:
+    users = [TelegramUser(fake, 1000 + n) for n in range(50)]
+    last = 0
+    for user in users:  # all queued before the bot fetches them: one batch, many chats
+        fake.push(user._message(text="/help"))
+        last = fake.push(user._message(text="/my"))
+    await fake.processed(last, within=60)
+    for user in users:
+        texts = [m["text"] for m in fake.sent_to(user.id)]
+        assert len(texts) == 3, texts
+        assert texts[0].startswith("Bu bot vasitəsilə")  # /help, then its question, then /my
+        assert texts[1] == "Nə etmək istəyirsiniz?"
+        assert texts[2].startswith("Hələ müraciətiniz yoxdur")
+
+
+@pytest.mark.parametrize(
+    ("status", "description", "reason"),
+    [
+        (403, "Forbidden: bot was blocked by the user", "blocked"),
+        (400, "Bad Request: chat not found", "chat_not_found"),
+    ],
+)
+async def test_an_unreachable_chat_is_recorded_then_cleared(
+    fake: FakeTelegram, polling: TelegramChannel, status: int, description: str, reason: str
+) -> None:
+    from isiqbot.storage import conversations
+
+    user = TelegramUser(fake, 508)
+    fake.fail_next("sendmessage", status, {"ok": False, "error_code": status, "description": description})
+    await user.text("/start")
+    async with polling.service.db.transaction() as session:
+        row = await conversations.get(session, "telegram", "508")
+        assert row is not None and row.unreachable_reason == reason and row.unreachable_at is not None
+    await user.text("/my")  # the person writes again: reachable again
+    async with polling.service.db.transaction() as session:
+        row = await conversations.get(session, "telegram", "508")
+        assert row is not None and row.unreachable_at is None
+
+
+async def test_the_limiter_keeps_every_limit() -> None:
+    from isiqbot.bot.telegram.limits import RateLimiter
+
+    now = [0.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):  # a short burst to one private chat goes at once …
+        await limiter.acquire(42)
+    assert now[0] == 0
+    await limiter.acquire(42)  # … then about one a second
+    assert now[0] == pytest.approx(1.0)
+
+    for chat in range(100, 160):  # 60 messages to 60 chats: the 30 a second in all holds
+        await limiter.acquire(chat)
+    assert now[0] >= 1.0 + 29 / 30
+
+    start = now[0]
+    for _ in range(21):  # a group: 20 a minute
+        await limiter.acquire(-1001)
+    assert now[0] - start == pytest.approx(3.0, abs=0.1)  # the 21st waits for a twentieth of a minute

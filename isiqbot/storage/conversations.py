@@ -65,7 +65,13 @@ _SAVE = (
     update(_TABLE)
     .where(_TABLE.c.id == bindparam("row_id"))
     .values(
-        state=bindparam("state"), step=bindparam("step"), lang=bindparam("lang"), updated_at=bindparam("now")
+        state=bindparam("state"),
+        step=bindparam("step"),
+        lang=bindparam("lang"),
+        updated_at=bindparam("now"),
+        # A person who writes to us can be written to again.
+        unreachable_at=None,
+        unreachable_reason=None,
     )
 )
 
@@ -90,6 +96,17 @@ async def save(
 ) -> None:
     params = {"row_id": row_id, "state": state_json, "step": step, "lang": lang, "now": now}
     await session.execute(_SAVE, params)
+
+
+async def mark_unreachable(
+    session: AsyncSession, channel: str, user_key: str, reason: str, now: datetime
+) -> None:
+    """The platform refused to deliver: later news for this person must take another way (SMS)."""
+    await session.execute(
+        update(_TABLE)
+        .where(_TABLE.c.channel == channel, _TABLE.c.user_key == user_key)
+        .values(unreachable_at=now, unreachable_reason=reason[:32])
+    )
 
 
 async def get(session: AsyncSession, channel: str, user_key: str) -> Conversation | None:

@@ -119,6 +119,11 @@ class Conversation(SQLModel, table=True):
     lang: str = Field(default="az", max_length=2)
     state: str = Field(default="", sa_column=Column(Text, nullable=False))
     updated_at: datetime = _ts()
+    # Set when the platform refused a message (blocked, chat gone): notifications then go by SMS.
+    unreachable_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    unreachable_reason: str | None = Field(default=None, max_length=32)
 
 
 class ProcessedUpdate(SQLModel, table=True):

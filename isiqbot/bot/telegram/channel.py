@@ -13,6 +13,7 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
+    TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNetworkError,
     TelegramRetryAfter,
@@ -25,11 +26,14 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from isiqbot.bot.service import Conversations, is_transient
+from isiqbot.bot.telegram import CHANNEL
+from isiqbot.bot.telegram.limits import RateLimiter
 from isiqbot.bot.telegram.mapping import map_update
 from isiqbot.bot.telegram.render import Outgoing, render
 from isiqbot.bot.web import Handler
 from isiqbot.dialogs.events import COMMANDS
 from isiqbot.locales import LANGUAGES, Msg, translate
+from isiqbot.storage import conversations
 
 log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query"]
@@ -43,9 +47,10 @@ def make_bot(token: str, api_url: str) -> Bot:
 
 
 class TelegramChannel:
-    def __init__(self, bot: Bot, service: Conversations) -> None:
+    def __init__(self, bot: Bot, service: Conversations, limiter: RateLimiter | None = None) -> None:
         self.bot = bot
         self.service = service
+        self.limiter = limiter or RateLimiter()
 
     async def process(self, update: Update) -> None:
         """Handle one update and answer it. Storage errors propagate: the update must come again."""
@@ -59,29 +64,46 @@ class TelegramChannel:
             language_hint=inbound.language,
         )
         if inbound.callback_id is not None:  # every press is answered, or the button keeps spinning
-            await self._call(AnswerCallbackQuery(callback_query_id=inbound.callback_id))
+            try:
+                await self._call(AnswerCallbackQuery(callback_query_id=inbound.callback_id))
+            except TelegramBadRequest:  # too old to answer (Telegram allows a few minutes): nothing spins
+                pass
         if handled is None:
             return  # seen before: its answer went out then
         for message in render(handled.outcome, handled.lang):
-            await self.send(inbound.chat_id, message)
+            if not await self.send(inbound.chat_id, message):
+                break
 
-    async def send(self, chat_id: int, message: Outgoing) -> None:
-        await self._call(SendMessage(chat_id=chat_id, text=message.text, reply_markup=message.markup))
+    async def send(self, chat_id: int, message: Outgoing) -> bool:
+        """Send within the limits; False when the chat cannot be reached (recorded for the SMS fallback)."""
+        await self.limiter.acquire(chat_id)
+        try:
+            return await self._call(
+                SendMessage(chat_id=chat_id, text=message.text, reply_markup=message.markup)
+            )
+        except (TelegramForbiddenError, TelegramBadRequest) as exc:
+            if isinstance(exc, TelegramBadRequest) and "chat not found" not in exc.message.lower():
+                raise
+            reason = "blocked" if isinstance(exc, TelegramForbiddenError) else "chat_not_found"
+            log.info("Telegram chat unreachable (%s); recorded", reason)
+            async with self.service.db.transaction() as session:
+                await conversations.mark_unreachable(
+                    session, CHANNEL, str(chat_id), reason, self.service.clock()
+                )
+            return False
 
-    async def _call(self, method: TelegramMethod[Any]) -> None:
+    async def _call(self, method: TelegramMethod[Any]) -> bool:
         """Call the Bot API, waiting out 429s and retrying 5xx and network errors with backoff."""
         for attempt in range(SEND_ATTEMPTS):
             try:
                 await self.bot(method)
-                return
+                return True
             except TelegramRetryAfter as exc:
                 await asyncio.sleep(exc.retry_after)
             except (TelegramServerError, TelegramNetworkError):
                 await asyncio.sleep(min(0.5 * 2**attempt, 30))
-            except TelegramForbiddenError:
-                log.info("a chat has blocked the bot; the message was not delivered")
-                return
         log.error("a Telegram call failed %s times and was given up", SEND_ATTEMPTS)
+        return False
 
     async def process_batch(self, updates: Sequence[Update]) -> None:
         """The updates of one chat one after another, different chats at the same time."""
