@@ -25,7 +25,11 @@ class FakeTelegram:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.sent: list[dict[str, Any]] = []
         self.confirmed_offset = 0
+        self.polls_after: dict[int, int] = {}  # update id → getUpdates calls since it was queued
         self.failures: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        self.stalled: set[str] = set()  # methods that never answer, as a hung network would
+        self.stalled_calls = 0
+        self._release = asyncio.Event()
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._arrived = asyncio.Event()
@@ -44,6 +48,7 @@ class FakeTelegram:
         return self.url
 
     async def stop(self) -> None:
+        self._release.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -53,6 +58,8 @@ class FakeTelegram:
         """Queue an update for getUpdates; the same id again is a re-delivery."""
         update = {"update_id": update_id if update_id is not None else next(self._update_ids), **update}
         self.updates.append(update)
+        if self.confirmed_offset > int(update["update_id"]):  # a re-delivery: count the polls after it
+            self.polls_after[int(update["update_id"])] = 0
         self._arrived.set()
         return int(update["update_id"])
 
@@ -65,7 +72,8 @@ class FakeTelegram:
     async def processed(self, update_id: int, within: float = 15) -> None:
         """Wait until the bot confirmed the update (asked for a later offset): it is stored and answered."""
         deadline = time.monotonic() + within
-        while self.confirmed_offset <= update_id:
+        # Confirmed past it, and (for a re-delivery of an old id) fetched and confirmed once more since.
+        while self.confirmed_offset <= update_id or self.polls_after.get(update_id, 2) < 2:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"update {update_id} was not confirmed")
             await asyncio.sleep(0.01)
@@ -80,6 +88,12 @@ class FakeTelegram:
             )
         params = await self._params(request)
         self.calls.append((method, params))
+        if method.lower() in self.stalled:
+            self.stalled_calls += 1
+            await self._release.wait()  # until the server is stopped
+            return web.json_response(
+                {"ok": False, "error_code": 502, "description": "Bad Gateway"}, status=502
+            )
         if self.failures[method.lower()]:
             status, body = self.failures[method.lower()].pop(0)
             return web.json_response(body, status=status)
@@ -107,6 +121,8 @@ class FakeTelegram:
 
     async def _getupdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
+        for queued in self.polls_after:
+            self.polls_after[queued] += 1
         if offset:
             self.confirmed_offset = max(self.confirmed_offset, offset)
             self.updates = [u for u in self.updates if u["update_id"] >= offset]

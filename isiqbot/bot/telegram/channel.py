@@ -69,7 +69,11 @@ class TelegramChannel:
             except TelegramBadRequest:  # too old to answer (Telegram allows a few minutes): nothing spins
                 pass
         if handled is None:
-            return  # seen before: its answer went out then
+            # Seen before: Telegram sends an update again only when we failed to confirm it, perhaps
+            # before its answer went out. Its effect stays single; the person gets the current question.
+            handled = await self.service.handle(inbound.subscriber, None)
+            if handled is None:
+                return
         for message in render(handled.outcome, handled.lang):
             if not await self.send(inbound.chat_id, message):
                 break
