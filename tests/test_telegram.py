@@ -14,7 +14,7 @@ from isiqbot.bot.service import Conversations
 from isiqbot.bot.telegram.channel import SECRET_HEADER, TelegramChannel, make_bot, webhook_handler
 from isiqbot.bot.telegram.limits import RateLimiter
 from isiqbot.bot.telegram.mapping import map_update
-from isiqbot.bot.telegram.render import Outgoing, render, split_text
+from isiqbot.bot.telegram.render import render, split_text
 from isiqbot.bot.web import make_app
 from isiqbot.dialogs.events import Command, Contact, Pressed, Text, Unsupported
 from isiqbot.dialogs.ports import Subscriber
@@ -69,6 +69,8 @@ async def test_a_residential_application_by_polling(fake: FakeTelegram, polling:
     contact_request = fake.sent_to(501)[-2]
     assert contact_request["reply_markup"]["keyboard"][0][0]["request_contact"] is True
     assert "Məmmədov Elçin" in await user.contact(PLAIN)
+    welcome = fake.sent_to(501)[-2]
+    assert welcome["reply_markup"] == {"remove_keyboard": True}  # the contact keyboard goes away
     await user.press("168808605066007")
     await user.press("İşıq yoxdur")
     await user.text("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
@@ -273,7 +275,7 @@ def test_render_keyboards_and_limits() -> None:
     plain = render(
         Outcome((Message((Msg("review.description", {"text": "<b>x</b> &amp;"}),)),), 1, False), "az"
     )
-    assert plain == [Outgoing("Təsvir: <b>x</b> &amp;")]  # sent as plain text: nothing is read as markup
+    assert [o.text for o in plain] == ["Təsvir: <b>x</b> &amp;"]  # plain text: nothing is read as markup
 
 
 async def test_fifty_chats_at_once_each_in_its_own_order(

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, KeyboardButton, ReplyKeyboardMarkup
+from aiogram.types import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
 
 from isiqbot.bot.telegram.mapping import callback_data
 from isiqbot.dialogs.replies import Message, Outcome, Request
@@ -12,7 +18,7 @@ from isiqbot.locales import Msg, translate
 
 TEXT_LIMIT = 4096
 
-Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | None
+Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +32,10 @@ def render(outcome: Outcome, lang: str) -> list[Outgoing]:
     out: list[Outgoing] = []
     for message in outcome.messages:
         out.extend(_render_message(message, outcome.rev, lang))
+    if out and out[0].markup is None and not any(isinstance(o.markup, ReplyKeyboardMarkup) for o in out):
+        # No request any more: a note that leads the answer (the welcome after a shared contact, say)
+        # takes the request keyboard away. A message with buttons cannot carry that too.
+        out[0] = Outgoing(out[0].text, ReplyKeyboardRemove(remove_keyboard=True))
     return out
 
 
