@@ -342,3 +342,16 @@ async def test_the_limiter_keeps_every_limit() -> None:
     for _ in range(21):  # a group: 20 a minute
         await limiter.acquire(-1001)
     assert now[0] - start == pytest.approx(3.0, abs=0.1)  # the 21st waits for a twentieth of a minute
+
+
+async def test_a_message_telegram_refuses_does_not_stop_the_bot(
+    fake: FakeTelegram, polling: TelegramChannel
+) -> None:
+    user = TelegramUser(fake, 509)
+    fake.fail_next(
+        "sendmessage",
+        400,
+        {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"},
+    )
+    await user.text("/start")
+    assert "Hələ müraciətiniz yoxdur" in await user.text("/my")  # polling goes on

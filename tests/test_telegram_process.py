@@ -107,3 +107,21 @@ async def test_killed_between_storing_and_answering_then_restarted(
     assert ids_after == ids and step_after == "ask_phone"  # handled once: no second effect
     resent = [m["text"] for m in fake.sent_to(601)[before:]]
     assert any("Əvvəlcə sizi tanıyaq" in text for text in resent)  # and the person sees where they are
+
+
+async def test_a_wrong_token_stops_the_start_with_a_clear_message(tmp_path: Path, fake: FakeTelegram) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WHATSAPP_", "SMTP_", "SMS_"))
+    }
+    env |= {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
+        "TELEGRAM_BOT_TOKEN": "123:wrong",
+        "TELEGRAM_API_URL": fake.url,
+        "HTTP_PORT": str(free_port()),
+    }
+    result = await asyncio.to_thread(
+        subprocess.run, [ISIQBOT, "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "Telegram refused to start" in result.stderr and "Traceback" not in result.stderr
+    assert "123:wrong" not in result.stderr  # the token never reaches the log

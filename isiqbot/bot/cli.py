@@ -93,6 +93,9 @@ async def cmd_registry_import(settings: Settings, path: Path) -> int:
 
 async def cmd_run(settings: Settings) -> int:
     """The service: the web server, and every channel that has credentials."""
+    import aiohttp
+    from aiogram.exceptions import TelegramAPIError
+
     from isiqbot.bot.telegram.channel import ALLOWED_UPDATES, TelegramChannel, make_bot, webhook_handler
     from isiqbot.bot.web import Route, serve
 
@@ -109,14 +112,24 @@ async def cmd_run(settings: Settings) -> int:
     if telegram.bot_token is not None:
         bot = make_bot(telegram.bot_token.get_secret_value(), telegram.api_url)
         channel = TelegramChannel(bot, service)
-        await channel.set_commands()
-        if telegram.webhook_url and telegram.webhook_secret:
-            secret = telegram.webhook_secret.get_secret_value()
-            routes.append(("POST", "/telegram/webhook", webhook_handler(channel, secret)))
-            await bot.set_webhook(telegram.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
-            log.info("Telegram: webhook registered")
-        else:
-            tasks.append(asyncio.create_task(channel.poll(stop)))
+        try:
+            await channel.set_commands()
+            if telegram.webhook_url and telegram.webhook_secret:
+                secret = telegram.webhook_secret.get_secret_value()
+                routes.append(("POST", "/telegram/webhook", webhook_handler(channel, secret)))
+                await bot.set_webhook(
+                    telegram.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES
+                )
+                log.info("Telegram: webhook registered")
+        except (TelegramAPIError, aiohttp.ClientError) as exc:
+            log.error("Telegram refused to start (check TELEGRAM_BOT_TOKEN and TELEGRAM_API_URL): %s", exc)
+            await bot.session.close()
+            await db.dispose()
+            return 1
+        if not telegram.webhook_url:
+            polling = asyncio.create_task(channel.poll(stop))
+            polling.add_done_callback(lambda _: stop.set())  # no polling, no service: stop, and say why
+            tasks.append(polling)
             log.info("Telegram: long polling")
     if settings.whatsapp.enabled:
         log.warning("WhatsApp is configured but not yet available in this version")
@@ -125,11 +138,14 @@ async def cmd_run(settings: Settings) -> int:
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
         if bot is not None:
             await bot.session.close()
         await db.dispose()
-    return 0
+    failures = [r for r in results if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError)]
+    for failure in failures:
+        log.error("Telegram polling stopped: %s: %s", type(failure).__name__, failure)
+    return 1 if failures else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -87,7 +87,8 @@ class TelegramChannel:
             )
         except (TelegramForbiddenError, TelegramBadRequest) as exc:
             if isinstance(exc, TelegramBadRequest) and "chat not found" not in exc.message.lower():
-                raise
+                log.error("Telegram refused a message: %s", exc.message)  # ours to fix; the chat goes on
+                return False
             reason = "blocked" if isinstance(exc, TelegramForbiddenError) else "chat_not_found"
             log.info("Telegram chat unreachable (%s); recorded", reason)
             async with self.service.db.transaction() as session:
@@ -140,11 +141,15 @@ class TelegramChannel:
             try:
                 await self.process_batch(updates)
             except (DBAPIError, OSError) as exc:
-                if isinstance(exc, DBAPIError) and not is_transient(exc):
-                    raise
-                log.warning("storage unavailable; the batch will be fetched again")
-                await asyncio.sleep(1)
-                continue
+                if not isinstance(exc, DBAPIError) or is_transient(exc):
+                    log.warning("storage unavailable; the batch will be fetched again")
+                    await asyncio.sleep(1)
+                    continue
+                log.exception("a batch of updates failed; moving past it")
+            except Exception:
+                # What the service did not turn into an answer failed after the update was stored
+                # (while answering it): fetching it again would change nothing.
+                log.exception("a batch of updates failed while answering; moving past it")
             offset = max(u.update_id for u in updates) + 1
 
     async def set_commands(self) -> None:
