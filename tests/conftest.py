@@ -16,6 +16,7 @@ from isiqbot.storage import registry
 from isiqbot.storage.db import Database
 from isiqbot.storage.migrate import upgrade
 from tests.chat import Chat, SmsRecorder
+from tests.fake_telegram import FakeTelegram
 
 POSTGRES_URL = os.environ.get(
     "TEST_DATABASE_URL_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -118,3 +119,12 @@ def service(sample_db: Database, sms: SmsRecorder, clock: Clock) -> Conversation
 @pytest.fixture
 def chat(service: Conversations) -> Chat:
     return Chat(service)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    """A local Bot API server."""
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()

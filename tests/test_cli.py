@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-ISIQBOT = str(Path(sys.executable).with_name("isiqbot"))
+from tests.processes import ISIQBOT, free_port, isiqbot_env
 
 APPLICATION_IN_AZERBAIJANI = [
     "1",  # Yeni müraciət
@@ -42,12 +39,7 @@ APPLICATION_IN_AZERBAIJANI = [
 
 
 def env_for(tmp_path: Path) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WHATSAPP_", "SMTP_", "SMS_"))
-    }
-    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'data' / 'isiqbot.db'}"
-    env["PYTHONIOENCODING"] = "utf-8"
-    return env
+    return isiqbot_env(tmp_path, "data/isiqbot.db")
 
 
 def run_chat(tmp_path: Path, lines: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -161,12 +153,6 @@ def test_killed_at_any_moment_leaves_a_whole_step(tmp_path: Path, cut: int) -> N
     # A restart goes on from where the conversation stood.
     result = run_chat(tmp_path, ["/my", "/quit"])
     assert result.returncode == 0 and "Traceback" not in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_run_serves_health_and_metrics_and_stops_on_sigterm(tmp_path: Path) -> None:

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from isiqbot.storage import registry
 from isiqbot.storage.db import Database
 from isiqbot.storage.models import Account, MeteringPoint, Person
 from isiqbot.storage.registry import ImportReport, LineError, RegistryImportError
-from tests.chat import DESIGN_SETTINGS
+from tests.processes import isiqbot_env, run_isiqbot
 
 HEADER = ",".join(registry.HEADER)
 COLUMNS = registry.HEADER
@@ -540,23 +538,9 @@ async def test_sample_reimport_is_idempotent(sample_db: Database) -> None:
 
 # --- the command line ---------------------------------------------------------------------------------
 
-SETTINGS_VARS = DESIGN_SETTINGS
-
 
 def run_import(tmp_path: Path, file: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARS}
-    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
-    env["PYTHONIOENCODING"] = "utf-8"
-    return subprocess.run(
-        [sys.executable, "-m", "isiqbot.bot.cli", "registry", "import", str(file)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=120,
-        check=False,
-    )
+    return run_isiqbot(tmp_path, "registry", "import", str(file), env=isiqbot_env(tmp_path, "x.db"))
 
 
 async def fins_in(tmp_path: Path) -> list[str]:

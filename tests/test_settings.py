@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from pydantic import SecretStr
 
 from isiqbot.bot.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
 from tests.chat import DESIGN_SETTINGS
+from tests.processes import isiqbot_env, run_isiqbot
 
 ALL_VARS = DESIGN_SETTINGS
 
@@ -356,20 +355,7 @@ def test_env_example_lists_every_setting_and_loads_as_is() -> None:
 
 
 def run_cli(tmp_path: Path, values: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ALL_VARS}
-    env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
-    env["PYTHONIOENCODING"] = "utf-8"
-    env.update(values)
-    return subprocess.run(
-        [sys.executable, "-m", "isiqbot.bot.cli", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=120,
-        check=False,
-    )
+    return run_isiqbot(tmp_path, *args, env=isiqbot_env(tmp_path, "x.db", **values))
 
 
 @pytest.mark.parametrize(

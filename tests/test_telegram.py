@@ -27,14 +27,6 @@ from tests.fake_telegram import TOKEN, FakeTelegram, TelegramUser
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def channel(fake: FakeTelegram, service: Conversations) -> AsyncIterator[TelegramChannel]:
     bot = make_bot(TOKEN, fake.url)
     # One person's replies may go faster than Telegram's 1 a second here, so the flows run quickly;

@@ -4,47 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from tests.fake_telegram import TOKEN, FakeTelegram, TelegramUser
-
-ISIQBOT = str(Path(sys.executable).with_name("isiqbot"))
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
+from tests.processes import ISIQBOT, free_port, isiqbot_env, run_isiqbot
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def bot_env(tmp_path: Path, api_url: str, token: str = TOKEN) -> dict[str, str]:
+    return isiqbot_env(
+        tmp_path, "bot.db", TELEGRAM_BOT_TOKEN=token, TELEGRAM_API_URL=api_url, HTTP_PORT=str(free_port())
+    )
 
 
 def start_bot(tmp_path: Path, api_url: str) -> subprocess.Popen[bytes]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WHATSAPP_", "SMTP_", "SMS_"))
-    }
-    env |= {
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
-        "TELEGRAM_BOT_TOKEN": TOKEN,
-        "TELEGRAM_API_URL": api_url,
-        "HTTP_PORT": str(free_port()),
-    }
+    env = bot_env(tmp_path, api_url)
     return subprocess.Popen([ISIQBOT, "run"], cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
 
 
@@ -110,18 +87,8 @@ async def test_killed_between_storing_and_answering_then_restarted(
 
 
 async def test_a_wrong_token_stops_the_start_with_a_clear_message(tmp_path: Path, fake: FakeTelegram) -> None:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "WHATSAPP_", "SMTP_", "SMS_"))
-    }
-    env |= {
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}",
-        "TELEGRAM_BOT_TOKEN": "123:wrong",
-        "TELEGRAM_API_URL": fake.url,
-        "HTTP_PORT": str(free_port()),
-    }
-    result = await asyncio.to_thread(
-        subprocess.run, [ISIQBOT, "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
-    )
+    env = bot_env(tmp_path, fake.url, token="123:wrong")
+    result = await asyncio.to_thread(run_isiqbot, tmp_path, "run", env=env, timeout=60)
     assert result.returncode == 1
     assert "Telegram refused to start" in result.stderr and "Traceback" not in result.stderr
     assert "123:wrong" not in result.stderr  # the token never reaches the log
