@@ -92,6 +92,13 @@ def is_transient(exc: DBAPIError) -> bool:
     return state.startswith(RETRYABLE_SQLSTATE)
 
 
+def storage_unavailable(exc: BaseException) -> bool:
+    """Whether a failure means "the database is away for now": the update must come again later."""
+    if isinstance(exc, DBAPIError):
+        return is_transient(exc)
+    return isinstance(exc, OSError | TimeoutError)
+
+
 class RegistryAdapter:
     """The dialog's `Registry` port over the registry tables, inside the update's transaction."""
 
@@ -251,17 +258,16 @@ class Conversations:
         async with self._lock(key):
             try:
                 return await self._handle(subscriber, event, update_id, language_hint)
-            except (OSError, TimeoutError):
-                raise  # the storage is away: let the platform re-deliver the update later
-            except DBAPIError as exc:
-                if is_transient(exc):
-                    raise
-                # The message holds the statement, never its parameters (hide_parameters on the engine).
-                log.error("update %s of %s refused by the database: %s", update_id, subscriber.channel, exc)
-                lang = await self._record_failed(subscriber, update_id, language_hint)
-                return Handled(_apology(), lang)
-            except Exception:
-                log.exception("update %s of %s failed", update_id, subscriber.channel)
+            except Exception as exc:
+                if storage_unavailable(exc):
+                    raise  # let the platform re-deliver the update later
+                if isinstance(exc, DBAPIError):
+                    # The message holds the statement, never its parameters (hide_parameters on the engine).
+                    log.error(
+                        "update %s of %s refused by the database: %s", update_id, subscriber.channel, exc
+                    )
+                else:
+                    log.exception("update %s of %s failed", update_id, subscriber.channel)
                 lang = await self._record_failed(subscriber, update_id, language_hint)
                 return Handled(_apology(), lang)
 

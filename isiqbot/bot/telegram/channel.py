@@ -23,9 +23,8 @@ from aiogram.methods import AnswerCallbackQuery, SendMessage, TelegramMethod
 from aiogram.types import BotCommand, Update
 from aiohttp import web
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
 
-from isiqbot.bot.service import Conversations, is_transient
+from isiqbot.bot.service import Conversations, storage_unavailable
 from isiqbot.bot.telegram import CHANNEL
 from isiqbot.bot.telegram.limits import RateLimiter
 from isiqbot.bot.telegram.mapping import map_update
@@ -140,13 +139,11 @@ class TelegramChannel:
                 continue
             try:
                 await self.process_batch(updates)
-            except (DBAPIError, OSError) as exc:
-                if not isinstance(exc, DBAPIError) or is_transient(exc):
+            except Exception as exc:
+                if storage_unavailable(exc):
                     log.warning("storage unavailable; the batch will be fetched again")
                     await asyncio.sleep(1)
                     continue
-                log.exception("a batch of updates failed; moving past it")
-            except Exception:
                 # What the service did not turn into an answer failed after the update was stored
                 # (while answering it): fetching it again would change nothing.
                 log.exception("a batch of updates failed while answering; moving past it")
@@ -176,8 +173,8 @@ def webhook_handler(channel: TelegramChannel, secret: str) -> Handler:
             return web.json_response({"error": "not a Telegram update"}, status=400)
         try:
             await channel.process(update)
-        except (DBAPIError, OSError) as exc:
-            if isinstance(exc, DBAPIError) and not is_transient(exc):
+        except Exception as exc:
+            if not storage_unavailable(exc):
                 raise
             log.warning("storage unavailable; asking Telegram to deliver update %s again", update.update_id)
             return web.json_response({"error": "try again"}, status=503)
