@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from isiqbot.bot.service import Conversations, storage_unavailable
 from isiqbot.bot.telegram import CHANNEL
 from isiqbot.bot.telegram.limits import RateLimiter
-from isiqbot.bot.telegram.mapping import map_update
+from isiqbot.bot.telegram.mapping import Inbound, map_update
 from isiqbot.bot.telegram.render import Outgoing, render
 from isiqbot.bot.web import Handler
 from isiqbot.dialogs.events import COMMANDS
@@ -54,8 +54,11 @@ class TelegramChannel:
     async def process(self, update: Update) -> None:
         """Handle one update and answer it. Storage errors propagate: the update must come again."""
         inbound = map_update(update)
-        if inbound is None:
-            return
+        if inbound is not None:
+            await self.answer(inbound)
+
+    async def answer(self, inbound: Inbound) -> None:
+        """Run the dialog for an update already mapped, then send what it says."""
         handled = await self.service.handle(
             inbound.subscriber,
             inbound.event,
@@ -111,14 +114,15 @@ class TelegramChannel:
 
     async def process_batch(self, updates: Sequence[Update]) -> None:
         """The updates of one chat one after another, different chats at the same time."""
-        by_chat: dict[int, list[Update]] = defaultdict(list)
+        by_chat: dict[int, list[Inbound]] = defaultdict(list)
         for update in updates:
             inbound = map_update(update)
-            by_chat[inbound.chat_id if inbound else 0].append(update)
+            if inbound is not None:  # not for us: nothing to do, and confirmed with the batch
+                by_chat[inbound.chat_id].append(inbound)
 
-        async def run(chat_updates: list[Update]) -> None:
-            for update in chat_updates:
-                await self.process(update)
+        async def run(chat_updates: list[Inbound]) -> None:
+            for inbound in chat_updates:
+                await self.answer(inbound)
 
         await asyncio.gather(*(run(chat_updates) for chat_updates in by_chat.values()))
 
