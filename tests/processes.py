@@ -8,16 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.chat import DESIGN_SETTINGS
+from tests.chat import ALL_SETTINGS
 
 ISIQBOT = str(Path(sys.executable).with_name("isiqbot"))
 
 
+LINK_SECRET = "test-link-secret-0123456789abcdefghijklmnop"
+
+
 def isiqbot_env(tmp_path: Path, database: str = "isiqbot.db", **values: str) -> dict[str, str]:
     """This environment without any isiqbot setting, a SQLite file under `tmp_path`, and `values`."""
-    env = {k: v for k, v in os.environ.items() if k not in DESIGN_SETTINGS}
+    env = {k: v for k, v in os.environ.items() if k not in ALL_SETTINGS}
     env["DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / database}"
     env["PYTHONIOENCODING"] = "utf-8"
+    env["LINK_SECRET"] = LINK_SECRET  # `run` needs one; a test that wants none passes LINK_SECRET=""
     return env | values
 
 

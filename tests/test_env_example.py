@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 
 from isiqbot.bot.settings import DEFAULT_DATABASE_URL, Settings
-from tests.chat import DESIGN_SETTINGS as SETTINGS
+from tests.chat import ALL_SETTINGS as SETTINGS
 
 ROOT = Path(__file__).parents[1]
-DESIGN_SETTINGS = set(SETTINGS)
+EVERY_SETTING = set(SETTINGS)
 
 
 def test_every_setting_is_listed_with_a_comment() -> None:
     lines = (ROOT / ".env.example").read_text(encoding="utf-8").splitlines()
     listed = {m.group(1) for line in lines if (m := re.match(r"^([A-Z_]+)=", line))}
-    assert listed == DESIGN_SETTINGS
+    assert listed == EVERY_SETTING
     for index, line in enumerate(lines):
         if re.match(r"^[A-Z_]+=", line):
             above = [x for x in lines[:index] if x.strip()]
@@ -25,7 +25,7 @@ def test_every_setting_is_listed_with_a_comment() -> None:
 
 
 def test_a_copy_of_the_example_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in DESIGN_SETTINGS:
+    for name in EVERY_SETTING:
         monkeypatch.delenv(name, raising=False)
     env_file = tmp_path / ".env"
     env_file.write_text((ROOT / ".env.example").read_text(encoding="utf-8"), encoding="utf-8")

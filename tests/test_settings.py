@@ -10,10 +10,10 @@ import pytest
 from pydantic import SecretStr
 
 from isiqbot.bot.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
-from tests.chat import DESIGN_SETTINGS
+from tests.chat import ALL_SETTINGS
 from tests.processes import isiqbot_env, run_isiqbot
 
-ALL_VARS = DESIGN_SETTINGS
+ALL_VARS = ALL_SETTINGS
 
 WEBHOOK = "https://bot.azerisiq.az/telegram/webhook"
 BOT_TOKEN = "7301234567:AAH-bot-token-do-not-leak"
@@ -207,6 +207,7 @@ CASES: list[tuple[str, dict[str, str], list[str]]] = [
     ("staff-chat-id-words", {"STAFF_CHAT_ID": "staff"}, ["STAFF_CHAT_ID"]),
     ("departments-file-missing", {"DEPARTMENTS_FILE": "/nowhere/departments.yaml"}, ["DEPARTMENTS_FILE"]),
     ("log-level-unknown", {"LOG_LEVEL": "verbose"}, ["LOG_LEVEL"]),
+    ("link-secret-short", {"LINK_SECRET": "abc/def+ghi="}, ["LINK_SECRET"]),
 ]
 
 
@@ -374,6 +375,22 @@ def test_migrate_with_bad_settings_exits_2(tmp_path: Path, values: dict[str, str
     assert "Traceback" not in done.stderr
     assert BOT_TOKEN not in done.stderr
     assert not (tmp_path / "x.db").exists()  # stopped before touching the database
+
+
+def test_run_without_a_link_secret_exits_2(tmp_path: Path) -> None:
+    done = run_cli(tmp_path, {"LINK_SECRET": ""}, "run")
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "LINK_SECRET" in done.stderr and "secrets.token_urlsafe" in done.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_link_secret_signs_the_same_links_in_every_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    setenv(monkeypatch, {"LINK_SECRET": "s" * 40})
+    first, second = load().http.links(), load().http.links()
+    assert second.application_id(first.token(12)) == 12
+    assert "s" * 40 not in repr(load().http)
+    monkeypatch.delenv("LINK_SECRET")
+    assert load().http.links().application_id(first.token(12)) is None  # ephemeral without it
 
 
 def test_migrate_reads_dot_env_in_the_working_folder(tmp_path: Path) -> None:

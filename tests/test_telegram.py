@@ -22,7 +22,7 @@ from isiqbot.dialogs.replies import Choice, Message, Outcome, Request
 from isiqbot.locales import Msg
 from isiqbot.storage.db import Database
 from isiqbot.storage.models import Application, ProcessedUpdate
-from tests.chat import PLAIN
+from tests.chat import BOTH, PLAIN, Chat, fill_residential
 from tests.fake_telegram import TOKEN, FakeTelegram, TelegramUser
 
 
@@ -114,6 +114,31 @@ async def test_what_the_dialog_cannot_read_is_explained(fake: FakeTelegram, poll
     user = TelegramUser(fake, 505)
     await user.text("/start")
     assert "Bu növ mesajı oxuya bilmirəm" in await user.sticker()
+
+
+async def test_a_deep_link_opens_ones_own_application_and_no_one_elses(
+    fake: FakeTelegram, polling: TelegramChannel
+) -> None:
+    service = polling.service
+    filed = Chat(service, user="601", channel="telegram")  # filed earlier from this Telegram account
+    await fill_residential(filed)
+    await filed.press("send")
+    async with service.db.transaction() as session:
+        application_id = await session.scalar(select(Application.id))
+    assert application_id is not None
+    token = service.links.token(application_id)
+    assert len(f"/start {token}".split()[1]) <= 64
+
+    owner = TelegramUser(fake, 601)
+    shown = await owner.text(f"/start {token}")
+    assert "TX-2026-000001" in shown and "Status: qeydə alınıb" in shown
+
+    stranger = TelegramUser(fake, 602)
+    shown = await stranger.text(f"/start {token}")
+    assert "telefon nömrənizi təsdiqləyin" in shown and "TX-2026" not in shown
+    shown = await stranger.contact(BOTH)
+    assert "sizin müraciətinizə aid deyil" in shown and "TX-2026" not in shown
+    assert "keçid etibarlı deyil" in await stranger.text("/start " + token[:-1] + "x")
 
 
 async def test_a_429_is_waited_out_and_the_message_delivered(

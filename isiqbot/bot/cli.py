@@ -104,7 +104,7 @@ async def cmd_run(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    service = Conversations(db, LogSms())
+    service = Conversations(db, LogSms(), links=settings.http.links())
     routes: list[Route] = []
     tasks: list[asyncio.Task[None]] = []
     telegram = settings.telegram
@@ -180,6 +180,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(cmd_migrate(settings))
     if args.command == "registry":
         return asyncio.run(cmd_registry_import(settings, args.file))
+    if settings.http.link_secret is None:
+        # Links in SMS, e-mail and /start must still open after a restart, and on every process.
+        print(
+            "isiqbot: settings: LINK_SECRET is not set; `run` needs it to sign application links "
+            '(make one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))")',
+            file=sys.stderr,
+        )
+        return 2
     return asyncio.run(cmd_run(settings))
 
 

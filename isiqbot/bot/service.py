@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from isiqbot.bot.links import LinkSigner
 from isiqbot.dialogs import ports
 from isiqbot.dialogs.errors import DialogError
 from isiqbot.dialogs.events import Event
@@ -222,10 +223,16 @@ class Conversations:
     """Runs the dialog for every channel; one instance per process."""
 
     def __init__(
-        self, db: Database, sms: ports.Sms, clock: Clock = system_clock, dialog: Dialog | None = None
+        self,
+        db: Database,
+        sms: ports.Sms,
+        clock: Clock = system_clock,
+        dialog: Dialog | None = None,
+        links: LinkSigner | None = None,
     ):
         self.db = db
         self.sms = sms
+        self.links = links or LinkSigner.ephemeral()
         self.clock = clock
         self.dialog = dialog or Dialog()
         # One lock per conversation, held while its update is handled: updates of one chat in order,
@@ -294,6 +301,7 @@ class Conversations:
                 applications=ApplicationsAdapter(session, now),
                 sms=outgoing,
                 codes=CodeLogAdapter(session),
+                links=self.links,
                 now=now,
             )
             if event is None:

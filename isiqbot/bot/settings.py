@@ -13,6 +13,8 @@ from typing import Literal, TypeVar
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from isiqbot.bot.links import MIN_SECRET_BYTES, LinkSigner
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/isiqbot.db"
 S = TypeVar("S", bound=BaseSettings)
 
@@ -158,6 +160,7 @@ class StaffSettings(BaseSettings):
 class HttpSettings(BaseSettings):
     model_config = _config()
     public_base_url: str = "http://127.0.0.1:8080"
+    link_secret: SecretStr | None = None
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -166,6 +169,22 @@ class HttpSettings(BaseSettings):
     @classmethod
     def _url(cls, value: str) -> str:
         return _http_url(value, "PUBLIC_BASE_URL") or "http://127.0.0.1:8080"
+
+    @field_validator("link_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"LINK_SECRET must be at least {MIN_SECRET_BYTES} characters long "
+                '(make one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))")'
+            )
+        return value
+
+    def links(self) -> LinkSigner:
+        """The signer of application links; without LINK_SECRET, one whose links die with the process."""
+        if self.link_secret is None:
+            return LinkSigner.ephemeral()
+        return LinkSigner(self.link_secret.get_secret_value().encode())
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -129,6 +129,8 @@ class Dialog:
     async def _command(self, state: State, event: Command, ctx: Context) -> tuple[State, Notes]:
         name = event.name.lower()
         if name == "start":
+            if event.arg:
+                return await self._open_link(state, event.arg.strip(), ctx)
             return self._to_menu(state), (note("start.welcome"),)
         if name == "new":
             return await self._start_application(state, ctx), ()
@@ -148,12 +150,29 @@ class Dialog:
         raise DialogError(Msg("error.unknown_command", {"command": event.name[:32]}))
 
     def _to_menu(self, state: State) -> State:
-        return _go(_park(state), Step.MENU)
+        return _go(_park(state), Step.MENU, link_app=None)
+
+    async def _open_link(self, state: State, token: str, ctx: Context) -> tuple[State, Notes]:
+        """`/start <token>` from an SMS, an e-mail or the status page: that application, if it is theirs.
+
+        A chat that has not confirmed a phone yet confirms it first, and the application opens then.
+        The answers never tell whether a token someone else owns is real.
+        """
+        menu = self._to_menu(state)
+        application_id = ctx.links.application_id(token)
+        if application_id is None:
+            return menu, (note("link.invalid"),)
+        phone = state.data.get("phone")
+        if await ctx.applications.get_mine(ctx.subscriber, phone, application_id) is not None:
+            return _go(menu, Step.APP_DETAIL, view_app=application_id), ()
+        if phone:
+            return menu, (note("link.not_yours"),)
+        return _go(menu, Step.ASK_PHONE, link_app=application_id), (note("link.identify"),)
 
     def _cancel(self, state: State) -> tuple[State, Notes]:
         data = dict(state.data)
         had_draft = bool(data.pop("draft", None)) or state.step in FLOW or state.step in IDENTIFY_STEPS
-        for key in ("resume", "editing", "before_edit", "otp"):
+        for key in ("resume", "editing", "before_edit", "otp", "link_app"):
             data.pop(key, None)
         new_state = state.evolve(step=Step.MENU, data=data)
         return new_state, (note("cancel.done" if had_draft else "cancel.nothing"),)
@@ -185,8 +204,8 @@ class Dialog:
         }.get(step)
         if back_to is None:
             back_to = self._flow_neighbour(state, -1)
-        if back_to == Step.MENU and step in FLOW:
-            return self._to_menu(state)
+        if back_to == Step.MENU:
+            return self._to_menu(state) if step in FLOW else _go(state, back_to, link_app=None)
         return _go(state, back_to)
 
     def _flow_neighbour(self, state: State, direction: int) -> Step:
@@ -325,6 +344,12 @@ class Dialog:
             note("identify.welcome", name=h.full_name, fin=validate.mask_fin(h.fin)) for h in holders
         )
         state = _with(state, phone=phone)
+        link_app = state.data.get("link_app")
+        if link_app is not None:
+            state = _with(state, link_app=None)
+            if await ctx.applications.get_mine(ctx.subscriber, phone, int(link_app)) is None:
+                return _go(state, Step.MENU), (*notes, note("link.not_yours"))
+            return _go(state, Step.APP_DETAIL, view_app=int(link_app)), notes
         if "draft" not in state.data:
             state = _with(state, draft={})
         return _go(state, Step.ACCOUNT), notes

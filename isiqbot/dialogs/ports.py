@@ -134,6 +134,14 @@ class CodeLog(Protocol):
     async def record(self, phone: str, subscriber: Subscriber, at: datetime) -> None: ...
 
 
+class Links(Protocol):
+    """Reads the signed tokens of application links (`/start <token>`, the status page)."""
+
+    def application_id(self, token: str) -> int | None:
+        """The application a token names; None for anything forged, damaged or not a token."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """The ports one event may use, and the time it happens at."""
@@ -143,4 +151,5 @@ class Context:
     applications: Applications
     sms: Sms
     codes: CodeLog
+    links: Links
     now: datetime

@@ -1,0 +1,62 @@
+"""Links that name one application without saying which: signed, opaque and short.
+
+A token is the application's id (6 bytes) followed by 15 bytes of an HMAC-SHA256 tag over it, in
+URL-safe base64 without padding: exactly 28 characters of [A-Za-z0-9_-]. That fits a Telegram
+`/start` payload (at most 64 characters) and a status-page link in an SMS (at most 32). Without the
+secret nobody can make a token for another application; the tag has 120 bits, so guessing is hopeless.
+Ownership is still checked where a token is used: a token forwarded to someone else opens nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets
+
+ID_BYTES = 6
+TAG_BYTES = 15
+TOKEN_LENGTH = 28  # 4 * (ID_BYTES + TAG_BYTES) / 3
+_TOKEN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}")
+_PURPOSE = b"isiqbot/application-link/v1"
+MIN_SECRET_BYTES = 32
+
+
+class LinkSigner:
+    """Makes and checks application tokens with one secret (`LINK_SECRET`)."""
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"the link secret must have at least {MIN_SECRET_BYTES} bytes")
+        # A key of its own for this purpose, so the secret could sign something else one day safely.
+        self._key = hmac.new(secret, _PURPOSE, hashlib.sha256).digest()
+
+    @classmethod
+    def ephemeral(cls) -> LinkSigner:
+        """A signer whose tokens die with the process: for the terminal demo and tests."""
+        return cls(secrets.token_bytes(MIN_SECRET_BYTES))
+
+    def token(self, application_id: int) -> str:
+        if not 0 < application_id < 1 << (8 * ID_BYTES):
+            raise ValueError(f"application id {application_id} does not fit a link")
+        body = application_id.to_bytes(ID_BYTES, "big")
+        return base64.urlsafe_b64encode(body + self._tag(body)).decode("ascii")
+
+    def application_id(self, token: str) -> int | None:
+        """The application a token names, or None for anything that is not a token we made."""
+        if not _TOKEN.fullmatch(token):
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(token)
+        except (binascii.Error, ValueError):
+            return None
+        body, tag = raw[:ID_BYTES], raw[ID_BYTES:]
+        if not hmac.compare_digest(tag, self._tag(body)):
+            return None
+        application_id = int.from_bytes(body, "big")
+        return application_id or None
+
+    def _tag(self, body: bytes) -> bytes:
+        return hmac.new(self._key, body, hashlib.sha256).digest()[:TAG_BYTES]
