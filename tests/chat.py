@@ -36,7 +36,17 @@ DESIGN_SETTINGS = tuple(
     """.split()
 )
 # The settings the issues added beyond DESIGN.md (each is named in an issue note).
-ADDED_SETTINGS = ("LINK_SECRET",)
+ADDED_SETTINGS = (
+    "LINK_SECRET",
+    "SLA_TAKE_HOURS",
+    "SLA_DONE_DAYS",
+    "SMS_GATEWAY_TIMEOUT",
+    "SMTP_SECURITY",
+    "WHATSAPP_PUBLIC_NUMBER",
+    "WHATSAPP_MPS",
+    "WHATSAPP_TEMPLATE",
+    "WHATSAPP_TEMPLATE_LANGUAGES",
+)
 ALL_SETTINGS = DESIGN_SETTINGS + ADDED_SETTINGS
 
 

@@ -1,7 +1,9 @@
 """A local Bot API server for tests: the real aiogram client talks HTTP to it, it records what it is sent.
 
-It speaks the methods the bot uses (getMe, getUpdates, sendMessage, answerCallbackQuery, setWebhook,
-deleteWebhook, setMyCommands) and can answer with a failure (429 with retry_after, 500) on demand.
+It speaks the methods the bot uses (getMe, getUpdates, sendMessage, sendPhoto, sendLocation,
+editMessageText, answerCallbackQuery, getChat, createForumTopic, getChatAdministrators,
+setMessageReaction, setWebhook, deleteWebhook, setMyCommands) and can answer with a failure (429 with
+retry_after, 500, 403) on demand.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ class FakeTelegram:
         self._arrived = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.forums: set[int] = set()  # group chats that are forums
+        self.topics: dict[int, list[tuple[int, str]]] = defaultdict(list)  # chat → (thread id, name)
+        self.admins: dict[int, list[int]] = defaultdict(list)
+        self.edits: list[dict[str, Any]] = []
+        self.reactions: list[dict[str, Any]] = []
+        self._thread_ids = itertools.count(5001)
 
     async def start(self) -> str:
         app = web.Application()
@@ -108,7 +116,7 @@ class FakeTelegram:
         for key, value in (await request.post()).items():
             text = str(value)
             try:
-                params[key] = json.loads(text) if text[:1] in "[{" else text
+                params[key] = json.loads(text) if text[:1] in "[{" or text in ("true", "false") else text
             except ValueError:
                 params[key] = text
         return params
@@ -135,17 +143,79 @@ class FakeTelegram:
                 pass
         return list(self.updates)
 
-    async def _sendmessage(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _record(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         message_id = next(self._message_ids)
-        self.sent.append({**params, "message_id": message_id})
+        self.sent.append({**params, "method": method, "message_id": message_id})
         chat_id = int(params["chat_id"])
-        return {
+        message: dict[str, Any] = {
             "message_id": message_id,
             "date": int(time.time()),
-            "chat": {"id": chat_id, "type": "private"},
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"},
             "from": {"id": BOT_ID, "is_bot": True, "first_name": "İşıq"},
+        }
+        if params.get("message_thread_id"):
+            message["message_thread_id"] = int(params["message_thread_id"])
+            message["is_topic_message"] = True
+        return message
+
+    async def _sendmessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {**self._record("sendMessage", params), "text": params.get("text", "")}
+
+    async def _sendphoto(self, params: dict[str, Any]) -> dict[str, Any]:
+        photo = [{"file_id": str(params["photo"]), "file_unique_id": "u1", "width": 90, "height": 90}]
+        return {**self._record("sendPhoto", params), "photo": photo, "caption": params.get("caption")}
+
+    async def _sendlocation(self, params: dict[str, Any]) -> dict[str, Any]:
+        location = {"latitude": float(params["latitude"]), "longitude": float(params["longitude"])}
+        return {**self._record("sendLocation", params), "location": location}
+
+    async def _editmessagetext(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.edits.append(params)
+        chat_id = int(params["chat_id"])
+        return {
+            "message_id": int(params["message_id"]),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "supergroup"},
             "text": params.get("text", ""),
         }
+
+    async def _getchat(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id = int(params["chat_id"])
+        kind = "private" if chat_id > 0 else "supergroup"
+        return {
+            "id": chat_id,
+            "type": kind,
+            "is_forum": chat_id in self.forums,
+            "accent_color_id": 0,
+            "max_reaction_count": 11,
+            "accepted_gift_types": {
+                "unlimited_gifts": False,
+                "limited_gifts": False,
+                "unique_gifts": False,
+                "premium_subscription": False,
+                "gifts_from_channels": False,
+            },
+        }
+
+    async def _createforumtopic(self, params: dict[str, Any]) -> dict[str, Any]:
+        thread_id = next(self._thread_ids)
+        self.topics[int(params["chat_id"])].append((thread_id, str(params["name"])))
+        return {"message_thread_id": thread_id, "name": params["name"], "icon_color": 7322096}
+
+    async def _getchatadministrators(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        # The creator's record is the smallest the client accepts; what matters here is who is in it.
+        return [
+            {
+                "status": "creator",
+                "user": {"id": user_id, "is_bot": False, "first_name": "Admin"},
+                "is_anonymous": False,
+            }
+            for user_id in self.admins[int(params["chat_id"])]
+        ]
+
+    async def _setmessagereaction(self, params: dict[str, Any]) -> bool:
+        self.reactions.append(params)
+        return True
 
 
 class TelegramUser:
@@ -183,8 +253,27 @@ class TelegramUser:
         new, self.seen = sent[self.seen :], len(sent)
         return "\n".join(m.get("text", "") for m in new)
 
-    async def text(self, text: str) -> str:
-        return await self._do(self._message(text=text))
+    async def text(self, text: str, reply_to: int | None = None) -> str:
+        if reply_to is None:
+            return await self._do(self._message(text=text))
+        return await self._do(self._message(text=text, reply_to_message=self._replied(reply_to)))
+
+    async def photo(self, file_id: str, caption: str = "", reply_to: int | None = None) -> str:
+        content: dict[str, Any] = {
+            "photo": [{"file_id": file_id, "file_unique_id": file_id, "width": 90, "height": 90}]
+        }
+        if caption:
+            content["caption"] = caption
+        if reply_to is not None:
+            content["reply_to_message"] = self._replied(reply_to)
+        return await self._do(self._message(**content))
+
+    def _replied(self, message_id: int) -> dict[str, Any]:
+        return {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": self.id, "type": "private"},
+        }
 
     async def contact(self, phone: str, owner: int | None = None) -> str:
         contact = {
@@ -235,3 +324,70 @@ class TelegramUser:
             }
         }
         return await self._do(callback, update_id)
+
+
+class StaffMember:
+    """A person in a department's staff group: writes, replies, sends photos and presses card buttons."""
+
+    def __init__(self, fake: FakeTelegram, user_id: int, chat_id: int, first_name: str = "Rauf") -> None:
+        self.fake = fake
+        self.id = user_id
+        self.chat_id = chat_id
+        self.first_name = first_name
+        self._message_ids = itertools.count(100_000 + user_id % 1000 * 1000)
+
+    def _chat(self) -> dict[str, Any]:
+        return {
+            "id": self.chat_id,
+            "type": "supergroup",
+            "title": "Şöbə",
+            "is_forum": self.chat_id in self.fake.forums,
+        }
+
+    def _sender(self) -> dict[str, Any]:
+        return {"id": self.id, "is_bot": False, "first_name": self.first_name, "language_code": "az"}
+
+    async def _do(self, update: dict[str, Any]) -> None:
+        uid = self.fake.push(update)
+        await self.fake.processed(uid)
+
+    def _message(self, reply_to: int | None, topic: int | None, **content: Any) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": self._chat(),
+            "from": self._sender(),
+            **content,
+        }
+        if topic is not None:
+            message["message_thread_id"] = topic
+            message["is_topic_message"] = True
+        if reply_to is not None or topic is not None:
+            message["reply_to_message"] = {
+                "message_id": reply_to if reply_to is not None else topic,
+                "date": int(time.time()),
+                "chat": self._chat(),
+            }
+        return {"message": message}
+
+    async def text(self, text: str, reply_to: int | None = None, topic: int | None = None) -> None:
+        await self._do(self._message(reply_to, topic, text=text))
+
+    async def photo(
+        self, file_id: str, caption: str = "", reply_to: int | None = None, topic: int | None = None
+    ) -> None:
+        photo = [{"file_id": file_id, "file_unique_id": file_id, "width": 90, "height": 90}]
+        extra = {"caption": caption} if caption else {}
+        await self._do(self._message(reply_to, topic, photo=photo, **extra))
+
+    async def press(self, data: str, message_id: int = 1) -> None:
+        callback = {
+            "callback_query": {
+                "id": f"cb-{self.id}-{time.monotonic_ns()}",
+                "from": self._sender(),
+                "chat_instance": str(self.chat_id),
+                "message": {"message_id": message_id, "date": int(time.time()), "chat": self._chat()},
+                "data": data,
+            }
+        }
+        await self._do(callback)

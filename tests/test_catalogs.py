@@ -17,6 +17,16 @@ SOURCE = Path(__file__).parents[1] / "isiqbot"
 KEY_CALL = re.compile(r"""(?:Msg|note|\.t|IllegalTransition|Invalid|DialogError)\(\s*"([a-z_]+\.[a-z_]+)\"""")
 # Keys that are the same in every language on purpose: formats, names of languages, emoji labels.
 SAME_EVERYWHERE = {
+    # Layout only: the words in them are other messages, put in place.
+    "staff.open_line",
+    "staff.find_line",
+    "staff.stats_line",
+    "staff.stats_title",
+    "staff.card_status",  # "Status" is the Azerbaijani word too
+    "email.when",
+    "staff.via_sms",
+    "wa.use_my_number",  # the phone number itself
+    "page.when",
     "menu.lang",
     "lang.name_az",
     "lang.name_ru",

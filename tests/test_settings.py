@@ -384,6 +384,18 @@ def test_run_without_a_link_secret_exits_2(tmp_path: Path) -> None:
     assert not (tmp_path / "x.db").exists()
 
 
+def test_run_with_a_bad_departments_file_exits_2_naming_every_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "departments.toml"
+    bad.write_text(
+        '[departments.baki]\nname = { az = "Bakı" }\nchat_id = 0\nstaff = [1]\nregions = ["Yasamal"]\n',
+        encoding="utf-8",
+    )
+    done = run_cli(tmp_path, {"DEPARTMENTS_FILE": str(bad)}, "run")
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "baki" in done.stderr and "chat_id" in done.stderr and "ru" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_link_secret_signs_the_same_links_in_every_process(monkeypatch: pytest.MonkeyPatch) -> None:
     setenv(monkeypatch, {"LINK_SECRET": "s" * 40})
     first, second = load().http.links(), load().http.links()

@@ -8,9 +8,11 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
-from isiqbot.bot.service import Conversations, LogSms
+from isiqbot.bot.cli_applications import add_applications_parser, cmd_applications
+from isiqbot.bot.service import Conversations
 from isiqbot.bot.settings import Settings, SettingsError
 from isiqbot.bot.staff import StaffDesk
 from isiqbot.bot.terminal import Terminal, TerminalSms, stdin_reader
@@ -96,24 +98,73 @@ async def cmd_run(settings: Settings) -> int:
     import aiohttp
     from aiogram.exceptions import TelegramAPIError
 
+    from isiqbot.bot.links import PublicLinks
+    from isiqbot.bot.mail import EmailSender, LogMailer, Mailer, SmtpConfig, SmtpMailer
+    from isiqbot.bot.outbox import OutboxWorker, Sender
+    from isiqbot.bot.sms import (
+        GatewaySms,
+        HttpSmsGateway,
+        LogSmsGateway,
+        SmsGateway,
+        SmsSender,
+        delivery_handler,
+    )
+    from isiqbot.bot.statuspage import StatusPage
+    from isiqbot.bot.telegram import CHANNEL
     from isiqbot.bot.telegram.channel import ALLOWED_UPDATES, TelegramChannel, make_bot, webhook_handler
+    from isiqbot.bot.telegram.notify import TelegramNotifier
+    from isiqbot.bot.telegram.staffchat import StaffChat, check_deadlines
     from isiqbot.bot.web import Route, serve
+    from isiqbot.bot.whatsapp import CHANNEL as WHATSAPP
+    from isiqbot.bot.whatsapp.channel import GraphClient, WhatsAppChannel
+    from isiqbot.bot.whatsapp.channel import routes as whatsapp_routes
+    from isiqbot.storage import outbox
 
+    policy = settings.staff.policy()
     db = await open_database(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    service = Conversations(db, LogSms(), links=settings.http.links())
-    routes: list[Route] = []
+    signer = settings.http.links()
+    links = PublicLinks(signer, settings.http.public_base_url)
+    http = aiohttp.ClientSession()
+    gateway: SmsGateway = LogSmsGateway()
+    if settings.sms.gateway_url:
+        token = settings.sms.gateway_token.get_secret_value() if settings.sms.gateway_token else None
+        gateway = HttpSmsGateway(
+            http, settings.sms.gateway_url, settings.sms.sender, token, settings.sms.gateway_timeout
+        )
+    smtp = settings.smtp
+    mailer: Mailer = LogMailer()
+    if smtp.host and smtp.from_:
+        password = smtp.password.get_secret_value() if smtp.password else None
+        mailer = SmtpMailer(SmtpConfig(smtp.host, smtp.port, smtp.from_, smtp.user, password, smtp.security))
+    senders: dict[str, Sender] = {
+        outbox.SMS: SmsSender(gateway, links),
+        outbox.EMAIL: EmailSender(db, mailer, smtp.from_ or "isiqbot@localhost", links),
+    }
+    worker = OutboxWorker(db, senders, periodic=[partial(check_deadlines, db, policy)])
+    service = Conversations(db, GatewaySms(gateway), links=signer, policy=policy, on_commit=worker.wake)
+    routes: list[Route] = [("POST", "/sms/delivery", delivery_handler(db, token_of(settings), service.clock))]
+    bot_username: str | None = None
     tasks: list[asyncio.Task[None]] = []
     telegram = settings.telegram
     bot = None
+    staff_chat = None
     if telegram.bot_token is not None:
         bot = make_bot(telegram.bot_token.get_secret_value(), telegram.api_url)
         channel = TelegramChannel(bot, service)
+        staff_chat = StaffChat(channel, policy, wake=worker.wake)
+        if policy.departments.chats:
+            channel.staff = staff_chat
+            senders[outbox.STAFF] = staff_chat
+        senders[CHANNEL] = TelegramNotifier(channel, policy)
         try:
+            bot_username = (await bot.me()).username
             await channel.set_commands()
+            if channel.staff is not None:
+                await staff_chat.set_commands()
             if telegram.webhook_url and telegram.webhook_secret:
                 secret = telegram.webhook_secret.get_secret_value()
                 routes.append(("POST", "/telegram/webhook", webhook_handler(channel, secret)))
@@ -124,6 +175,7 @@ async def cmd_run(settings: Settings) -> int:
         except (TelegramAPIError, aiohttp.ClientError) as exc:
             log.error("Telegram refused to start (check TELEGRAM_BOT_TOKEN and TELEGRAM_API_URL): %s", exc)
             await bot.session.close()
+            await http.close()
             await db.dispose()
             return 1
         if not telegram.webhook_url:
@@ -131,8 +183,35 @@ async def cmd_run(settings: Settings) -> int:
             polling.add_done_callback(lambda _: stop.set())  # no polling, no service: stop, and say why
             tasks.append(polling)
             log.info("Telegram: long polling")
-    if settings.whatsapp.enabled:
-        log.warning("WhatsApp is configured but not yet available in this version")
+    whatsapp = settings.whatsapp
+    if whatsapp.enabled and whatsapp.token and whatsapp.app_secret and whatsapp.verify_token:
+        graph = GraphClient(
+            http,
+            whatsapp.api_url,
+            whatsapp.phone_number_id or "",
+            whatsapp.token.get_secret_value(),
+            whatsapp.mps,
+        )
+        wa_channel = WhatsAppChannel(
+            service,
+            graph,
+            whatsapp.app_secret.get_secret_value(),
+            whatsapp.verify_token.get_secret_value(),
+            policy,
+            links,
+            whatsapp.template,
+            whatsapp.template_language,
+        )
+        routes.extend(whatsapp_routes(wa_channel))
+        senders[WHATSAPP] = wa_channel
+        if staff_chat is not None:
+            staff_chat.media = graph.media
+        log.info("WhatsApp: webhook at /whatsapp/webhook")
+    if not policy.departments.chats:
+        log.warning("no staff chat: set STAFF_CHAT_ID or DEPARTMENTS_FILE to show applications to staff")
+    page = StatusPage(db, signer, policy, bot_username, settings.whatsapp.public_number)
+    routes.append(("GET", "/a/{token}", page.handle))
+    tasks.append(asyncio.create_task(worker.run(stop)))
     try:
         await serve(settings, db, stop, routes)
     finally:
@@ -141,11 +220,18 @@ async def cmd_run(settings: Settings) -> int:
         results = await asyncio.gather(*tasks, return_exceptions=True)
         if bot is not None:
             await bot.session.close()
+        await http.close()
         await db.dispose()
     failures = [r for r in results if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError)]
     for failure in failures:
-        log.error("Telegram polling stopped: %s: %s", type(failure).__name__, failure)
+        log.error("a part of the service stopped: %s: %s", type(failure).__name__, failure)
     return 1 if failures else 0
+
+
+def token_of(settings: Settings) -> str | None:
+    """The bearer token the SMS gateway's delivery reports must carry (SMS_GATEWAY_TOKEN)."""
+    token = settings.sms.gateway_token
+    return token.get_secret_value() if token is not None else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--lang", choices=LANGUAGES, default="az", help="the language to start in (default az)")
     commands.add_parser("run", help="the service: channels with credentials, the web server")
     commands.add_parser("migrate", help="bring the database schema up to date")
+    add_applications_parser(commands)
     reg = commands.add_parser("registry", help="the registry of subscribers")
     reg_commands = reg.add_subparsers(dest="registry_command", required=True)
     imp = reg_commands.add_parser("import", help="load or refresh the registry from a billing CSV export")
@@ -170,14 +257,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(encoding="utf-8", errors="replace")
     try:
         settings = Settings()
+        if args.command == "run":
+            settings.staff.policy()  # a bad DEPARTMENTS_FILE stops the start, with every problem named
     except SettingsError as exc:
         print(f"isiqbot: settings: {exc}", file=sys.stderr)
         return 2
-    _setup_logging("WARNING" if args.command == "chat" else settings.http.log_level)
+    _setup_logging("WARNING" if args.command in ("chat", "applications") else settings.http.log_level)
     if args.command == "chat":
         return asyncio.run(cmd_chat(settings, args.lang))
     if args.command == "migrate":
         return asyncio.run(cmd_migrate(settings))
+    if args.command == "applications":
+        return asyncio.run(cmd_applications(settings, args))
     if args.command == "registry":
         return asyncio.run(cmd_registry_import(settings, args.file))
     if settings.http.link_secret is None:

@@ -60,3 +60,14 @@ class LinkSigner:
 
     def _tag(self, body: bytes) -> bytes:
         return hmac.new(self._key, body, hashlib.sha256).digest()[:TAG_BYTES]
+
+
+class PublicLinks:
+    """The addresses people are sent: the status page at `{PUBLIC_BASE_URL}/a/{token}`."""
+
+    def __init__(self, signer: LinkSigner, base_url: str) -> None:
+        self.signer = signer
+        self.base_url = base_url.rstrip("/")
+
+    def status_page(self, application_id: int) -> str:
+        return f"{self.base_url}/a/{self.signer.token(application_id)}"

@@ -12,13 +12,15 @@ import logging
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from isiqbot.bot.links import LinkSigner
+from isiqbot.bot.metrics import METRICS
+from isiqbot.bot.policy import StaffPolicy
 from isiqbot.dialogs import ports
 from isiqbot.dialogs.errors import DialogError
 from isiqbot.dialogs.events import Event
@@ -27,7 +29,7 @@ from isiqbot.dialogs.replies import Message, Outcome
 from isiqbot.dialogs.state import State
 from isiqbot.dialogs.validate import mask_phone
 from isiqbot.locales import Msg, normalize_language
-from isiqbot.storage import applications, codes, conversations, lifecycle, registry
+from isiqbot.storage import applications, codes, conversations, lifecycle, registry, staff
 from isiqbot.storage.db import Database, as_utc
 from isiqbot.storage.models import Application
 
@@ -37,13 +39,6 @@ Clock = Callable[[], datetime]
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-class LogSms:
-    """The SMS sink when no gateway is configured: the message key goes to the log, the number masked."""
-
-    async def send(self, phone: str, text: Msg, lang: str) -> None:
-        log.info("SMS to %s: %s", mask_phone(phone), text.key)
 
 
 class PendingSms:
@@ -128,7 +123,9 @@ class RegistryAdapter:
         ]
 
 
-def application_view(app: Application, history: Sequence[Any] = ()) -> ports.ApplicationView:
+def application_view(
+    app: Application, history: Sequence[Any] = (), done_within: timedelta | None = None
+) -> ports.ApplicationView:
     return ports.ApplicationView(
         id=app.id or 0,
         number=app.number,
@@ -140,15 +137,17 @@ def application_view(app: Application, history: Sequence[Any] = ()) -> ports.App
         created_at=as_utc(app.created_at),
         result=app.result,
         history=tuple(ports.StatusEntry(c.new_status, as_utc(c.created_at), c.note) for c in history),
+        due_at=staff.due_at(app, done_within) if done_within is not None else None,
     )
 
 
 class ApplicationsAdapter:
     """The dialog's `Applications` port, inside the update's transaction."""
 
-    def __init__(self, session: AsyncSession, now: datetime) -> None:
+    def __init__(self, session: AsyncSession, now: datetime, policy: StaffPolicy) -> None:
         self.session = session
         self.now = now
+        self.policy = policy
 
     async def reserve_number(self) -> str:
         return await applications.reserve_number(self.session, self.now)
@@ -173,6 +172,11 @@ class ApplicationsAdapter:
         )
         app, created = await applications.register(self.session, new, self.now)
         if created:
+            department = self.policy.departments.for_region(app.region)
+            if department is not None:
+                staff.route(self.session, app, department.key, department.chat_id, self.now)
+            else:  # nowhere to show it: no department serves the region and STAFF_CHAT_ID is unset
+                log.warning("application %s has no staff chat (region %s)", app.number, app.region)
             log.info("application %s registered (%s, %s)", app.number, app.channel, app.kind)
         return ports.Registered(number=app.number, created=created)
 
@@ -182,7 +186,7 @@ class ApplicationsAdapter:
         rows = await applications.list_for_subscriber(
             self.session, subscriber.channel, subscriber.user_key, phone
         )
-        return [application_view(a) for a in rows]
+        return [application_view(a, done_within=self.policy.done_within) for a in rows]
 
     async def get_mine(
         self, subscriber: ports.Subscriber, phone: str | None, application_id: int
@@ -194,7 +198,15 @@ class ApplicationsAdapter:
         if not own_chat and not (phone and app.applicant_phone == phone):
             return None
         history = (await applications.histories(self.session, [application_id]))[application_id]
-        return application_view(app, history)
+        return application_view(app, history, self.policy.done_within)
+
+    async def replied_to(self, subscriber: ports.Subscriber, message_ref: str) -> int | None:
+        found = await staff.linked(self.session, subscriber.channel, subscriber.user_key, message_ref)
+        return found.application_id if found is not None and found.kind == "to_subscriber" else None
+
+    async def message_staff(self, application_id: int, text: str, photo_ref: str | None) -> bool:
+        payload = {"key": "staff.from_subscriber", "text": text, "photo": photo_ref}
+        return await staff.to_thread(self.session, application_id, "relay", payload, self.now)
 
     async def cancel(self, application_id: int, actor: str) -> None:
         try:
@@ -229,10 +241,14 @@ class Conversations:
         clock: Clock = system_clock,
         dialog: Dialog | None = None,
         links: LinkSigner | None = None,
+        policy: StaffPolicy | None = None,
+        on_commit: Callable[[], None] | None = None,
     ):
         self.db = db
         self.sms = sms
         self.links = links or LinkSigner.ephemeral()
+        self.policy = policy or StaffPolicy()
+        self.on_commit = on_commit  # e.g. wakes the outbox worker: something may have been queued
         self.clock = clock
         self.dialog = dialog or Dialog()
         # One lock per conversation, held while its update is handled: updates of one chat in order,
@@ -254,17 +270,21 @@ class Conversations:
         event: Event | None,
         update_id: str | None = None,
         language_hint: str | None = None,
+        inbound: bool = False,
     ) -> Handled | None:
         """Handle one update; None when `update_id` was handled before. `event=None` re-asks the question.
+
+        `inbound` records that the person wrote now (WhatsApp's 24-hour window opens from it).
 
         When the database is unreachable the error propagates, so the platform re-delivers the update.
         Any other failure (a bug, data the database refuses) is logged and rolled back, the person gets
         an apology, and the update is recorded so that it is not retried forever.
         """
         key = (subscriber.channel, subscriber.user_key)
+        METRICS.handled(subscriber.channel)
         async with self._lock(key):
             try:
-                return await self._handle(subscriber, event, update_id, language_hint)
+                return await self._handle(subscriber, event, update_id, language_hint, inbound)
             except Exception as exc:
                 if storage_unavailable(exc):
                     raise  # let the platform re-deliver the update later
@@ -284,6 +304,7 @@ class Conversations:
         event: Event | None,
         update_id: str | None,
         language_hint: str | None,
+        inbound: bool = False,
     ) -> Handled | None:
         now = self.clock()
         outgoing = PendingSms()
@@ -295,10 +316,12 @@ class Conversations:
             lang = normalize_language(language_hint)
             row = await conversations.lock(session, subscriber.channel, subscriber.user_key, lang, now)
             state = State.from_json(row.state, lang=row.lang or lang)
+            if inbound:
+                await conversations.touch_inbound(session, row.id, now)
             ctx = ports.Context(
                 subscriber=subscriber,
                 registry=RegistryAdapter(session),
-                applications=ApplicationsAdapter(session, now),
+                applications=ApplicationsAdapter(session, now, self.policy),
                 sms=outgoing,
                 codes=CodeLogAdapter(session),
                 links=self.links,
@@ -313,6 +336,8 @@ class Conversations:
                 await conversations.save(
                     session, row.id, new_state.to_json(), new_state.step.value, new_state.lang, now
                 )
+        if self.on_commit is not None:
+            self.on_commit()
         for phone, text, sms_lang in outgoing.queued:  # committed: now the codes may leave
             try:
                 await self.sms.send(phone, text, sms_lang)

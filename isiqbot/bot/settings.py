@@ -7,13 +7,16 @@ misconfigured deployment stops at start instead of failing on the first subscrib
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from isiqbot.bot.departments import Departments, DepartmentsError
 from isiqbot.bot.links import MIN_SECRET_BYTES, LinkSigner
+from isiqbot.bot.policy import StaffPolicy
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/isiqbot.db"
 S = TypeVar("S", bound=BaseSettings)
@@ -89,6 +92,36 @@ class WhatsAppSettings(BaseSettings):
     app_secret: SecretStr | None = None
     verify_token: SecretStr | None = None
     api_url: str = "https://graph.facebook.com/v21.0"
+    public_number: str | None = None  # digits, for the status page's wa.me link
+    mps: float = Field(default=80.0, gt=0, le=1000)  # messages a second, in all
+    template: str | None = None  # the approved status template: parameters number, status, link
+    template_languages: str = "az=az,ru=ru,en=en"  # our language → the template's language code
+
+    @field_validator("template_languages")
+    @classmethod
+    def _pairs(cls, value: str) -> str:
+        for pair in value.split(","):
+            ours, _, theirs = pair.strip().partition("=")
+            code = re.fullmatch(r"[a-z]{2}(_[A-Z]{2})?", theirs.strip())
+            if ours.strip() not in ("az", "ru", "en") or code is None:
+                raise ValueError(
+                    "WHATSAPP_TEMPLATE_LANGUAGES must look like az=az,ru=ru,en=en_US (ours=the template's)"
+                )
+        return value
+
+    def template_language(self, lang: str) -> str:
+        pairs = dict(pair.strip().split("=", 1) for pair in self.template_languages.split(","))
+        return pairs.get(lang, pairs.get("az", "az")).strip()
+
+    @field_validator("public_number")
+    @classmethod
+    def _digits(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        digits = value.strip().lstrip("+").replace(" ", "")
+        if not digits.isascii() or not digits.isdigit() or not 8 <= len(digits) <= 15:
+            raise ValueError("WHATSAPP_PUBLIC_NUMBER must be a phone number in digits, e.g. 994121234567")
+        return digits
 
     @field_validator("api_url")
     @classmethod
@@ -120,6 +153,7 @@ class SmsSettings(BaseSettings):
     gateway_url: str | None = None
     gateway_token: SecretStr | None = None
     sender: str = "Azerisiq"
+    gateway_timeout: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("gateway_url")
     @classmethod
@@ -134,6 +168,12 @@ class SmtpSettings(BaseSettings):
     user: str | None = None
     password: SecretStr | None = None
     from_: str | None = Field(default=None, alias="SMTP_FROM")
+    security: Literal["starttls", "tls", "none"] = "starttls"
+
+    @field_validator("security", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _combination(self) -> SmtpSettings:
@@ -148,6 +188,18 @@ class StaffSettings(BaseSettings):
     model_config = _config()
     staff_chat_id: int | None = None
     departments_file: Path | None = None
+    sla_take_hours: int = Field(default=4, ge=1, le=24 * 30)
+    sla_done_days: int = Field(default=5, ge=1, le=365)
+
+    def policy(self) -> StaffPolicy:
+        """The departments (read from DEPARTMENTS_FILE now) and the deadlines."""
+        try:
+            departments = Departments.load(self.departments_file, self.staff_chat_id)
+        except DepartmentsError as exc:
+            raise SettingsError(str(exc)) from None
+        return StaffPolicy(
+            departments, timedelta(hours=self.sla_take_hours), timedelta(days=self.sla_done_days)
+        )
 
     @field_validator("departments_file")
     @classmethod

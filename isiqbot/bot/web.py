@@ -1,4 +1,4 @@
-"""The one aiohttp server of the service; today /healthz and /metrics, the webhooks join it later."""
+"""The one aiohttp server of the service: /healthz, /metrics, and the routes the channels add."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 from sqlalchemy import text
 
+from isiqbot.bot.metrics import METRICS
 from isiqbot.bot.settings import Settings
-from isiqbot.storage import applications
+from isiqbot.storage import applications, outbox
 from isiqbot.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,18 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text format: applications by status."""
+    """Prometheus text format: applications by status, the outbox by state, updates and send latency."""
     async with request.app[DB_KEY].transaction() as session:
         counts = await applications.count_by_status(session)
+        states = await outbox.counts_by_state(session)
     lines = [
         "# HELP isiqbot_applications Applications by status.",
         "# TYPE isiqbot_applications gauge",
         *(f'isiqbot_applications{{status="{status}"}} {count}' for status, count in sorted(counts.items())),
+        "# HELP isiqbot_outbox Notifications by state.",
+        "# TYPE isiqbot_outbox gauge",
+        *(f'isiqbot_outbox{{state="{state}"}} {count}' for state, count in sorted(states.items())),
+        *METRICS.lines(),
     ]
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
 

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class Text:
-    """Free text typed by the subscriber."""
+    """Free text typed by the subscriber; `reply_to` is the platform's id of the message it answers."""
 
     text: str
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +45,11 @@ class Location:
 
 @dataclass(frozen=True, slots=True)
 class Photo:
-    """A photo, by the platform's reference to the stored file."""
+    """A photo, by the platform's reference to the stored file, with its caption."""
 
     ref: str
+    caption: str = ""
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

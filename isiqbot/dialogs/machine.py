@@ -110,6 +110,11 @@ class Dialog:
             raise DialogError(Msg("error.unsupported"))
         if isinstance(event, Command):
             return await self._command(state, event, ctx)
+        if isinstance(event, Text | Photo) and event.reply_to:
+            # An answer to the department's message goes back to the department, whatever the step.
+            replied = await ctx.applications.replied_to(ctx.subscriber, event.reply_to)
+            if replied is not None:
+                return await self._to_staff(state, replied, event, ctx)
         if isinstance(event, Pressed):
             if event.rev is not None and event.rev != state.rev:
                 raise DialogError(Msg("error.stale_button"))
@@ -156,7 +161,8 @@ class Dialog:
         """`/start <token>` from an SMS, an e-mail or the status page: that application, if it is theirs.
 
         A chat that has not confirmed a phone yet confirms it first, and the application opens then.
-        The answers never tell whether a token someone else owns is real.
+        Only we can make a token that passes the check, so "not yours" tells its holder nothing new,
+        and it is the same answer whether or not the application still exists.
         """
         menu = self._to_menu(state)
         application_id = ctx.links.application_id(token)
@@ -523,7 +529,23 @@ class Dialog:
     async def _on_app_detail(self, state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
         if isinstance(event, Pressed) and event.choice == "cancel_app":
             return _go(state, Step.CONFIRM_CANCEL), ()
+        if isinstance(event, Text | Photo):  # written with the application open: to its department
+            return await self._to_staff(state, int(state.data["view_app"]), event, ctx)
         raise Invalid(Msg("error.use_buttons"))
+
+    async def _to_staff(
+        self, state: State, application_id: int, event: Text | Photo, ctx: Context
+    ) -> tuple[State, Notes]:
+        application = await ctx.applications.get_mine(ctx.subscriber, state.data.get("phone"), application_id)
+        if application is None:
+            raise Invalid(Msg("app.not_found"))
+        if isinstance(event, Photo):
+            text, photo = (validate.message(event.caption) if event.caption.strip() else ""), event.ref
+        else:
+            text, photo = validate.message(event.text), None
+        if not await ctx.applications.message_staff(application_id, text, photo):
+            raise DialogError(Msg("app.no_department"))
+        return state, (note("app.message_sent", number=application.number),)
 
     async def _on_confirm_cancel(self, state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
         if isinstance(event, Pressed) and event.choice == "cancel_yes":
@@ -699,6 +721,8 @@ class Dialog:
                     {"number": app.number, "account": code, "date": app.created_at, "status": status},
                 )
             )
+            if app.due_at is not None and app.status in ("registered", "in_progress"):
+                parts.append(Msg("my.due", {"date": app.due_at}))
             choices.append(Choice(f"app:{app.id}", Msg("my.open", {"number": app.number})))
         return Message(tuple(parts), (*choices, *navigation, Choice("new", Msg("menu.new")), BACK))
 
@@ -726,6 +750,9 @@ class Dialog:
             parts.append(line)
         if app.result:
             parts.append(Msg("app.result", {"text": app.result}))
+        if app.due_at is not None and app.status in ("registered", "in_progress"):
+            parts.append(Msg("app.due", {"date": app.due_at}))
+        parts.append(Msg("app.write_hint"))
         choices = [Choice("cancel_app", Msg("app.cancel"))] if app.status == "registered" else []
         return Message(tuple(parts), (*choices, BACK))
 

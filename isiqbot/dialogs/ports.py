@@ -54,6 +54,7 @@ class ApplicationView:
     created_at: datetime
     result: str | None
     history: tuple[StatusEntry, ...] = ()
+    due_at: datetime | None = None  # by when a result is due, while it is open
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,14 @@ class Applications(Protocol):
 
     async def cancel(self, application_id: int, actor: str) -> None:
         """Cancel on the subscriber's behalf; raises `isiqbot.dialogs.errors.DialogError` when too late."""
+        ...
+
+    async def replied_to(self, subscriber: Subscriber, message_ref: str) -> int | None:
+        """The application a message we sent to this chat was about (the subscriber answers it)."""
+        ...
+
+    async def message_staff(self, application_id: int, text: str, photo_ref: str | None) -> bool:
+        """Queue the subscriber's message for the application's staff thread; False when it has none."""
         ...
 
 

@@ -12,6 +12,7 @@ from isiqbot.dialogs.errors import Invalid
 from isiqbot.locales import Msg
 
 DESCRIPTION_MIN = 10
+MESSAGE_MAX = 2000
 DESCRIPTION_MAX = 1000
 MAX_EXTRA_PHONES = 2
 OTP_LENGTH = 6
@@ -50,6 +51,17 @@ def description(text: str) -> str:
         raise Invalid(Msg("error.script"))
     if len(letters) < 3:
         raise Invalid(Msg("error.description_words"))
+    return value
+
+
+def message(text: str) -> str:
+    """A message to the department: 1–2,000 characters of readable text."""
+    value = clean_text(text)
+    _check_characters(value)
+    if not value:
+        raise Invalid(Msg("error.message_empty"))
+    if len(value) > MESSAGE_MAX:
+        raise Invalid(Msg("error.message_long", {"max": MESSAGE_MAX, "length": len(value)}))
     return value
 
 

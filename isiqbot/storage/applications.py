@@ -14,14 +14,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from isiqbot.storage import lifecycle
+from isiqbot.storage import lifecycle, outbox, staff
 from isiqbot.storage.lifecycle import IllegalTransition, Role, Status
 from isiqbot.storage.models import (
     Account,
     Application,
     ApplicationCounter,
     MeteringPoint,
-    Notification,
     StatusChange,
 )
 
@@ -130,7 +129,36 @@ async def register(session: AsyncSession, new: NewApplication, now: datetime) ->
             created_at=now,
         )
     )
+    notify_contacts(session, application, "registered", now)
     return application, True
+
+
+def notify_contacts(session: AsyncSession, application: Application, event: str, now: datetime) -> None:
+    """The portal's promise, kept: an SMS, and an e-mail when one was given, on registration and result."""
+    params: dict[str, Any] = {"number": application.number}
+    if event == "result":
+        params["status"] = {"$msg": f"status.{application.status}"}
+    outbox.enqueue(
+        session,
+        channel=outbox.SMS,
+        user_key=application.mobile,
+        lang=application.lang,
+        kind=f"sms_{event}",
+        payload={"key": f"sms.{event}", "params": params},
+        now=now,
+        application_id=application.id,
+    )
+    if application.email:
+        outbox.enqueue(
+            session,
+            channel=outbox.EMAIL,
+            user_key=application.email,
+            lang=application.lang,
+            kind=f"email_{event}",
+            payload={"event": event},
+            now=now,
+            application_id=application.id,
+        )
 
 
 async def by_number(session: AsyncSession, number: str) -> Application | None:
@@ -212,23 +240,27 @@ async def change_status(
             created_at=now,
         )
     )
+    # The card in the staff chat shows the new status; a cancellation is also said in its thread.
+    await staff.to_thread(session, application_id, "card_refresh", {}, now)
     if role == Role.SUBSCRIBER:  # the subscriber made this change and saw it confirmed in the chat
+        said = {"key": "staff.note_cancelled", "params": {"number": application.number}}
+        await staff.to_thread(session, application_id, "note", said, now)
         await session.flush()
         return application
     params: dict[str, Any] = {"number": application.number, "status": {"$msg": f"status.{new.value}"}}
     key = "notify.status"
     if new in lifecycle.NEEDS_RESULT:
         key, params["result"] = "notify.status_result", result
-    session.add(
-        Notification(
-            application_id=application_id,
-            channel=application.channel,
-            user_key=application.user_key,
-            lang=application.lang,
-            kind="status",
-            payload={"key": key, "params": params},
-            created_at=now,
-        )
+        notify_contacts(session, application, "result", now)
+    outbox.enqueue(
+        session,
+        channel=application.channel,
+        user_key=application.user_key,
+        lang=application.lang,
+        kind="status",
+        payload={"key": key, "params": params},
+        now=now,
+        application_id=application_id,
     )
     await session.flush()
     return application

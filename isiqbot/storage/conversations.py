@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, col, select
 
+from isiqbot.storage.db import as_utc
 from isiqbot.storage.models import Conversation, Notification, ProcessedUpdate
 
 
@@ -132,3 +133,15 @@ async def mark_sent(session: AsyncSession, notification_ids: Sequence[int], now:
             .where(col(Notification.id).in_(notification_ids))
             .values(state="sent", sent_at=now, attempts=Notification.attempts + 1)
         )
+
+
+async def touch_inbound(session: AsyncSession, conversation_id: int, now: datetime) -> None:
+    """The person wrote now: the start of WhatsApp's 24-hour window for free-form messages."""
+    await session.execute(
+        update(Conversation).where(col(Conversation.id) == conversation_id).values(last_inbound_at=now)
+    )
+
+
+async def last_inbound(session: AsyncSession, channel: str, user_key: str) -> datetime | None:
+    row = await get(session, channel, user_key)
+    return as_utc(row.last_inbound_at) if row is not None and row.last_inbound_at is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -15,6 +15,15 @@ def utcnow() -> datetime:
 
 def _ts(**kwargs: Any) -> Any:
     return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False, **kwargs))
+
+
+def _ts_or_none(**kwargs: Any) -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True, **kwargs))
+
+
+def _big(nullable: bool = False, **kwargs: Any) -> Any:
+    """Telegram ids exceed 32 bits."""
+    return Field(default=None, sa_column=Column(BigInteger, nullable=nullable, **kwargs))
 
 
 class Person(SQLModel, table=True):
@@ -92,6 +101,13 @@ class Application(SQLModel, table=True):
     result: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+    # The staff side: which department handles it, who took it, and which deadline was flagged.
+    department: str | None = Field(default=None, max_length=32, index=True)
+    assignee_id: int | None = _big(nullable=True)
+    assignee_name: str | None = Field(default=None, max_length=128)
+    taken_at: datetime | None = _ts_or_none()
+    take_flagged_at: datetime | None = _ts_or_none()
+    done_flagged_at: datetime | None = _ts_or_none()
 
 
 class StatusChange(SQLModel, table=True):
@@ -124,6 +140,8 @@ class Conversation(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
     unreachable_reason: str | None = Field(default=None, max_length=32)
+    # The person's last message: WhatsApp allows free-form messages for 24 hours after it.
+    last_inbound_at: datetime | None = _ts_or_none()
 
 
 class ProcessedUpdate(SQLModel, table=True):
@@ -145,11 +163,60 @@ class OtpRequest(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+class StaffThread(SQLModel, table=True):
+    """Where an application is discussed in its department's staff chat: its topic and its card."""
+
+    __tablename__ = "staff_thread"
+    __table_args__ = (Index("ix_staff_thread_topic", "chat_id", "topic_id"),)
+    application_id: int = Field(foreign_key="application.id", primary_key=True)
+    chat_id: int = _big()
+    topic_id: int | None = _big(nullable=True)  # the forum topic, in a forum group
+    card_message_id: int | None = _big(nullable=True)
+    created_at: datetime = _ts()
+
+
+class LinkedMessage(SQLModel, table=True):
+    """A message the bot sent about an application: a reply to it belongs to that application."""
+
+    __tablename__ = "linked_message"
+    channel: str = Field(primary_key=True, max_length=16)
+    chat_id: str = Field(primary_key=True, max_length=32)
+    message_id: str = Field(primary_key=True, max_length=64)
+    application_id: int = Field(foreign_key="application.id", index=True)
+    kind: str = Field(max_length=16)  # card | relay | prompt | note | to_subscriber
+    action: str | None = Field(default=None, max_length=16)  # a prompt's pending action
+    user_id: int | None = _big(nullable=True)  # a prompt's staff member: only their reply counts
+    created_at: datetime = _ts()
+
+
+class StaffAction(SQLModel, table=True):
+    """Everything staff did or tried in a staff chat, refused attempts included: the audit trail."""
+
+    __tablename__ = "staff_action"
+    id: int | None = Field(default=None, primary_key=True)
+    application_id: int | None = Field(default=None, foreign_key="application.id", index=True)
+    chat_id: int = _big()
+    user_id: int = _big()
+    user_name: str = Field(default="", max_length=128)
+    action: str = Field(max_length=32)
+    allowed: bool
+    detail: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _ts()
+
+
 class Notification(SQLModel, table=True):
-    """A message owed to a subscriber (the outbox): written with the event that causes it."""
+    """A message owed to someone (the outbox): written in the transaction of the event that causes it.
+
+    `channel` says how it goes: a subscriber's chat ("telegram", "terminal", …) or "staff" (a staff chat,
+    `user_key` being its chat id). States: queued → sending → sent (→ delivered) | failed.
+    """
 
     __tablename__ = "notification"
-    __table_args__ = (Index("ix_notification_recipient_state", "channel", "user_key", "state"),)
+    __table_args__ = (
+        Index("ix_notification_recipient_state", "channel", "user_key", "state"),
+        Index("ix_notification_state_id", "state", "id"),
+        Index("ix_notification_provider", "channel", "provider_id"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     application_id: int | None = Field(default=None, foreign_key="application.id", index=True)
     channel: str = Field(max_length=16)
@@ -162,3 +229,6 @@ class Notification(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=500)
     created_at: datetime = _ts()
     sent_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+    next_attempt_at: datetime | None = _ts_or_none()
+    claimed_at: datetime | None = _ts_or_none()  # when a worker took it to send: a lease
+    provider_id: str | None = Field(default=None, max_length=128)

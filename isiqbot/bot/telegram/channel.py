@@ -7,7 +7,7 @@ import hmac
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -24,6 +24,7 @@ from aiogram.types import BotCommand, Update
 from aiohttp import web
 from pydantic import ValidationError
 
+from isiqbot.bot.outbox import Permanent, Temporary
 from isiqbot.bot.service import Conversations, storage_unavailable
 from isiqbot.bot.telegram import CHANNEL
 from isiqbot.bot.telegram.limits import RateLimiter
@@ -38,6 +39,15 @@ log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query"]
 SEND_ATTEMPTS = 6
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name, not a secret)
+T = TypeVar("T")
+
+
+class StaffUpdates(Protocol):
+    """The staff chats' side of the channel (`staffchat.StaffChat`)."""
+
+    def owns(self, update: Update) -> int | None: ...
+
+    async def handle(self, update: Update) -> None: ...
 
 
 def make_bot(token: str, api_url: str) -> Bot:
@@ -50,9 +60,13 @@ class TelegramChannel:
         self.bot = bot
         self.service = service
         self.limiter = limiter or RateLimiter()
+        self.staff: StaffUpdates | None = None  # the department staff chats, when there are any
 
     async def process(self, update: Update) -> None:
         """Handle one update and answer it. Storage errors propagate: the update must come again."""
+        if self.staff is not None and self.staff.owns(update) is not None:
+            await self.staff.handle(update)
+            return
         inbound = map_update(update)
         if inbound is not None:
             await self.answer(inbound)
@@ -93,11 +107,36 @@ class TelegramChannel:
                 return False
             reason = "blocked" if isinstance(exc, TelegramForbiddenError) else "chat_not_found"
             log.info("Telegram chat unreachable (%s); recorded", reason)
-            async with self.service.db.transaction() as session:
-                await conversations.mark_unreachable(
-                    session, CHANNEL, str(chat_id), reason, self.service.clock()
-                )
+            await self._unreachable(chat_id, reason)
             return False
+
+    async def request(self, chat_id: int, method: TelegramMethod[T]) -> T:
+        """One call for the outbox, within the limits: failures as `Temporary` or `Permanent`.
+
+        The outbox retries; a chat that blocked the bot or is gone is recorded for the SMS fallback.
+        """
+        await self.limiter.acquire(chat_id)
+        try:
+            return await self.bot(method)
+        except TelegramRetryAfter as exc:
+            raise Temporary("Telegram 429: too many requests", exc.retry_after) from exc
+        except (TelegramServerError, TelegramNetworkError) as exc:
+            raise Temporary(f"Telegram {type(exc).__name__}: {exc}"[:200]) from exc
+        except TelegramForbiddenError as exc:
+            await self._unreachable(chat_id, "blocked")
+            raise Permanent("blocked: the person blocked the bot") from exc
+        except TelegramBadRequest as exc:
+            if "chat not found" in exc.message.lower():
+                await self._unreachable(chat_id, "chat_not_found")
+                raise Permanent("chat_not_found") from exc
+            raise Permanent(f"refused: {exc.message}"[:200]) from exc
+
+    async def _unreachable(self, chat_id: int, reason: str) -> None:
+        if chat_id < 0:
+            log.error("Telegram: the staff chat cannot be reached (%s); is the bot a member?", reason)
+            return
+        async with self.service.db.transaction() as session:
+            await conversations.mark_unreachable(session, CHANNEL, str(chat_id), reason, self.service.clock())
 
     async def _call(self, method: TelegramMethod[Any]) -> bool:
         """Call the Bot API, waiting out 429s and retrying 5xx and network errors with backoff."""
@@ -114,15 +153,22 @@ class TelegramChannel:
 
     async def process_batch(self, updates: Sequence[Update]) -> None:
         """The updates of one chat one after another, different chats at the same time."""
-        by_chat: dict[int, list[Inbound]] = defaultdict(list)
+        by_chat: dict[int, list[Inbound | Update]] = defaultdict(list)
         for update in updates:
+            staff_chat = self.staff.owns(update) if self.staff is not None else None
+            if staff_chat is not None:
+                by_chat[staff_chat].append(update)
+                continue
             inbound = map_update(update)
             if inbound is not None:  # not for us: nothing to do, and confirmed with the batch
                 by_chat[inbound.chat_id].append(inbound)
 
-        async def run(chat_updates: list[Inbound]) -> None:
-            for inbound in chat_updates:
-                await self.answer(inbound)
+        async def run(chat_updates: list[Inbound | Update]) -> None:
+            for item in chat_updates:
+                if isinstance(item, Inbound):
+                    await self.answer(item)
+                elif self.staff is not None:
+                    await self.staff.handle(item)
 
         await asyncio.gather(*(run(chat_updates) for chat_updates in by_chat.values()))
 

@@ -38,10 +38,12 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         private: tuple[float, float] = PRIVATE,
+        group: tuple[float, float] = GROUP,
     ) -> None:
         self.clock = clock
         self.sleep = sleep
         self.private = private
+        self.group = group
         now = clock()
         self.everyone = Bucket(*self.GLOBAL, tokens=self.GLOBAL[0], stamp=now)
         self.chats: dict[int, Bucket] = {}
@@ -51,7 +53,7 @@ class RateLimiter:
         if bucket is None:
             if len(self.chats) >= self.MAX_IDLE_BUCKETS:
                 self._forget_full(now)
-            capacity, rate = self.GROUP if chat_id < 0 else self.private
+            capacity, rate = self.group if chat_id < 0 else self.private
             bucket = self.chats[chat_id] = Bucket(capacity, rate, tokens=capacity, stamp=now)
         return bucket
 

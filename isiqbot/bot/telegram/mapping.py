@@ -49,18 +49,21 @@ def _map_message(update_id: int, message: Message) -> Inbound | None:
     if message.chat.type != "private" or sender is None or sender.is_bot:
         return None
     event: Event
+    replied = message.reply_to_message
+    reply_to = str(replied.message_id) if replied is not None else None
     if message.contact is not None:
         event = Contact(message.contact.phone_number, own=message.contact.user_id == sender.id)
     elif message.location is not None:
         event = Location(message.location.latitude, message.location.longitude)
     elif message.photo:
-        event = Photo(message.photo[-1].file_id)  # the largest size comes last
+        # The largest size comes last.
+        event = Photo(message.photo[-1].file_id, caption=message.caption or "", reply_to=reply_to)
     elif message.text is not None:
         command = COMMAND_RE.match(message.text.strip())
         if command:
             event = Command(command.group(1).lower(), (command.group(2) or "").strip())
         else:
-            event = Text(message.text)
+            event = Text(message.text, reply_to=reply_to)
     else:
         event = Unsupported(message.content_type)
     return Inbound(update_id, message.chat.id, _subscriber(sender.id), event, sender.language_code)

@@ -1,0 +1,78 @@
+"""The outbox's sender for subscribers in Telegram: status changes and the department's messages."""
+
+from __future__ import annotations
+
+from aiogram.methods import SendMessage, SendPhoto
+
+from isiqbot.bot.outbox import Permanent
+from isiqbot.bot.policy import StaffPolicy
+from isiqbot.bot.service import payload_msg
+from isiqbot.bot.telegram import CHANNEL
+from isiqbot.bot.telegram.channel import TelegramChannel
+from isiqbot.bot.telegram.render import split_text
+from isiqbot.locales import Msg, translate
+from isiqbot.storage import staff
+from isiqbot.storage.models import Notification
+
+CAPTION_LIMIT = 1024
+
+
+class TelegramNotifier:
+    """Sends a notification to the subscriber's private chat, in the subscriber's language.
+
+    Every message about an application is remembered, so the subscriber's reply to it goes to the
+    application's staff thread.
+    """
+
+    def __init__(self, channel: TelegramChannel, policy: StaffPolicy) -> None:
+        self.channel = channel
+        self.policy = policy
+
+    async def deliver(self, notification: Notification) -> str | None:
+        chat_id = int(notification.user_key)
+        text, photo = self._content(notification)
+        if photo:
+            caption, rest = (text, "") if len(text) <= CAPTION_LIMIT else ("", text)
+            sent = await self.channel.request(
+                chat_id, SendPhoto(chat_id=chat_id, photo=photo, caption=caption)
+            )
+            message_ids = [sent.message_id]
+            if rest:
+                for piece in split_text(rest):
+                    reply = await self.channel.request(chat_id, SendMessage(chat_id=chat_id, text=piece))
+                    message_ids.append(reply.message_id)
+        else:
+            message_ids = []
+            for piece in split_text(text):
+                reply = await self.channel.request(chat_id, SendMessage(chat_id=chat_id, text=piece))
+                message_ids.append(reply.message_id)
+        if notification.application_id is not None:
+            async with self.channel.service.db.transaction() as session:
+                for message_id in message_ids:
+                    await staff.link(
+                        session,
+                        CHANNEL,
+                        chat_id,
+                        message_id,
+                        notification.application_id,
+                        "to_subscriber",
+                        self.channel.service.clock(),
+                    )
+        return str(message_ids[-1])
+
+    def _content(self, notification: Notification) -> tuple[str, str | None]:
+        lang, payload = notification.lang, notification.payload
+        if notification.kind == "status":
+            return translate(payload_msg(payload), lang) + "\n\n" + translate(
+                Msg("notify.reply_hint"), lang
+            ), None
+        if notification.kind == "staff_message":
+            department = self.policy.departments.by_key(str(payload.get("department", "")))
+            name = department.name(lang) if department else translate(Msg("notify.department"), lang)
+            head = translate(
+                Msg("notify.staff_message", {"department": name, "number": payload["number"]}), lang
+            )
+            body = str(payload.get("text") or "")
+            hint = translate(Msg("notify.reply_hint"), lang)
+            return "\n\n".join(part for part in (head, body, hint) if part), payload.get("photo") or None
+        raise Permanent(f"unknown notification kind {notification.kind!r}")

@@ -1,0 +1,334 @@
+"""The WhatsApp channel: the webhook (verified, signed, each message once, each user in order), sends.
+
+`GET /whatsapp/webhook` answers Meta's verification handshake. `POST /whatsapp/webhook` checks
+`X-Hub-Signature-256` over the raw body with `WHATSAPP_APP_SECRET` before anything is parsed (401
+otherwise), reads the payload with typed models (400 for what is not one), and answers 200 only once
+every message in it is stored; 503 while the database is unreachable, so Meta delivers it again.
+Sends go to `{WHATSAPP_API_URL}/{WHATSAPP_PHONE_NUMBER_ID}/messages`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from pydantic import ValidationError
+
+from isiqbot.bot.links import PublicLinks
+from isiqbot.bot.outbox import Permanent, Temporary, backoff
+from isiqbot.bot.policy import StaffPolicy
+from isiqbot.bot.service import Conversations, payload_msg, storage_unavailable
+from isiqbot.bot.web import Handler
+from isiqbot.bot.whatsapp import CHANNEL
+from isiqbot.bot.whatsapp.mapping import Inbound, map_message
+from isiqbot.bot.whatsapp.payload import Status, Webhook
+from isiqbot.bot.whatsapp.render import Body, render
+from isiqbot.dialogs.events import Command, Text
+from isiqbot.dialogs.ports import Subscriber
+from isiqbot.dialogs.validate import mask_phone
+from isiqbot.locales import Msg, translate
+from isiqbot.storage import conversations, outbox, staff
+from isiqbot.storage.models import Notification
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+RATE_LIMITED = {130429, 131056, 80007, 4, 80008}  # throughput, pair rate, account rate: back off, retry
+WINDOW = timedelta(hours=24)
+SEND_ATTEMPTS = 5
+MAX_BODY = 3 * 1024 * 1024
+
+
+class Pacer:
+    """At most `per_second` messages a second in all, and one a second to each person (bursts of 3)."""
+
+    def __init__(self, per_second: float, per_user: float = 1.0, burst: float = 3.0) -> None:
+        self.interval = 1.0 / per_second
+        self.per_user = per_user
+        self.burst = burst
+        self.next_free = 0.0
+        self.users: dict[str, tuple[float, float]] = {}  # user → (tokens, stamp)
+        self.lock = asyncio.Lock()
+
+    async def acquire(self, user: str) -> None:
+        while True:
+            async with self.lock:
+                now = time.monotonic()
+                tokens, stamp = self.users.get(user, (self.burst, now))
+                tokens = min(self.burst, tokens + (now - stamp) * self.per_user)
+                wait = max(self.next_free - now, (1 - tokens) / self.per_user if tokens < 1 else 0.0)
+                if wait <= 0:
+                    self.users[user] = (tokens - 1, now)
+                    self.next_free = max(self.next_free, now) + self.interval
+                    if len(self.users) > 10_000:
+                        self.users = {u: v for u, v in self.users.items() if now - v[1] < 10}
+                    return
+            await asyncio.sleep(wait)
+
+
+class GraphClient:
+    """The Cloud API: send a message, read a media file."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        api_url: str,
+        phone_number_id: str,
+        token: str,
+        mps: float = 80.0,
+        per_user: float = 1.0,
+    ) -> None:
+        self.session = session
+        self.api_url = api_url.rstrip("/")
+        self.phone_number_id = phone_number_id
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.pacer = Pacer(mps, per_user)
+        self.timeout = aiohttp.ClientTimeout(total=20)
+
+    async def send(self, to: str, body: Body) -> str:
+        """One message; its wamid. Raises Temporary (retry later) or Permanent."""
+        await self.pacer.acquire(to)
+        message = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, **body}
+        url = f"{self.api_url}/{self.phone_number_id}/messages"
+        try:
+            async with self.session.post(url, json=message, headers=self.headers, timeout=self.timeout) as r:
+                answer: Any = await r.json(content_type=None)
+                status = r.status
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise Temporary(f"Graph API unreachable: {type(exc).__name__}") from exc
+        if status < 300 and isinstance(answer, dict) and answer.get("messages"):
+            return str(answer["messages"][0].get("id", ""))
+        error = answer.get("error", {}) if isinstance(answer, dict) else {}
+        code = int(error.get("code") or 0)
+        reason = f"WhatsApp {status} ({code}): {error.get('message', '')}"[:200]
+        if code in RATE_LIMITED or status == 429 or status >= 500:
+            raise Temporary(reason)
+        raise Permanent(reason)
+
+    async def media(self, media_id: str) -> tuple[bytes, str]:
+        """A media file's bytes and type: first its address, then the file, both with the token."""
+        try:
+            async with self.session.get(
+                f"{self.api_url}/{media_id}", headers=self.headers, timeout=self.timeout
+            ) as r:
+                info: Any = await r.json(content_type=None)
+                if r.status >= 400 or not isinstance(info, dict) or "url" not in info:
+                    raise Permanent(f"WhatsApp media {media_id}: {r.status}")
+            async with self.session.get(info["url"], headers=self.headers, timeout=self.timeout) as r:
+                if r.status >= 400:
+                    raise Temporary(f"WhatsApp media download: {r.status}")
+                data = await r.read()
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise Temporary(f"WhatsApp media unreachable: {type(exc).__name__}") from exc
+        return data, str(info.get("mime_type") or "image/jpeg")
+
+
+class WhatsAppChannel:
+    def __init__(
+        self,
+        service: Conversations,
+        client: GraphClient,
+        app_secret: str,
+        verify_token: str,
+        policy: StaffPolicy,
+        links: PublicLinks,
+        template: str | None = None,
+        template_language: Callable[[str], str] | None = None,
+    ) -> None:
+        self.service = service
+        self.links = links
+        self.client = client
+        self.app_secret = app_secret.encode()
+        self.verify_token = verify_token
+        self.policy = policy
+        self.template = template
+        self.template_language = template_language or (lambda lang: lang)
+        self._users: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    # ---- the webhook --------------------------------------------------------------------------------
+
+    async def verify(self, request: web.Request) -> web.Response:
+        query = request.query
+        given = query.get("hub.verify_token", "")
+        if query.get("hub.mode") == "subscribe" and hmac.compare_digest(
+            given.encode(), self.verify_token.encode()
+        ):
+            return web.Response(text=query.get("hub.challenge", ""))
+        return web.Response(status=403, text="verification failed")
+
+    async def receive(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return web.json_response({"error": "too large"}, status=413)
+        raw = await request.read()
+        given = request.headers.get(SIGNATURE_HEADER, "")
+        expected = "sha256=" + hmac.new(self.app_secret, raw, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return web.json_response({"error": "bad signature"}, status=401)
+        try:
+            payload = Webhook.model_validate_json(raw)
+        except ValidationError:
+            return web.json_response({"error": "not a WhatsApp webhook"}, status=400)
+        try:
+            await self.process(payload)
+        except Exception as exc:
+            if not storage_unavailable(exc):
+                raise
+            log.warning("storage unavailable; asking Meta to deliver the webhook again")
+            return web.json_response({"error": "try again"}, status=503)
+        return web.json_response({"ok": True})
+
+    async def process(self, payload: Webhook) -> None:
+        """Every message of a user one after another (in the order given); users and statuses alongside."""
+        by_user: defaultdict[str, list[Inbound]] = defaultdict(list)
+        statuses: list[Status] = []
+        for entry in payload.entry:
+            for change in entry.changes:
+                for message in change.value.messages:
+                    inbound = map_message(change.value, message)
+                    if inbound is None:
+                        log.warning("a WhatsApp message without a sender was ignored (%s)", message.type)
+                        continue
+                    by_user[inbound.user_key].append(inbound)
+                statuses.extend(change.value.statuses)
+                for error in change.value.errors:
+                    log.warning("WhatsApp reported an error: %s %s", error.code, error.title)
+
+        async def run(items: list[Inbound]) -> None:
+            async with self._users[items[0].user_key]:
+                for inbound in items:  # in the order the payload gives them
+                    await self.answer(inbound)
+
+        await asyncio.gather(*(run(items) for items in by_user.values()))
+        for status in statuses:
+            await self.status(status)
+
+    async def answer(self, inbound: Inbound) -> None:
+        subscriber = Subscriber(CHANNEL, inbound.user_key)
+        if inbound.event is None:  # "More": the same question, the next rows
+            handled = await self.service.handle(subscriber, None, update_id=inbound.message_id, inbound=True)
+            if handled is None or inbound.rev != handled.outcome.rev:
+                handled = await self.service.handle(subscriber, None)
+                more_from = 0
+            else:
+                more_from = inbound.more_from
+        else:
+            event = inbound.event
+            if isinstance(event, Text) and await self.service.language(subscriber) is None:
+                event = Command("start")  # a first "Salam" is how people start in WhatsApp: welcome them
+            handled = await self.service.handle(subscriber, event, update_id=inbound.message_id, inbound=True)
+            more_from = 0
+            if handled is None:  # delivered again: its effect stays single; show the current question
+                handled = await self.service.handle(subscriber, None)
+        if handled is None:
+            return
+        for body in render(handled.outcome, handled.lang, inbound.phone, more_from):
+            if not await self._send_now(inbound.user_key, body):
+                break
+
+    async def _send_now(self, to: str, body: Body) -> bool:
+        """An answer to what the person just wrote: retried a few times here, then given up and logged."""
+        for attempt in range(SEND_ATTEMPTS):
+            try:
+                await self.client.send(to, body)
+                return True
+            except Temporary as exc:
+                await asyncio.sleep(min(backoff(attempt + 1) / 5, 10))
+                log.info("WhatsApp send retried: %s", exc.reason)
+            except Permanent as exc:
+                log.error("WhatsApp refused an answer to %s: %s", mask_phone("+" + to), exc.reason)
+                return False
+        return False
+
+    async def status(self, status: Status) -> None:
+        """sent, delivered, read or failed, for a message we sent: the notification's state follows it."""
+        now = self.service.clock()
+        async with self.service.db.transaction() as session:
+            row = await outbox.by_provider_id(session, CHANNEL, status.id)
+            if row is None or row.id is None:
+                return
+            if status.status in ("delivered", "read"):
+                outbox.mark_delivered(row, now)
+            elif status.status == "failed":
+                error = status.errors[0] if status.errors else None
+                reason = f"WhatsApp failed ({error.code}): {error.title}" if error else "WhatsApp failed"
+                await outbox.mark_failed(session, row.id, reason[:200], now)
+                await outbox.fallback_to_sms(session, row.id, now)
+                if row.application_id is not None:
+                    await staff.to_thread(session, row.application_id, "card_refresh", {}, now)
+        if status.status == "failed" and self.service.on_commit is not None:
+            self.service.on_commit()
+
+    # ---- the outbox's sender for WhatsApp subscribers ------------------------------------------------
+
+    async def deliver(self, notification: Notification) -> str | None:
+        """In the 24-hour window, free text; outside it, the approved template, or else SMS (by failing)."""
+        async with self.service.db.transaction() as session:
+            last = await conversations.last_inbound(session, CHANNEL, notification.user_key)
+        now = self.service.clock()
+        text = self.text(notification)
+        if last is not None and now - last < WINDOW:
+            wamid = await self.client.send(
+                notification.user_key, {"type": "text", "text": {"body": text[:4096]}}
+            )
+            if notification.application_id is not None:  # the person's reply to it goes to the thread
+                async with self.service.db.transaction() as session:
+                    await staff.link(
+                        session,
+                        CHANNEL,
+                        notification.user_key,
+                        wamid,
+                        notification.application_id,
+                        "to_subscriber",
+                        now,
+                    )
+            return wamid
+        if self.template and notification.kind == "status" and notification.application_id is not None:
+            params = payload_msg(notification.payload).params
+            status = params.get("status")
+            words = translate(status, notification.lang) if isinstance(status, Msg) else str(status or "")
+            link = self.links.status_page(notification.application_id)
+            body = {
+                "type": "template",
+                "template": {
+                    "name": self.template,
+                    "language": {"code": self.template_language(notification.lang)},
+                    "components": [
+                        {
+                            "type": "body",
+                            "parameters": [
+                                {"type": "text", "text": str(params.get("number", ""))},
+                                {"type": "text", "text": words},
+                                {"type": "text", "text": link},
+                            ],
+                        }
+                    ],
+                },
+            }
+            return await self.client.send(notification.user_key, body)
+        raise Permanent("outside WhatsApp's 24-hour window and no template for it")
+
+    def text(self, notification: Notification) -> str:
+        lang, payload = notification.lang, notification.payload
+        hint = translate(Msg("notify.reply_hint"), lang)
+        if notification.kind == "status":
+            return translate(payload_msg(payload), lang) + "\n\n" + hint
+        if notification.kind == "staff_message":
+            department = self.policy.departments.by_key(str(payload.get("department", "")))
+            name = department.name(lang) if department else translate(Msg("notify.department"), lang)
+            head = translate(
+                Msg("notify.staff_message", {"department": name, "number": payload["number"]}), lang
+            )
+            return "\n\n".join(part for part in (head, str(payload.get("text") or ""), hint) if part)
+        raise Permanent(f"unknown notification kind {notification.kind!r}")
+
+
+def routes(channel: WhatsAppChannel) -> list[tuple[str, str, Handler]]:
+    return [("GET", "/whatsapp/webhook", channel.verify), ("POST", "/whatsapp/webhook", channel.receive)]

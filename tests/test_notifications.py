@@ -1,0 +1,341 @@
+"""SMS and e-mail through the outbox: a local HTTP SMS gateway, a real SMTP server (aiosmtpd), fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from sqlmodel import select
+
+from isiqbot.bot.links import LinkSigner, PublicLinks
+from isiqbot.bot.mail import EmailSender, SmtpConfig, SmtpMailer
+from isiqbot.bot.outbox import OutboxWorker
+from isiqbot.bot.policy import StaffPolicy
+from isiqbot.bot.service import Conversations
+from isiqbot.bot.sms import HttpSmsGateway, SmsSender, delivery_handler, sms_parts
+from isiqbot.bot.staff import StaffDesk
+from isiqbot.bot.telegram import CHANNEL
+from isiqbot.bot.telegram.channel import TelegramChannel, make_bot
+from isiqbot.bot.telegram.limits import RateLimiter
+from isiqbot.bot.telegram.notify import TelegramNotifier
+from isiqbot.bot.web import make_app
+from isiqbot.locales import LANGUAGES, Msg, translate
+from isiqbot.storage import outbox
+from isiqbot.storage.db import Database
+from isiqbot.storage.lifecycle import Status
+from isiqbot.storage.models import Notification
+from tests.chat import PLAIN, Chat, SmsRecorder, identify
+from tests.conftest import Clock
+from tests.fake_telegram import TOKEN, FakeTelegram
+from tests.processes import free_port
+
+BASE_URL = "https://bot.azerisiq.az"
+SECRET = b"notifications-test-secret-0123456789"
+SMS_TOKEN = "gateway-token-xyz"
+SUBSCRIBER = 501
+
+
+@dataclass
+class Gateway:
+    """A local HTTP SMS gateway: records each POST, and fails, hangs or answers as told."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    failures: list[int] = field(default_factory=list)
+    hang_next: int = 0
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.headers.append(dict(request.headers))
+        if self.hang_next:
+            self.hang_next -= 1
+            await asyncio.sleep(5)
+        if self.failures:
+            return web.json_response({"error": "busy"}, status=self.failures.pop(0))
+        body = await request.json()
+        self.received.append(body)
+        return web.json_response({"id": f"sms-{len(self.received)}"})
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    recorder = Gateway()
+    app = web.Application()
+    app.router.add_post("/send", recorder.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    recorder.url = f"http://127.0.0.1:{port}/send"
+    yield recorder
+    await runner.cleanup()
+
+
+class Mailbox:
+    """An aiosmtpd handler: keeps each message; refuses the next ones with 451 when told to."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refuse = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refuse:
+            self.refuse -= 1
+            return "451 4.3.0 Try again later"
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        self.messages.append(parsed)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Any:
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield mailbox, port
+    controller.stop()
+
+
+@dataclass
+class Post:
+    service: Conversations
+    worker: OutboxWorker
+    clock: Clock
+    gateway: Gateway
+    mailbox: Mailbox
+    links: PublicLinks
+    fake: FakeTelegram
+
+    async def rows(self, channel: str | None = None) -> list[Notification]:
+        async with self.service.db.transaction() as session:
+            query = select(Notification).order_by(Notification.id)
+            if channel is not None:
+                query = query.where(Notification.channel == channel)
+            return list((await session.scalars(query)).all())
+
+    async def file(self, email_address: str | None = "elcin@example.az", lang: str = "az") -> Chat:
+        chat = Chat(self.service, user=str(SUBSCRIBER), channel=CHANNEL)
+        if lang != "az":
+            await chat.start(hint=lang)
+        await identify(chat, PLAIN)
+        await chat.press(chat.choice_ids[0])
+        await chat.press("reason:no_power")
+        await chat.type("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
+        await chat.press("done")
+        await chat.press("keep")
+        await chat.press("done")
+        if email_address:
+            await chat.type(email_address)
+        else:
+            await chat.press("skip")
+        await chat.press("send")
+        return chat
+
+
+@pytest.fixture
+async def post(
+    sample_db: Database, clock: Clock, gateway: Gateway, smtp: Any, fake: FakeTelegram
+) -> AsyncIterator[Post]:
+    mailbox, port = smtp
+    links = PublicLinks(LinkSigner(SECRET), BASE_URL)
+    service = Conversations(sample_db, SmsRecorder(), clock=clock, policy=StaffPolicy(), links=links.signer)
+    http = aiohttp.ClientSession()
+    bot = make_bot(TOKEN, fake.url)
+    channel = TelegramChannel(bot, service, RateLimiter(private=(50.0, 50.0)))
+    sms = HttpSmsGateway(http, gateway.url, "Azerisiq", SMS_TOKEN, timeout=0.5)
+    mailer = SmtpMailer(SmtpConfig("127.0.0.1", port, "bot@azerisiq.az", security="none"))
+    worker = OutboxWorker(
+        sample_db,
+        {
+            outbox.SMS: SmsSender(sms, links),
+            outbox.EMAIL: EmailSender(sample_db, mailer, "bot@azerisiq.az", links),
+            CHANNEL: TelegramNotifier(channel, service.policy),
+        },
+        clock=clock,
+    )
+    yield Post(service, worker, clock, gateway, mailbox, links, fake)
+    await http.close()
+    await bot.session.close()
+
+
+# ---- SMS -------------------------------------------------------------------------------------------
+
+
+async def test_registration_sends_an_sms_with_the_link(post: Post) -> None:
+    await post.file(email_address=None)
+    await post.worker.drain()
+    [sms] = post.gateway.received
+    assert sms["from"] == "Azerisiq" and sms["to"] == PLAIN
+    assert "TX-2026-000001" in sms["text"] and "qeydə alındı" in sms["text"]
+    token = re.search(rf"{re.escape(BASE_URL)}/a/([A-Za-z0-9_-]+)", sms["text"])
+    assert token is not None and len(token.group(1)) <= 32
+    assert post.links.signer.application_id(token.group(1)) == 1
+    assert post.gateway.headers[0]["Authorization"] == f"Bearer {SMS_TOKEN}"
+    assert sms_parts(sms["text"]) <= 2
+    [row] = await post.rows(outbox.SMS)
+    assert (row.state, row.provider_id) == ("sent", "sms-1")
+    assert await post.rows(outbox.EMAIL) == []  # no address given, no e-mail
+
+
+async def test_a_gateway_failing_three_times_then_delivers_once(post: Post) -> None:
+    post.gateway.failures = [500, 502, 503]
+    await post.file(email_address=None)
+    for _ in range(4):
+        await post.worker.drain()
+        post.clock.advance(seconds=60)
+    assert len(post.gateway.received) == 1
+    [row] = await post.rows(outbox.SMS)
+    assert (row.state, row.attempts) == ("sent", 4)
+
+
+async def test_a_hanging_gateway_times_out_and_is_retried(post: Post) -> None:
+    post.gateway.hang_next = 1
+    await post.file(email_address=None)
+    await post.worker.drain()
+    [row] = await post.rows(outbox.SMS)
+    assert row.state == "queued" and "timed out" in (row.last_error or "")
+    post.clock.advance(seconds=10)
+    await post.worker.drain()
+    assert len(post.gateway.received) == 1
+    assert (await post.rows(outbox.SMS))[0].state == "sent"
+
+
+async def test_a_refusing_gateway_fails_with_its_reason(post: Post) -> None:
+    post.gateway.failures = [400]
+    await post.file(email_address=None)
+    await post.worker.drain()
+    [row] = await post.rows(outbox.SMS)
+    assert row.state == "failed" and "400" in (row.last_error or "")
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_every_sms_fits_two_parts_in_every_language(lang: str) -> None:
+    link = f"{BASE_URL}/a/{LinkSigner(SECRET).token(123456)}"
+    texts = [
+        translate(Msg("sms.registered", {"number": "TX-2026-123456", "link": link}), lang),
+        translate(Msg("sms.news", {"number": "TX-2026-123456", "link": link}), lang),
+        translate(Msg("sms.otp", {"code": "123456", "minutes": 5}), lang),
+    ]
+    for status in ("completed", "rejected"):
+        params = {"number": "TX-2026-123456", "link": link, "status": Msg(f"status.{status}")}
+        texts.append(translate(Msg("sms.result", params), lang))
+    for text in texts:
+        assert sms_parts(text) <= 2, (lang, len(text), text)
+    assert sms_parts(texts[-1]) >= 1
+
+
+def test_sms_parts_counts_like_a_phone() -> None:
+    assert sms_parts("a" * 160) == 1 and sms_parts("a" * 161) == 2
+    assert sms_parts("ə" * 70) == 1 and sms_parts("ə" * 71) == 2 and sms_parts("ə" * 134) == 2
+    assert sms_parts("ə" * 135) == 3
+    assert sms_parts("{" * 80) == 1 and sms_parts("{" * 81) == 2  # extended GSM characters count twice
+
+
+# ---- delivery reports ------------------------------------------------------------------------------
+
+
+async def test_delivery_reports_update_the_state(post: Post) -> None:
+    await post.file(email_address=None)
+    await post.worker.drain()
+    app = make_app(
+        post.service.db, [("POST", "/sms/delivery", delivery_handler(post.service.db, SMS_TOKEN, post.clock))]
+    )
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}/sms/delivery"
+    auth = {"Authorization": f"Bearer {SMS_TOKEN}"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, json={"id": "sms-1", "status": "delivered"}) as r:
+                assert r.status == 401
+            async with http.post(url, data=b"{not json", headers=auth) as r:
+                assert r.status == 400
+            async with http.post(url, json={"id": "sms-1", "status": "lost in space"}, headers=auth) as r:
+                assert r.status == 400
+            async with http.post(url, json={"id": "sms-999", "status": "delivered"}, headers=auth) as r:
+                assert r.status == 404
+            assert (await post.rows(outbox.SMS))[0].state == "sent"
+            async with http.post(url, json={"id": "sms-1", "status": "DELIVERED"}, headers=auth) as r:
+                assert r.status == 200
+    finally:
+        await runner.cleanup()
+    assert (await post.rows(outbox.SMS))[0].state == "delivered"
+
+
+# ---- e-mail ----------------------------------------------------------------------------------------
+
+
+async def test_registration_and_result_e_mails_in_the_subscribers_language(post: Post) -> None:
+    await post.file(lang="ru")
+    await post.worker.drain()
+    [registered] = post.mailbox.messages
+    assert registered["To"] == "elcin@example.az" and registered["From"] == "bot@azerisiq.az"
+    assert "TX-2026-000001" in registered["Subject"] and "зарегистрирована" in registered["Subject"]
+    assert registered["Content-Language"] == "ru"
+    text = registered.get_body(("plain",))
+    html = registered.get_body(("html",))
+    assert text is not None and html is not None
+    body, page = text.get_content(), html.get_content()
+    link = post.links.status_page(1)
+    assert link in body and f'href="{link}"' in page
+    assert "Mənzildə səhərdən işıq yoxdur" in body and "168808605066007" in body
+
+    desk = StaffDesk(post.service.db, clock=post.clock)
+    await desk.set_status("1", Status.IN_PROGRESS, "staff:1", None)
+    await desk.set_status("1", Status.COMPLETED, "staff:1", "Кабель заменён <b>сегодня</b> & проверен.")
+    await post.worker.drain()
+    result = post.mailbox.messages[-1]
+    assert "Результат" in result["Subject"]
+    page = result.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "&lt;b&gt;сегодня&lt;/b&gt; &amp; проверен." in page and "<b>сегодня" not in page
+    assert "Кабель заменён <b>сегодня</b> & проверен." in result.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert len(post.mailbox.messages) == 2
+    assert [r.kind for r in await post.rows(outbox.SMS)] == ["sms_registered", "sms_result"]
+
+
+async def test_an_smtp_server_that_refuses_then_accepts_delivers_once(post: Post) -> None:
+    post.mailbox.refuse = 1
+    await post.file()
+    await post.worker.drain()
+    [row] = await post.rows(outbox.EMAIL)
+    assert row.state == "queued" and "451" in (row.last_error or "")
+    post.clock.advance(seconds=10)
+    await post.worker.drain()
+    assert len(post.mailbox.messages) == 1
+    [row] = await post.rows(outbox.EMAIL)
+    assert row.state == "sent" and row.provider_id == post.mailbox.messages[0]["Message-ID"]
+
+
+# ---- fallback --------------------------------------------------------------------------------------
+
+
+async def test_a_subscriber_who_blocked_the_bot_gets_the_news_by_sms(post: Post) -> None:
+    await post.file(email_address=None)
+    await post.worker.drain()
+    post.fake.fail_next(
+        "sendmessage",
+        403,
+        {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"},
+    )
+    await StaffDesk(post.service.db, clock=post.clock).set_status("1", Status.IN_PROGRESS, "staff:1", None)
+    await post.worker.drain()
+    chat_row = (await post.rows(CHANNEL))[-1]
+    assert chat_row.state == "failed" and "blocked" in (chat_row.last_error or "")
+    fallback = post.gateway.received[-1]
+    assert fallback["to"] == PLAIN and "TX-2026-000001" in fallback["text"]
+    assert f"{BASE_URL}/a/" in fallback["text"]
+    assert [r.kind for r in await post.rows(outbox.SMS)] == ["sms_registered", "sms_fallback"]

@@ -1,0 +1,199 @@
+"""The status page `/a/{token}`: over HTTP, and in real headless Chromium at a phone's size."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from isiqbot.bot.links import LinkSigner
+from isiqbot.bot.policy import StaffPolicy
+from isiqbot.bot.service import Conversations
+from isiqbot.bot.staff import StaffDesk
+from isiqbot.bot.statuspage import WRONG_LIMIT, StatusPage, Throttle
+from isiqbot.bot.web import make_app
+from isiqbot.locales import LANGUAGES
+from isiqbot.storage.db import Database
+from isiqbot.storage.lifecycle import Status
+from tests.chat import BOTH, Chat, SmsRecorder, fill_residential
+from tests.conftest import Clock
+from tests.processes import free_port
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SIGNER = LinkSigner(b"status-page-test-secret-0123456789ab")
+
+
+@dataclass
+class Site:
+    url: str
+    service: Conversations
+    clock: Clock
+    throttle_clock: list[float]
+
+    def link(self, application_id: int, lang: str | None = None) -> str:
+        suffix = f"?lang={lang}" if lang else ""
+        return f"{self.url}/a/{SIGNER.token(application_id)}{suffix}"
+
+
+@pytest.fixture
+async def site(sample_db: Database, clock: Clock) -> AsyncIterator[Site]:
+    service = Conversations(sample_db, SmsRecorder(), clock=clock, policy=StaffPolicy(), links=SIGNER)
+    for user, phone in (("501", "+994996510079"), ("502", BOTH)):
+        chat = Chat(service, user=user, channel="telegram")
+        await fill_residential(chat, phone)
+        await chat.press("send")
+    now = [0.0]
+    page = StatusPage(
+        sample_db, SIGNER, service.policy, "isiqbot_test_bot", "994125551234", clock, Throttle(lambda: now[0])
+    )
+    app = make_app(sample_db, [("GET", "/a/{token}", page.handle)])
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield Site(f"http://127.0.0.1:{port}", service, clock, now)
+    await runner.cleanup()
+
+
+async def fetch(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:
+        return response.status, await response.text(), dict(response.headers)
+
+
+async def test_the_page_shows_its_application_and_nothing_private(site: Site) -> None:
+    status, page, headers = await fetch(site.link(1))
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "TX-2026-000001" in page and "qeydə alınıb" in page and "TX-2026-000002" not in page
+    assert "+994 99 ***-**-79" in page and "651 00 79" not in page and "996510079" not in page
+    assert "M9CGRC9" not in page and "Məmmədov" not in page  # no FİN, no name
+    assert f"https://t.me/isiqbot_test_bot?start={SIGNER.token(1)}" in page
+    assert "https://wa.me/994125551234?text=TX-2026-000001" in page
+    assert "<script" not in page and headers["Cache-Control"] == "no-store"
+    assert "default-src 'none'" in headers["Content-Security-Policy"]
+    status, other, _ = await fetch(site.link(2))
+    assert status == 200 and "TX-2026-000002" in other and "TX-2026-000001" not in other
+
+
+async def test_the_language_comes_from_the_link_the_subscriber_or_the_browser(site: Site) -> None:
+    _, russian, _ = await fetch(site.link(1, "ru"))
+    assert 'lang="ru"' in russian and "Текущий статус" in russian and "зарегистрирована" in russian
+    _, english, _ = await fetch(site.link(1, "en"))
+    assert 'lang="en"' in english and "Current status" in english
+    _, default, _ = await fetch(site.link(1), **{"Accept-Language": "en-GB,en;q=0.9"})
+    assert 'lang="az"' in default  # the subscriber's own language wins over the browser's
+    _, unknown, _ = await fetch(site.link(1, "fr"))
+    assert 'lang="az"' in unknown
+
+
+async def test_the_result_and_timeline_are_shown_as_text(site: Site) -> None:
+    desk = StaffDesk(site.service.db, clock=site.clock)
+    await desk.set_status("1", Status.IN_PROGRESS, "staff:1", None)
+    site.clock.advance(hours=3)
+    await desk.set_status(
+        "1", Status.COMPLETED, "staff:1", "Kabel dəyişdirildi <script>alert(1)</script> & yoxlanıldı"
+    )
+    _, page, _ = await fetch(site.link(1))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; yoxlanıldı" in page and "<script>" not in page
+    assert page.count("<li>") == 3  # registered, in progress, completed
+    assert "gözlənilir" not in page  # closed: nothing is due any more
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["garbage", "A" * 28, SIGNER.token(1)[:-1] + ("A" if SIGNER.token(1)[-1] != "A" else "B"), "x" * 200],
+)
+async def test_forged_or_unknown_tokens_get_a_404_page(site: Site, token: str) -> None:
+    status, page, _ = await fetch(f"{site.url}/a/{token}")
+    assert status == 404 and "Səhifə tapılmadı" in page and "TX-2026" not in page
+
+
+async def test_a_token_of_an_application_that_does_not_exist_is_404(site: Site) -> None:
+    status, _, _ = await fetch(site.link(999))
+    assert status == 404
+
+
+async def test_repeated_wrong_tokens_are_slowed_down(site: Site) -> None:
+    for _ in range(WRONG_LIMIT):
+        assert (await fetch(f"{site.url}/a/{'B' * 28}"))[0] == 404
+    status, page, headers = await fetch(site.link(1))  # even a right one, from that address, waits
+    assert status == 429 and int(headers["Retry-After"]) > 0 and "Çox sayda cəhd" in page
+    site.throttle_clock[0] += 601
+    assert (await fetch(site.link(1)))[0] == 200
+
+
+async def test_a_link_expires_half_a_year_after_the_application_closed(site: Site) -> None:
+    desk = StaffDesk(site.service.db, clock=site.clock)
+    await desk.set_status("1", Status.REJECTED, "staff:1", "Avadanlıq abonentin balansında deyil.")
+    site.clock.advance(days=179)
+    assert (await fetch(site.link(1)))[0] == 200
+    site.clock.advance(days=2)
+    status, page, _ = await fetch(site.link(1))
+    assert status == 404 and "müddəti bitib" in page
+    site.clock.advance(days=400)
+    assert (await fetch(site.link(2)))[0] == 200  # still open: its link keeps working
+
+
+# ---- in a real browser -----------------------------------------------------------------------------
+
+
+def _browser_or_skip() -> str:
+    if os.path.exists(CHROMIUM):
+        return CHROMIUM
+    if os.environ.get("ISIQBOT_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"Chromium is required here but {CHROMIUM} does not exist (apt-get install chromium)")
+    pytest.skip("Debian's chromium is not installed")
+
+
+async def test_the_page_in_chromium_on_a_phone_in_every_language(site: Site, backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("the page is the same on both databases; the browser runs once")
+    executable = _browser_or_skip()
+    from playwright.async_api import async_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    desk = StaffDesk(site.service.db, clock=site.clock)
+    await desk.set_status("1", Status.IN_PROGRESS, "staff:1", None)
+    expected = {"az": "icradadır", "ru": "в работе", "en": "in progress"}
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            context = await browser.new_context(
+                viewport={"width": 390, "height": 844},
+                device_scale_factor=2,
+                is_mobile=True,
+                java_script_enabled=False,
+                locale="az-AZ",  # a phone set to Azerbaijani: the 404 page follows the browser
+            )
+            page = await context.new_page()
+            for lang in LANGUAGES:
+                response = await page.goto(site.link(1, lang))
+                assert response is not None and response.status == 200
+                assert expected[lang] in (await page.inner_text("#status")).lower()
+                assert "TX-2026-000001" in await page.inner_text("h1")
+                width = await page.evaluate("document.documentElement.scrollWidth")
+                assert width <= 390  # nothing wider than the phone
+                telegram = page.get_by_role("link", name="Telegram")
+                assert (await telegram.get_attribute("href") or "").startswith(
+                    "https://t.me/isiqbot_test_bot?start="
+                )
+                box = await telegram.bounding_box()
+                assert box is not None and box["height"] >= 40  # a button a thumb can press
+                await page.screenshot(path=str(ARTIFACTS / f"status-page-{lang}.png"), full_page=True)
+            switch = page.get_by_role("link", name="Azərbaycan dili")
+            await switch.click()
+            assert "icradadır" in await page.inner_text("#status")
+            response = await page.goto(f"{site.url}/a/{'C' * 28}")
+            assert response is not None and response.status == 404
+            assert "Səhifə tapılmadı" in await page.inner_text("h1")
+            await page.screenshot(path=str(ARTIFACTS / "status-page-404.png"), full_page=True)
+        finally:
+            await browser.close()
+    for name in ("status-page-az.png", "status-page-ru.png", "status-page-en.png", "status-page-404.png"):
+        assert (ARTIFACTS / name).stat().st_size > 10_000
