@@ -271,6 +271,8 @@ async def test_delivery_reports_update_the_state(post: Post) -> None:
             assert (await post.rows(outbox.SMS))[0].state == "sent"
             async with http.post(url, json={"id": "sms-1", "status": "DELIVERED"}, headers=auth) as r:
                 assert r.status == 200
+            async with http.post(url, json={"id": "sms-1", "status": "failed"}, headers=auth) as r:
+                assert r.status == 200  # a late report after delivery changes nothing
     finally:
         await runner.cleanup()
     assert (await post.rows(outbox.SMS))[0].state == "delivered"
@@ -339,3 +341,31 @@ async def test_a_subscriber_who_blocked_the_bot_gets_the_news_by_sms(post: Post)
     assert fallback["to"] == PLAIN and "TX-2026-000001" in fallback["text"]
     assert f"{BASE_URL}/a/" in fallback["text"]
     assert [r.kind for r in await post.rows(outbox.SMS)] == ["sms_registered", "sms_fallback"]
+
+
+async def test_a_gateway_outage_holds_back_no_other_channel(post: Post) -> None:
+    post.gateway.failures = [503] * 50
+    await post.file()
+    await StaffDesk(post.service.db, clock=post.clock).set_status("1", Status.IN_PROGRESS, "staff:1", None)
+    await post.worker.drain()
+    assert post.gateway.received == []  # the SMS waits for its retry …
+    assert len(post.mailbox.messages) == 1  # … while the e-mail and the chat message go
+    assert any("icradadır" in str(m.get("text")) for m in post.fake.sent_to(SUBSCRIBER))
+
+
+async def test_delivery_reports_are_refused_without_a_token_to_check(post: Post) -> None:
+    handler = delivery_handler(post.service.db, None, post.clock)
+    runner = web.AppRunner(make_app(post.service.db, [("POST", "/sms/delivery", handler)]))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"http://127.0.0.1:{port}/sms/delivery", json={"id": "sms-1", "status": "delivered"}
+            ) as r,
+        ):
+            assert r.status == 401
+    finally:
+        await runner.cleanup()

@@ -548,3 +548,51 @@ async def test_the_card_shows_how_the_subscriber_was_told(desk: Desk) -> None:
     await StaffMember(desk.fake, 100001, BAKI).press(desk.buttons()[t("staff.btn_work")])
     await desk.worker.drain()
     assert "çat ✗" in desk.fake.edits[-1]["text"]  # staff see at once that the chat did not get it
+
+
+async def test_a_card_waiting_for_its_retry_holds_back_only_its_own_application(desk: Desk) -> None:
+    desk.fake.fail_next("sendmessage", 500, {"ok": False, "error_code": 500, "description": "Internal"})
+    first = await desk.file()  # its card fails once and waits for the retry
+    assert desk.fake.sent_to(BAKI) == []
+    second = await desk.file(SUBSCRIBER)
+    assert [m["text"].splitlines()[0] for m in desk.fake.sent_to(BAKI)] == [
+        t("staff.card_title", number=second.number)
+    ]
+    desk.clock.advance(seconds=10)
+    await desk.worker.drain()
+    numbers = [m["text"].splitlines()[0] for m in desk.fake.sent_to(BAKI)]
+    assert numbers == [t("staff.card_title", number=n) for n in (second.number, first.number)]
+
+
+async def test_a_forum_without_the_right_to_make_topics_gets_the_card_as_a_thread(
+    fake: FakeTelegram, sample_db: Database, clock: Clock
+) -> None:
+    fake.forums.add(BAKI)
+    fake.fail_next(
+        "createforumtopic",
+        400,
+        {"ok": False, "error_code": 400, "description": "Bad Request: not enough rights"},
+    )
+    async for desk in make_desk(fake, sample_db, clock, policy_for()):
+        application = await desk.file()
+        card = desk.card()
+        assert application.number in card["text"] and "message_thread_id" not in card
+
+
+async def test_take_is_refused_once_closed_and_a_reply_to_a_note_stays_with_staff(desk: Desk) -> None:
+    application = await desk.file()
+    rauf = StaffMember(desk.fake, 100001, BAKI)
+    desk.clock.advance(hours=5)
+    await check_deadlines(desk.db, desk.policy, desk.clock())
+    await desk.worker.drain()
+    reminder = desk.fake.sent_to(BAKI)[-1]
+    await rauf.text("Bu gün mən baxaram.", reply_to=reminder["message_id"])  # talk among staff
+    await desk.worker.drain()
+    assert "Bu gün mən baxaram." not in str(desk.to_subscriber())
+
+    await rauf.press(f"s:{application.id}:reject")
+    await rauf.text("Abonentin balansında deyil.", reply_to=desk.last_prompt()["message_id"])
+    await rauf.press(f"s:{application.id}:take")
+    toast = [p for m, p in desk.fake.calls if m == "answerCallbackQuery"][-1]
+    assert toast["show_alert"] is True and t("status.rejected") in toast["text"]
+    assert (await desk.app(application.id or 0)).assignee_id == 100001  # assigned by the rejection only

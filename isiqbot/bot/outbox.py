@@ -28,6 +28,7 @@ FIRST_RETRY = 5.0  # seconds; doubled at each attempt
 MAX_RETRY = 900.0
 IDLE_WAIT = 1.0
 PERIOD = 60.0  # how often the periodic jobs (deadline reminders) run
+UNEXPECTED_TRIES = 3  # an error we did not foresee fails the message after this many attempts
 
 
 class Temporary(Exception):
@@ -127,9 +128,13 @@ class OutboxWorker:
             await self._record(row, failed=exc.reason)
         except Temporary as exc:
             await self._record(row, retry=exc.reason, retry_after=exc.retry_after)
-        except Exception as exc:  # a bug of ours: retried, and visible in the log and on the row
+        except Exception as exc:  # a bug of ours: visible in the log and on the row, tried a few times
             log.exception("sending notification %s failed", row.id)
-            await self._record(row, retry=f"{type(exc).__name__}: {exc}"[:200])
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+            if row.attempts >= UNEXPECTED_TRIES:  # not worth a day of retries holding back its lane
+                await self._record(row, failed=f"gave up after {row.attempts} attempts: {reason}")
+            else:
+                await self._record(row, retry=reason)
         else:
             now = self.clock()
             async with self.db.transaction() as session:
@@ -147,8 +152,8 @@ class OutboxWorker:
         assert row.id is not None
         now = self.clock()
         async with self.db.transaction() as session:
-            if failed is not None:
-                log.info("notification %s (%s) failed for good: %s", row.id, row.kind, failed)
+            if failed is not None:  # the reason may quote an address or a number: it stays on the row
+                log.info("notification %s (%s to %s) failed for good", row.id, row.kind, row.channel)
                 await outbox.mark_failed(session, row.id, failed, now)
                 if await outbox.fallback_to_sms(session, row.id, now) is not None:
                     log.info("notification %s goes by SMS instead", row.id)

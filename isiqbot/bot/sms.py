@@ -146,14 +146,15 @@ DELIVERY_STATES = {"delivered", "failed", "undelivered", "expired", "rejected"}
 def delivery_handler(db: Database, token: str | None, clock: Clock) -> Handler:
     """POST /sms/delivery: the gateway's delivery report, `{"id": "…", "status": "delivered" | "failed", …}`.
 
-    With SMS_GATEWAY_TOKEN set, the report must carry the same bearer token.
+    The report must carry `Authorization: Bearer SMS_GATEWAY_TOKEN`; without that setting, reports are
+    refused (401), as every webhook here is authenticated.
     """
 
     async def handle(request: web.Request) -> web.Response:
-        if token is not None:
-            given = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return web.json_response({"error": "unauthorized"}, status=401)
+        given = request.headers.get("Authorization", "")
+        if token is None or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            # Every webhook is authenticated: without SMS_GATEWAY_TOKEN there is nothing to check, so no.
+            return web.json_response({"error": "unauthorized"}, status=401)
         try:
             report = await request.json()
         except ValueError:
@@ -170,6 +171,8 @@ def delivery_handler(db: Database, token: str | None, clock: Clock) -> Handler:
             row = await outbox.by_provider_id(session, outbox.SMS, str(report["id"]))
             if row is None:
                 return web.json_response({"error": "unknown message id"}, status=404)
+            if row.state in (outbox.DELIVERED, outbox.FAILED):
+                return web.json_response({"ok": True})  # reported before: nothing changes twice
             if state == "delivered":
                 outbox.mark_delivered(row, clock())
             else:

@@ -30,6 +30,7 @@ from isiqbot.storage.models import Application
 EXPIRES_AFTER = timedelta(days=180)  # after the application is closed, its link stops working
 WRONG_LIMIT = 10  # wrong tokens from one address …
 WRONG_WINDOW = 600.0  # … within this many seconds, then 429 until the window moves on
+MAX_ADDRESSES = 50_000  # addresses remembered at once
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Robots-Tag": "noindex, nofollow",
@@ -64,8 +65,12 @@ class Throttle:
         return max(int(WRONG_WINDOW - (self.clock() - window[0])) + 1, 1)
 
     def failed(self, address: str) -> None:
-        self._recent(address)
-        self.failures[address].append(self.clock())
+        if len(self.failures) >= MAX_ADDRESSES:  # bounded: forget addresses whose window has passed
+            for known in list(self.failures):
+                self._recent(known)
+        if len(self.failures) < MAX_ADDRESSES or address in self.failures:
+            self._recent(address)
+            self.failures[address].append(self.clock())
 
 
 class StatusPage:
@@ -90,13 +95,13 @@ class StatusPage:
     async def handle(self, request: web.Request) -> web.Response:
         address = request.remote or "?"
         wanted = request.query.get("lang")
-        wait = self.throttle.retry_after(address)
-        if wait is not None:
+        token = request.match_info.get("token", "")
+        application_id = self.signer.application_id(token)  # no database: forging one is hopeless anyway
+        wait = self.throttle.retry_after(address) if application_id is None else None
+        if wait is not None:  # only wrong tokens wait: a real link opens even from a busy address
             lang = _language(wanted, request.headers.get("Accept-Language"), None)
             page = self._plain(lang, "page.too_many_title", "page.too_many_text")
             return _html(page, 429, {"Retry-After": str(wait)})
-        token = request.match_info.get("token", "")
-        application_id = self.signer.application_id(token)
         application: Application | None = None
         history: list[Any] = []
         if application_id is not None:
@@ -105,7 +110,8 @@ class StatusPage:
                 if application is not None:
                     history = (await applications.histories(session, [application_id]))[application_id]
         if application is None:
-            self.throttle.failed(address)
+            if application_id is None:
+                self.throttle.failed(address)
             lang = _language(wanted, request.headers.get("Accept-Language"), None)
             return _html(self._plain(lang, "page.not_found_title", "page.not_found_text"), 404)
         lang = _language(wanted, request.headers.get("Accept-Language"), application.lang)

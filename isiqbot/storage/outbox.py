@@ -12,11 +12,10 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import case, func, or_, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from isiqbot.storage.db import as_utc
 from isiqbot.storage.models import Application, Notification
 
 QUEUED = "queued"
@@ -28,7 +27,6 @@ STAFF = "staff"  # the channel of messages to a staff chat; `user_key` is the ch
 SMS = "sms"  # `user_key` is the phone in E.164
 EMAIL = "email"  # `user_key` is the address
 CHATS = ("telegram", "whatsapp")  # a permanent failure there falls back to an SMS with the link
-SCAN_LIMIT = 500  # unsent rows looked at per claim: the oldest, so no recipient starves
 
 
 def enqueue(
@@ -64,39 +62,43 @@ async def claim(
     lease: timedelta,
     limit: int = 50,
 ) -> list[Notification]:
-    """Take the next message of each recipient that is due, marking it `sending` until `now + lease`.
+    """Take the next message of each lane that is due, marking it `sending` until `now + lease`.
 
-    A row left `sending` by a worker that died is taken again once its lease is over: a crash repeats
-    at most that one send. On PostgreSQL, rows another worker is claiming are skipped, not waited for.
+    A lane is one recipient; in a staff chat, one application's thread, so that a card waiting for
+    its retry holds back only its own application. Only the head of a lane (its oldest unsent row) may
+    go, so a lane's messages leave in order. A row left `sending` by a worker that died is taken again
+    once its lease is over: a crash repeats at most that one send. On PostgreSQL the claims of several
+    workers take turns (a transaction-scoped advisory lock), so no two see the same heads.
     """
     if not channels:
         return []
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(724312)"))
+    unsent = col(Notification.state).in_((QUEUED, SENDING)) & col(Notification.channel).in_(channels)
+    lane = case((col(Notification.channel) == STAFF, col(Notification.application_id)), else_=None)
+    heads = (
+        select(func.min(Notification.id))
+        .where(unsent)
+        .group_by(col(Notification.channel), col(Notification.user_key), lane)
+    )
+    due = or_(
+        (col(Notification.state) == QUEUED)
+        & or_(col(Notification.next_attempt_at).is_(None), col(Notification.next_attempt_at) <= now),
+        (col(Notification.state) == SENDING)
+        & or_(col(Notification.claimed_at).is_(None), col(Notification.claimed_at) <= now - lease),
+    )
     query = (
         select(Notification)
-        .where(col(Notification.state).in_((QUEUED, SENDING)), col(Notification.channel).in_(channels))
+        .where(col(Notification.id).in_(heads), due)
         .order_by(col(Notification.id))
-        .limit(SCAN_LIMIT)
+        .limit(limit)
+        .with_for_update()
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    rows = (await session.scalars(query)).all()
-    seen: set[tuple[str, str]] = set()
-    claimed: list[Notification] = []
-    for row in rows:
-        recipient = (row.channel, row.user_key)
-        if recipient in seen:
-            continue
-        seen.add(recipient)
-        if row.state == SENDING and row.claimed_at is not None and as_utc(row.claimed_at) > now - lease:
-            continue  # another worker is sending it now
-        if row.next_attempt_at is not None and as_utc(row.next_attempt_at) > now:
-            continue  # waiting for its retry; the later messages of this recipient wait behind it
+    claimed = list((await session.scalars(query)).all())
+    for row in claimed:
         row.state = SENDING
         row.claimed_at = now
         row.attempts += 1
-        claimed.append(row)
-        if len(claimed) >= limit:
-            break
     await session.flush()
     return claimed
 

@@ -110,12 +110,14 @@ class TelegramChannel:
             await self._unreachable(chat_id, reason)
             return False
 
-    async def request(self, chat_id: int, method: TelegramMethod[T]) -> T:
+    async def request(self, chat_id: int, method: TelegramMethod[T], message: bool = True) -> T:
         """One call for the outbox, within the limits: failures as `Temporary` or `Permanent`.
 
+        Only messages count against the limits (`message=False` for a callback answer, a reaction …).
         The outbox retries; a chat that blocked the bot or is gone is recorded for the SMS fallback.
         """
-        await self.limiter.acquire(chat_id)
+        if message:
+            await self.limiter.acquire(chat_id)
         try:
             return await self.bot(method)
         except TelegramRetryAfter as exc:

@@ -140,7 +140,9 @@ class StaffChat:
             ]
             try:
                 await self.channel.request(
-                    chat_id, SetMyCommands(commands=commands, scope=BotCommandScopeChat(chat_id=chat_id))
+                    chat_id,
+                    SetMyCommands(commands=commands, scope=BotCommandScopeChat(chat_id=chat_id)),
+                    message=False,
                 )
             except (Temporary, Permanent) as exc:  # the bot is not in that group yet: say so, go on
                 log.warning("the staff commands could not be set in chat %s: %s", chat_id, exc)
@@ -172,7 +174,9 @@ class StaffChat:
         cached = self._admins.get(chat_id)
         if cached is None or time.monotonic() - cached[0] > ADMINS_FOR:
             try:
-                admins = await self.channel.request(chat_id, GetChatAdministrators(chat_id=chat_id))
+                admins = await self.channel.request(
+                    chat_id, GetChatAdministrators(chat_id=chat_id), message=False
+                )
             except (Temporary, Permanent, ClientDecodeError) as exc:
                 log.warning("the administrators of a staff chat could not be read: %s", exc)
                 return False
@@ -198,6 +202,7 @@ class StaffChat:
             await self.channel.request(
                 chat_id,
                 AnswerCallbackQuery(callback_query_id=query.id, text=text, show_alert=reaction.alert),
+                message=False,
             )
         except (Temporary, Permanent):
             pass  # too old to answer: nothing spins any more
@@ -233,6 +238,13 @@ class StaffChat:
             record(action, False, application_id, "not on the department's staff")
             return Reaction(Msg("staff.refused_not_staff"), alert=True)
         if action == "take":
+            if application.status not in staff.OPEN_VALUES:
+                record("take", False, application_id, f"already {application.status}")
+                return Reaction(
+                    Msg("staff.take_closed", {"status": status_msg(application.status)}), alert=True
+                )
+            if application.assignee_id not in (None, user.id):
+                record("take", True, application_id, f"taken over from {application.assignee_name}")
             staff.assign(application, user.id, name, now)
             await staff.to_thread(session, application_id, "card_refresh", {}, now)
             record("take", True, application_id)
@@ -316,7 +328,10 @@ class StaffChat:
         replied = message.reply_to_message
         if replied is not None and topic is not None and replied.message_id == topic:
             replied = None  # in a forum, every message "replies" to the topic's first message
-        relevant = command is not None or replied is not None or topic is not None
+        has_content = (
+            bool(text) or bool(message.photo) or message.sticker is not None or message.document is not None
+        )
+        relevant = command is not None or (has_content and (replied is not None or topic is not None))
         allowed = (
             relevant
             and user is not None
@@ -360,6 +375,7 @@ class StaffChat:
                         message_id=message.message_id,
                         reaction=[ReactionTypeEmoji(emoji="👍")],
                     ),
+                    message=False,
                 )
             except (Temporary, Permanent):
                 pass  # only a courtesy: the message is queued either way
@@ -393,8 +409,8 @@ class StaffChat:
         if application_id is None and topic is not None:
             found = await staff.thread_by_topic(session, chat_id, topic)
             application_id = found.application_id if found is not None else None
-        if application_id is None:
-            return Reaction()  # staff talking among themselves
+        if application_id is None or (linked is not None and linked.kind == "note" and topic is None):
+            return Reaction()  # staff talking among themselves, or answering the bot's own note
         if not allowed:
             record("message", False, application_id, "not on the department's staff")
             return Reaction(answer=[Msg("staff.refused_not_staff")])
@@ -596,14 +612,19 @@ class StaffChat:
             return str(thread.card_message_id)
         if thread.topic_id is None and await self._is_forum(chat_id):
             reason = translate(Msg(f"reason.{application.reason}"), lang)
-            topic = await self.channel.request(
-                chat_id, CreateForumTopic(chat_id=chat_id, name=f"{application.number} · {reason}"[:128])
-            )
-            async with self.db.transaction() as session:
-                row = await session.get(StaffThread, application.id, with_for_update=True)
-                if row is not None:
-                    row.topic_id = topic.message_thread_id
-            thread.topic_id = topic.message_thread_id
+            try:
+                topic = await self.channel.request(
+                    chat_id, CreateForumTopic(chat_id=chat_id, name=f"{application.number} · {reason}"[:128])
+                )
+            except Permanent as exc:  # no right to manage topics, or too many: the card goes all the same
+                log.error("a forum topic could not be created (%s); posting as a reply thread", exc.reason)
+                self._forum[chat_id] = False
+            else:
+                async with self.db.transaction() as session:
+                    row = await session.get(StaffThread, application.id, with_for_update=True)
+                    if row is not None:
+                        row.topic_id = topic.message_thread_id
+                thread.topic_id = topic.message_thread_id
         text, markup = self.card(application, person, lang, deliveries)
         sent = await self.channel.request(
             chat_id,
@@ -661,6 +682,7 @@ class StaffChat:
         else:
             text = translate(payload_msg(payload), lang)
         photo = payload.get("photo")
+        kind = "relay" if notification.kind == "relay" else "note"
         if photo and len(text) <= CAPTION_LIMIT:
             sent = await self.channel.request(
                 chat_id,
@@ -668,7 +690,7 @@ class StaffChat:
                     chat_id=chat_id, photo=await self._photo(photo), caption=text, **_in_thread(thread)
                 ),
             )
-            return await self._linked(chat_id, sent.message_id, application, "relay")
+            return await self._linked(chat_id, sent.message_id, application, kind)
         last = None
         for piece in split_text(text):
             sent = await self.channel.request(
@@ -680,12 +702,12 @@ class StaffChat:
                     **_in_thread(thread),
                 ),
             )
-            last = await self._linked(chat_id, sent.message_id, application, "relay")
+            last = await self._linked(chat_id, sent.message_id, application, kind)
         if photo:
             sent = await self.channel.request(
                 chat_id, SendPhoto(chat_id=chat_id, photo=await self._photo(photo), **_in_thread(thread))
             )
-            last = await self._linked(chat_id, sent.message_id, application, "relay")
+            last = await self._linked(chat_id, sent.message_id, application, kind)
         return last
 
     async def _photo(self, ref: object) -> str | BufferedInputFile:
@@ -708,7 +730,7 @@ class StaffChat:
     async def _is_forum(self, chat_id: int) -> bool:
         if chat_id not in self._forum:
             try:
-                chat = await self.channel.request(chat_id, GetChat(chat_id=chat_id))
+                chat = await self.channel.request(chat_id, GetChat(chat_id=chat_id), message=False)
                 self._forum[chat_id] = bool(chat.is_forum)
             except (Permanent, ClientDecodeError) as exc:
                 log.warning("a staff chat's kind could not be read (%s); posting without topics", exc)

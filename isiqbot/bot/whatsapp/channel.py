@@ -120,11 +120,15 @@ class GraphClient:
                 f"{self.api_url}/{media_id}", headers=self.headers, timeout=self.timeout
             ) as r:
                 info: Any = await r.json(content_type=None)
+                if r.status >= 500 or r.status == 429:
+                    raise Temporary(f"WhatsApp media {media_id}: {r.status}")
                 if r.status >= 400 or not isinstance(info, dict) or "url" not in info:
                     raise Permanent(f"WhatsApp media {media_id}: {r.status}")
             async with self.session.get(info["url"], headers=self.headers, timeout=self.timeout) as r:
-                if r.status >= 400:
+                if r.status >= 500 or r.status == 429:
                     raise Temporary(f"WhatsApp media download: {r.status}")
+                if r.status >= 400:
+                    raise Permanent(f"WhatsApp media download: {r.status}")
                 data = await r.read()
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise Temporary(f"WhatsApp media unreachable: {type(exc).__name__}") from exc
@@ -252,8 +256,8 @@ class WhatsAppChannel:
         now = self.service.clock()
         async with self.service.db.transaction() as session:
             row = await outbox.by_provider_id(session, CHANNEL, status.id)
-            if row is None or row.id is None:
-                return
+            if row is None or row.id is None or row.state == outbox.FAILED:
+                return  # not ours, or a failure already acted on (Meta re-delivers statuses)
             if status.status in ("delivered", "read"):
                 outbox.mark_delivered(row, now)
             elif status.status == "failed":
