@@ -10,6 +10,7 @@ import hmac
 import itertools
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -116,7 +117,9 @@ class WaUser:
         wa_id: str | None,
         user_id: str | None = None,
         name: str = "Elçin",
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self.settle = settle  # waits for the answers the bot sends after acknowledging the webhook
         self.graph = graph
         self.webhook = webhook
         self.wa_id = wa_id
@@ -180,6 +183,8 @@ class WaUser:
     async def _do(self, payload: dict[str, Any]) -> str:
         status = await self.post(payload)
         assert status == 200, status
+        if self.settle is not None:
+            await self.settle()
         return text_of(self.replies())
 
     async def text(self, body: str, reply_to: str | None = None, wamid: str | None = None) -> str:

@@ -19,6 +19,7 @@ from isiqbot.bot.staff import StaffDesk
 from isiqbot.bot.statuspage import WRONG_LIMIT, StatusPage, Throttle
 from isiqbot.bot.web import make_app
 from isiqbot.locales import LANGUAGES
+from isiqbot.storage import outbox
 from isiqbot.storage.db import Database
 from isiqbot.storage.lifecycle import Status
 from tests.chat import BOTH, Chat, SmsRecorder, fill_residential
@@ -198,3 +199,22 @@ async def test_the_page_in_chromium_on_a_phone_in_every_language(site: Site, bac
             await browser.close()
     for name in ("status-page-az.png", "status-page-ru.png", "status-page-en.png", "status-page-404.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000
+
+
+async def test_the_departments_messages_are_on_the_page(site: Site) -> None:
+    async with site.service.db.transaction() as session:
+        outbox.enqueue(
+            session,
+            channel="telegram",
+            user_key="501",
+            kind="staff_message",
+            payload={
+                "department": "baki",
+                "number": "TX-2026-000001",
+                "text": "Usta sabah <b>10-da</b> gələcək.",
+            },
+            now=site.clock(),
+            application_id=1,
+        )
+    _, page, _ = await fetch(site.link(1))
+    assert "Şöbənin mesajları" in page and "Usta sabah &lt;b&gt;10-da&lt;/b&gt; gələcək." in page

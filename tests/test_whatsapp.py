@@ -67,7 +67,7 @@ class Wa:
     fake: FakeTelegram
 
     def user(self, wa_id: str | None, user_id: str | None = None) -> WaUser:
-        return WaUser(self.graph, self.webhook, wa_id, user_id)
+        return WaUser(self.graph, self.webhook, wa_id, user_id, settle=self.channel.settle)
 
     async def rows(self, model: type) -> list[Any]:
         async with self.service.db.transaction() as session:

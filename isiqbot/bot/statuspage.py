@@ -22,7 +22,7 @@ from isiqbot.bot.policy import StaffPolicy
 from isiqbot.bot.service import Clock, system_clock
 from isiqbot.dialogs.validate import mask_phone
 from isiqbot.locales import DEFAULT_LANGUAGE, LANGUAGES, Msg, translate
-from isiqbot.storage import applications, staff
+from isiqbot.storage import applications, outbox, staff
 from isiqbot.storage.db import Database, as_utc
 from isiqbot.storage.lifecycle import OPEN, Status
 from isiqbot.storage.models import Application
@@ -104,11 +104,17 @@ class StatusPage:
             return _html(page, 429, {"Retry-After": str(wait)})
         application: Application | None = None
         history: list[Any] = []
+        said: list[Any] = []
         if application_id is not None:
             async with self.db.transaction() as session:
                 application = await session.get(Application, application_id)
                 if application is not None:
                     history = (await applications.histories(session, [application_id]))[application_id]
+                    said = [
+                        n
+                        for n in await outbox.for_application(session, application_id)
+                        if n.kind == "staff_message"
+                    ]
         if application is None:
             if application_id is None:
                 self.throttle.failed(address)
@@ -119,10 +125,16 @@ class StatusPage:
         closed = Status(application.status) not in OPEN
         if closed and now - as_utc(application.updated_at) > EXPIRES_AFTER:
             return _html(self._plain(lang, "page.not_found_title", "page.expired_text"), 404)
-        return _html(self._page(application, history, token, lang, now))
+        return _html(self._page(application, history, said, token, lang, now))
 
     def _page(
-        self, application: Application, history: list[Any], token: str, lang: str, now: datetime
+        self,
+        application: Application,
+        history: list[Any],
+        said: list[Any],
+        token: str,
+        lang: str,
+        now: datetime,
     ) -> str:
         def t(key: str, **params: Any) -> str:
             return translate(Msg(key, params), lang)
@@ -155,6 +167,11 @@ class StatusPage:
             "timeline_label": t("page.timeline"),
             "timeline": [
                 (t("page.when", date=as_utc(c.created_at)), t(f"status.{c.new_status}")) for c in history
+            ],
+            # What the department wrote: a subscriber who cannot be reached in a chat reads it here.
+            "messages_label": t("page.messages"),
+            "messages": [
+                (t("page.when", date=as_utc(n.created_at)), str(n.payload.get("text") or "")) for n in said
             ],
             "open_label": t("page.open_chat"),
             "telegram": (

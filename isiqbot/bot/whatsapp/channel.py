@@ -2,8 +2,9 @@
 
 `GET /whatsapp/webhook` answers Meta's verification handshake. `POST /whatsapp/webhook` checks
 `X-Hub-Signature-256` over the raw body with `WHATSAPP_APP_SECRET` before anything is parsed (401
-otherwise), reads the payload with typed models (400 for what is not one), and answers 200 only once
-every message in it is stored; 503 while the database is unreachable, so Meta delivers it again.
+otherwise), reads the payload with typed models (400 for what is not one), and answers 200 once every
+message in it is stored (the answers are sent after that); 503 while the database is unreachable, so
+Meta delivers it again.
 Sends go to `{WHATSAPP_API_URL}/{WHATSAPP_PHONE_NUMBER_ID}/messages`.
 """
 
@@ -156,6 +157,7 @@ class WhatsAppChannel:
         self.template = template
         self.template_language = template_language or (lambda lang: lang)
         self._users: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._replies: dict[str, asyncio.Task[None]] = {}
 
     # ---- the webhook --------------------------------------------------------------------------------
 
@@ -208,13 +210,41 @@ class WhatsAppChannel:
         async def run(items: list[Inbound]) -> None:
             async with self._users[items[0].user_key]:
                 for inbound in items:  # in the order the payload gives them
-                    await self.answer(inbound)
+                    self._reply(inbound.user_key, await self.answer(inbound))
 
         await asyncio.gather(*(run(items) for items in by_user.values()))
         for status in statuses:
             await self.status(status)
 
-    async def answer(self, inbound: Inbound) -> None:
+    def _reply(self, user_key: str, bodies: list[Body]) -> None:
+        """Send the answers after the webhook is acknowledged; each person's in order, behind the last."""
+        if not bodies:
+            return
+        previous = self._replies.get(user_key)
+
+        async def send() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            for body in bodies:
+                if not await self._send_now(user_key, body):
+                    break
+
+        task = asyncio.create_task(send())
+        self._replies[user_key] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._replies.get(user_key) is done:
+                del self._replies[user_key]
+
+        task.add_done_callback(forget)
+
+    async def settle(self) -> None:
+        """Wait for the answers still being sent (tests; a clean stop)."""
+        while self._replies:
+            await asyncio.gather(*list(self._replies.values()), return_exceptions=True)
+
+    async def answer(self, inbound: Inbound) -> list[Body]:
+        """Store the message's effect; the answer to send."""
         subscriber = Subscriber(CHANNEL, inbound.user_key)
         if inbound.event is None:  # "More": the same question, the next rows
             handled = await self.service.handle(subscriber, None, update_id=inbound.message_id, inbound=True)
@@ -232,10 +262,8 @@ class WhatsAppChannel:
             if handled is None:  # delivered again: its effect stays single; show the current question
                 handled = await self.service.handle(subscriber, None)
         if handled is None:
-            return
-        for body in render(handled.outcome, handled.lang, inbound.phone, more_from):
-            if not await self._send_now(inbound.user_key, body):
-                break
+            return []
+        return render(handled.outcome, handled.lang, inbound.phone, more_from)
 
     async def _send_now(self, to: str, body: Body) -> bool:
         """An answer to what the person just wrote: retried a few times here, then given up and logged."""
