@@ -1,11 +1,14 @@
 """How many subscriber updates per second the service handles: an outage storm of many subscribers.
 
 Each simulated subscriber files a whole residential application (13 updates) through the same
-`Conversations` service the channels use, all subscribers at once. Run:
+`Conversations` service the channels use, all subscribers at once. Then the outbox worker sends what
+the storm queued (each registration's SMS, through the log sink, so the measure is our own cost:
+claiming, rendering, recording). Run:
 
     .venv/bin/python bench/throughput.py --subscribers 500 [--database postgresql+asyncpg://…]
 
-It prints updates/s and the latency percentiles of one update. Nothing here is asserted: it measures.
+It prints updates/s, the latency percentiles of one update and the outbox's messages/s. Nothing here
+is asserted: it measures.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from isiqbot.bot.service import Conversations, LogSms
+from isiqbot.bot.links import LinkSigner, PublicLinks
+from isiqbot.bot.outbox import OutboxWorker
+from isiqbot.bot.service import Conversations
+from isiqbot.bot.sms import GatewaySms, LogSmsGateway, SmsSender
 from isiqbot.dialogs.events import Command, Contact, Event, Pressed, Text
 from isiqbot.dialogs.ports import Subscriber
-from isiqbot.storage import registry
+from isiqbot.storage import outbox, registry
 from isiqbot.storage.db import Database
 from isiqbot.storage.migrate import upgrade
 
@@ -65,11 +71,19 @@ async def main(subscribers: int, url: str | None) -> None:
         async with db.transaction() as session:
             if await registry.is_empty(session):
                 await registry.import_csv(session, registry.SAMPLE_CSV.read_bytes())
-        service = Conversations(db, LogSms())
+        gateway = LogSmsGateway()
+        service = Conversations(db, GatewaySms(gateway))
         latencies: list[float] = []
         started = time.perf_counter()
         counts = await asyncio.gather(*(one_subscriber(service, i, latencies) for i in range(subscribers)))
         elapsed = time.perf_counter() - started
+        links = PublicLinks(LinkSigner.ephemeral(), "https://bot.azerisiq.az")
+        worker = OutboxWorker(db, {outbox.SMS: SmsSender(gateway, links)}, batch=200)
+        sent_started = time.perf_counter()
+        sent = 0
+        while claimed := await worker.run_once():
+            sent += claimed
+        sent_elapsed = time.perf_counter() - sent_started
         await db.dispose()
     total = sum(counts)
     quantiles = statistics.quantiles(latencies, n=100)
@@ -78,6 +92,7 @@ async def main(subscribers: int, url: str | None) -> None:
     print(f"throughput   {total / elapsed:.0f} updates/s ({elapsed:.1f} s)")
     p50, p95, worst = (1000 * x for x in (quantiles[49], quantiles[94], max(latencies)))
     print(f"latency      p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {worst:.0f} ms")
+    print(f"outbox       {sent} SMS in {sent_elapsed:.1f} s, {sent / sent_elapsed:.0f} messages/s")
 
 
 if __name__ == "__main__":

@@ -596,3 +596,18 @@ async def test_take_is_refused_once_closed_and_a_reply_to_a_note_stays_with_staf
     toast = [p for m, p in desk.fake.calls if m == "answerCallbackQuery"][-1]
     assert toast["show_alert"] is True and t("status.rejected") in toast["text"]
     assert (await desk.app(application.id or 0)).assignee_id == 100001  # assigned by the rejection only
+
+
+async def test_a_subscriber_cannot_flood_the_department_chat(desk: Desk) -> None:
+    application = await desk.file()
+    chat = Chat(desk.service, user=str(SUBSCRIBER), channel=CHANNEL)
+    await chat.command("my")
+    await chat.press(f"app:{application.id}")
+    for n in range(10):
+        assert t("app.message_sent", number=application.number) in await chat.type(
+            f"Mesaj {n}: hələ işıq yoxdur."
+        )
+    refused = await chat.type("On birinci mesaj.")
+    assert t("app.message_wait", minutes=10) in refused
+    desk.clock.advance(minutes=11)
+    assert t("app.message_sent", number=application.number) in await chat.type("İndi yenə yaza bilərəm.")

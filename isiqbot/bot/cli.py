@@ -209,6 +209,8 @@ async def cmd_run(settings: Settings) -> int:
         log.info("WhatsApp: webhook at /whatsapp/webhook")
     if not policy.departments.chats:
         log.warning("no staff chat: set STAFF_CHAT_ID or DEPARTMENTS_FILE to show applications to staff")
+    if len(settings.http.public_base_url) > 32:  # "/a/" and a 28-character token follow it
+        log.warning("PUBLIC_BASE_URL is long: an Azerbaijani SMS with its link may take 3 parts, not 2")
     page = StatusPage(db, signer, policy, bot_username, settings.whatsapp.public_number)
     routes.append(("GET", "/a/{token}", page.handle))
     tasks.append(asyncio.create_task(worker.run(stop)))

@@ -141,6 +141,10 @@ def application_view(
     )
 
 
+RELAY_LIMIT = 10  # messages from a subscriber to one application's thread …
+RELAY_WINDOW = timedelta(minutes=10)  # … within this time
+
+
 class ApplicationsAdapter:
     """The dialog's `Applications` port, inside the update's transaction."""
 
@@ -205,6 +209,9 @@ class ApplicationsAdapter:
         return found.application_id if found is not None and found.kind == "to_subscriber" else None
 
     async def message_staff(self, application_id: int, text: str, photo_ref: str | None) -> bool:
+        recent = await staff.relays_since(self.session, application_id, self.now - RELAY_WINDOW)
+        if recent >= RELAY_LIMIT:  # a department chat has 20 messages a minute for everyone: share them
+            raise DialogError(Msg("app.message_wait", {"minutes": int(RELAY_WINDOW.total_seconds() // 60)}))
         payload = {"key": "staff.from_subscriber", "text": text, "photo": photo_ref}
         return await staff.to_thread(self.session, application_id, "relay", payload, self.now)
 

@@ -16,7 +16,14 @@ from sqlmodel import col, select
 from isiqbot.storage import outbox
 from isiqbot.storage.db import as_utc
 from isiqbot.storage.lifecycle import OPEN, Status
-from isiqbot.storage.models import Application, LinkedMessage, StaffAction, StaffThread, StatusChange
+from isiqbot.storage.models import (
+    Application,
+    LinkedMessage,
+    Notification,
+    StaffAction,
+    StaffThread,
+    StatusChange,
+)
 
 OPEN_VALUES = tuple(s.value for s in OPEN)
 CLOSED_WITH_RESULT = (Status.COMPLETED.value, Status.REJECTED.value)
@@ -309,3 +316,18 @@ def overdue(application: Application, now: datetime, take_within: timedelta, don
         and application.assignee_id is None
         and (now - created > take_within)
     )
+
+
+async def relays_since(session: AsyncSession, application_id: int, since: datetime) -> int:
+    """Messages a subscriber sent to the application's thread since `since`."""
+    query = (
+        select(func.count())
+        .select_from(Notification)
+        .where(
+            Notification.application_id == application_id,
+            Notification.channel == outbox.STAFF,
+            Notification.kind == "relay",
+            col(Notification.created_at) >= since,
+        )
+    )
+    return int(await session.scalar(query) or 0)
