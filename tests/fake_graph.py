@@ -28,6 +28,7 @@ class FakeGraph:
         self.sent: list[dict[str, Any]] = []
         self.failures: list[tuple[int, dict[str, Any]]] = []
         self.media_requests: list[str] = []
+        self.uploads: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -35,6 +36,7 @@ class FakeGraph:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/{phone_id}/messages", self._messages)
+        app.router.add_post("/{phone_id}/media", self._upload)
         app.router.add_get("/files/{media_id}", self._file)
         app.router.add_get("/{media_id}", self._media)
         self._runner = web.AppRunner(app)
@@ -78,6 +80,19 @@ class FakeGraph:
                 "messages": [{"id": wamid}],
             }
         )
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        if not self._authorised(request):
+            return web.json_response(
+                {"error": {"message": "Invalid OAuth access token", "code": 190}}, status=401
+            )
+        form = await request.post()
+        upload = form["file"]
+        data = upload.file.read() if hasattr(upload, "file") else bytes(str(upload), "utf-8")
+        self.uploads.append(
+            {"messaging_product": form.get("messaging_product"), "type": form.get("type"), "data": data}
+        )
+        return web.json_response({"id": f"media-up-{len(self.uploads)}"})
 
     async def _media(self, request: web.Request) -> web.Response:
         if not self._authorised(request):

@@ -19,6 +19,7 @@ from aiohttp import web
 
 BOT_ID = 7000001
 TOKEN = "7000001:test-token"
+PHOTO = b"\xff\xd8\xff\xe0" + b"telegram-photo" * 8  # what a staff member's photo downloads as
 
 
 class FakeTelegram:
@@ -47,6 +48,7 @@ class FakeTelegram:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -212,6 +214,20 @@ class FakeTelegram:
             }
             for user_id in self.admins[int(params["chat_id"])]
         ]
+
+    async def _getfile(self, params: dict[str, Any]) -> dict[str, Any]:
+        file_id = str(params["file_id"])
+        return {
+            "file_id": file_id,
+            "file_unique_id": file_id,
+            "file_size": len(PHOTO),
+            "file_path": f"photos/{file_id}.jpg",
+        }
+
+    async def _file(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != TOKEN:
+            return web.Response(status=401)
+        return web.Response(body=PHOTO, content_type="image/jpeg")
 
     async def _setmessagereaction(self, params: dict[str, Any]) -> bool:
         self.reactions.append(params)

@@ -91,6 +91,7 @@ async def make_wa(
     bot = make_bot(TOKEN, fake.url)
     telegram = TelegramChannel(bot, service, RateLimiter(private=(50.0, 50.0), group=(50.0, 50.0)))
     staff_chat = StaffChat(telegram, policy, media=client.media)
+    channel.photos = telegram.photo
     telegram.staff = staff_chat
     stop = asyncio.Event()
     polling = asyncio.create_task(telegram.poll(stop, long_poll_seconds=1))
@@ -434,3 +435,21 @@ async def test_the_pacer_keeps_one_a_second_per_person_after_a_burst() -> None:
     started = time.monotonic()
     await pacer.acquire("994000000000")  # someone else is not held up
     assert time.monotonic() - started < 0.05
+
+
+async def test_a_staff_photo_reaches_the_whatsapp_subscriber(wa: Wa) -> None:
+    from tests.fake_telegram import PHOTO, StaffMember
+
+    user = wa.user("994996510079")
+    await file_quickly(wa, user)
+    await wa.worker.drain()
+    card = next(m for m in wa.fake.sent_to(BAKI) if m["method"] == "sendMessage")
+    await StaffMember(wa.fake, 100001, BAKI).photo(
+        "AgAD-staff-photo", caption="Bu sayğacdır?", reply_to=card["message_id"]
+    )
+    await wa.worker.drain()
+    [upload] = wa.graph.uploads
+    assert upload["data"] == PHOTO and upload["messaging_product"] == "whatsapp"
+    image = wa.graph.sent_to(user.key)[-1]
+    assert image["type"] == "image" and image["image"]["id"] == "media-up-1"
+    assert "Bu sayğacdır?" in image["image"]["caption"]

@@ -206,6 +206,7 @@ async def cmd_run(settings: Settings) -> int:
         senders[WHATSAPP] = wa_channel
         if staff_chat is not None:
             staff_chat.media = graph.media
+            wa_channel.photos = staff_chat.channel.photo
         log.info("WhatsApp: webhook at /whatsapp/webhook")
     if not policy.departments.chats:
         log.warning("no staff chat: set STAFF_CHAT_ID or DEPARTMENTS_FILE to show applications to staff")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import io
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -132,6 +133,17 @@ class TelegramChannel:
                 await self._unreachable(chat_id, "chat_not_found")
                 raise Permanent("chat_not_found") from exc
             raise Permanent(f"refused: {exc.message}"[:200]) from exc
+
+    async def photo(self, file_id: str) -> tuple[bytes, str]:
+        """A photo's bytes from Telegram (a staff member's, for a WhatsApp subscriber)."""
+        buffer = io.BytesIO()
+        try:
+            await self.bot.download(file_id, destination=buffer)
+        except (TelegramServerError, TelegramNetworkError) as exc:
+            raise Temporary(f"Telegram file: {type(exc).__name__}") from exc
+        except TelegramBadRequest as exc:
+            raise Permanent(f"Telegram file refused: {exc.message}"[:200]) from exc
+        return buffer.getvalue(), "image/jpeg"
 
     async def _unreachable(self, chat_id: int, reason: str) -> None:
         if chat_id < 0:

@@ -469,8 +469,8 @@ class StaffChat:
             return Reaction(answer=[Msg("staff.relay_unsupported")])
         if len(text) > RELAY_MAX:
             return Reaction(answer=[Msg("staff.relay_long", {"max": RELAY_MAX, "length": len(text)})])
-        if photo is not None and application.channel != CHANNEL:
-            return Reaction(answer=[Msg("staff.relay_photo_channel")])
+        if photo is not None and application.channel not in (CHANNEL, "whatsapp"):
+            return Reaction(answer=[Msg("staff.relay_photo_channel")])  # the terminal shows no photos
         outbox.enqueue(
             session,
             channel=application.channel,

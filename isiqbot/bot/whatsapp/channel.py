@@ -16,7 +16,7 @@ import hmac
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -114,6 +114,25 @@ class GraphClient:
             raise Temporary(reason)
         raise Permanent(reason)
 
+    async def upload(self, data: bytes, mime: str) -> str:
+        """Put a file in WhatsApp's media store; its media id."""
+        form = aiohttp.FormData()
+        form.add_field("messaging_product", "whatsapp")
+        form.add_field("type", mime)
+        form.add_field("file", data, filename="photo.jpg", content_type=mime)
+        url = f"{self.api_url}/{self.phone_number_id}/media"
+        try:
+            async with self.session.post(url, data=form, headers=self.headers, timeout=self.timeout) as r:
+                answer: Any = await r.json(content_type=None)
+                status = r.status
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise Temporary(f"WhatsApp media upload: {type(exc).__name__}") from exc
+        if status < 300 and isinstance(answer, dict) and answer.get("id"):
+            return str(answer["id"])
+        if status >= 500 or status == 429:
+            raise Temporary(f"WhatsApp media upload: {status}")
+        raise Permanent(f"WhatsApp media upload refused: {status}")
+
     async def media(self, media_id: str) -> tuple[bytes, str]:
         """A media file's bytes and type: first its address, then the file, both with the token."""
         try:
@@ -158,6 +177,9 @@ class WhatsAppChannel:
         self.template_language = template_language or (lambda lang: lang)
         self._users: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._replies: dict[str, asyncio.Task[None]] = {}
+        self.photos: Callable[[str], Awaitable[tuple[bytes, str]]] | None = (
+            None  # staff photos, by Telegram id
+        )
 
     # ---- the webhook --------------------------------------------------------------------------------
 
@@ -307,9 +329,15 @@ class WhatsAppChannel:
         now = self.service.clock()
         text = self.text(notification)
         if last is not None and now - last < WINDOW:
-            wamid = await self.client.send(
-                notification.user_key, {"type": "text", "text": {"body": text[:4096]}}
-            )
+            body: Body = {"type": "text", "text": {"body": text[:4096]}}
+            photo = notification.payload.get("photo") if notification.kind == "staff_message" else None
+            if photo:  # a staff member's photo, a Telegram file: fetched, uploaded, sent with the text
+                if self.photos is None:
+                    raise Permanent("a staff photo, and no Telegram channel to read it from")
+                data, mime = await self.photos(str(photo))
+                media_id = await self.client.upload(data, mime)
+                body = {"type": "image", "image": {"id": media_id, "caption": text[:1024]}}
+            wamid = await self.client.send(notification.user_key, body)
             if notification.application_id is not None:  # the person's reply to it goes to the thread
                 async with self.service.db.transaction() as session:
                     await staff.link(
