@@ -396,6 +396,15 @@ def test_run_with_a_bad_departments_file_exits_2_naming_every_problem(tmp_path: 
     assert "Traceback" not in done.stderr
 
 
+def test_the_fallback_chat_may_not_be_a_departments_chat(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = Path(__file__).resolve().parents[1] / "departments.example.toml"
+    setenv(monkeypatch, {"DEPARTMENTS_FILE": str(example), "STAFF_CHAT_ID": "-1001000000001"})
+    with pytest.raises(SettingsError, match="STAFF_CHAT_ID is the chat of department 'baki'"):
+        load().staff.policy()
+    monkeypatch.setenv("STAFF_CHAT_ID", "-1009999999999")
+    assert load().staff.policy().departments.by_chat(-1009999999999) is not None
+
+
 def test_a_link_secret_signs_the_same_links_in_every_process(monkeypatch: pytest.MonkeyPatch) -> None:
     setenv(monkeypatch, {"LINK_SECRET": "s" * 40})
     first, second = load().http.links(), load().http.links()

@@ -197,6 +197,12 @@ class StaffSettings(BaseSettings):
             departments = Departments.load(self.departments_file, self.staff_chat_id)
         except DepartmentsError as exc:
             raise SettingsError(str(exc)) from None
+        shared = next((d for d in departments if d.chat_id == self.staff_chat_id), None)
+        if shared is not None:
+            raise SettingsError(
+                f"STAFF_CHAT_ID is the chat of department {shared.key!r}: give the applications that no "
+                "department serves a group of their own, or add their regions to that department"
+            )
         return StaffPolicy(
             departments, timedelta(hours=self.sla_take_hours), timedelta(days=self.sla_done_days)
         )
