@@ -158,30 +158,8 @@ class WaUser:
             contact["user_id"] = self.user_id
             sender["from_user_id"] = self.user_id
         wamid = message.pop("id", None) or f"wamid.IN{self.key}{next(self._ids):05d}"
-        return {
-            "object": "whatsapp_business_account",
-            "entry": [
-                {
-                    "id": "102290129340398",
-                    "changes": [
-                        {
-                            "value": {
-                                "messaging_product": "whatsapp",
-                                "metadata": {
-                                    "display_phone_number": "994125551234",
-                                    "phone_number_id": PHONE_NUMBER_ID,
-                                },
-                                "contacts": [contact],
-                                "messages": [
-                                    {**sender, "id": wamid, "timestamp": str(int(time.time())), **message}
-                                ],
-                            },
-                            "field": "messages",
-                        }
-                    ],
-                }
-            ],
-        }
+        sent = {**sender, "id": wamid, "timestamp": str(int(time.time())), **message}
+        return webhook({"contacts": [contact], "messages": [sent]})
 
     async def post(self, payload: dict[str, Any], signature: str | None = None) -> int:
         body = json.dumps(payload).encode()
@@ -265,6 +243,13 @@ def text_of(messages: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def webhook(value: dict[str, Any]) -> dict[str, Any]:
+    """The envelope Meta posts: one entry, one change of the `messages` field, with this value."""
+    metadata = {"display_phone_number": "994125551234", "phone_number_id": PHONE_NUMBER_ID}
+    change = {"value": {"messaging_product": "whatsapp", "metadata": metadata, **value}, "field": "messages"}
+    return {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [change]}]}
+
+
 def status_payload(wamid: str, status: str, recipient: str, error: int | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "id": wamid,
@@ -276,24 +261,4 @@ def status_payload(wamid: str, status: str, recipient: str, error: int | None = 
         entry["errors"] = [
             {"code": error, "title": "Message undeliverable", "message": "Message undeliverable"}
         ]
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [
-            {
-                "id": "102290129340398",
-                "changes": [
-                    {
-                        "value": {
-                            "messaging_product": "whatsapp",
-                            "metadata": {
-                                "display_phone_number": "994125551234",
-                                "phone_number_id": PHONE_NUMBER_ID,
-                            },
-                            "statuses": [entry],
-                        },
-                        "field": "messages",
-                    }
-                ],
-            }
-        ],
-    }
+    return webhook({"statuses": [entry]})

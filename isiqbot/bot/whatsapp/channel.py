@@ -98,21 +98,10 @@ class GraphClient:
         """One message; its wamid. Raises Temporary (retry later) or Permanent."""
         await self.pacer.acquire(to)
         message = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, **body}
-        url = f"{self.api_url}/{self.phone_number_id}/messages"
-        try:
-            async with self.session.post(url, json=message, headers=self.headers, timeout=self.timeout) as r:
-                answer: Any = await r.json(content_type=None)
-                status = r.status
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            raise Temporary(f"Graph API unreachable: {type(exc).__name__}") from exc
+        status, answer = await self._call("POST", f"{self.phone_number_id}/messages", json=message)
         if status < 300 and isinstance(answer, dict) and answer.get("messages"):
             return str(answer["messages"][0].get("id", ""))
-        error = answer.get("error", {}) if isinstance(answer, dict) else {}
-        code = int(error.get("code") or 0)
-        reason = f"WhatsApp {status} ({code}): {error.get('message', '')}"[:200]
-        if code in RATE_LIMITED or status == 429 or status >= 500:
-            raise Temporary(reason)
-        raise Permanent(reason)
+        raise _refusal("WhatsApp", status, answer)
 
     async def upload(self, data: bytes, mime: str) -> str:
         """Put a file in WhatsApp's media store; its media id."""
@@ -120,39 +109,46 @@ class GraphClient:
         form.add_field("messaging_product", "whatsapp")
         form.add_field("type", mime)
         form.add_field("file", data, filename="photo.jpg", content_type=mime)
-        url = f"{self.api_url}/{self.phone_number_id}/media"
-        try:
-            async with self.session.post(url, data=form, headers=self.headers, timeout=self.timeout) as r:
-                answer: Any = await r.json(content_type=None)
-                status = r.status
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            raise Temporary(f"WhatsApp media upload: {type(exc).__name__}") from exc
+        status, answer = await self._call("POST", f"{self.phone_number_id}/media", data=form)
         if status < 300 and isinstance(answer, dict) and answer.get("id"):
             return str(answer["id"])
-        if status >= 500 or status == 429:
-            raise Temporary(f"WhatsApp media upload: {status}")
-        raise Permanent(f"WhatsApp media upload refused: {status}")
+        raise _refusal("WhatsApp media upload", status, answer)
 
     async def media(self, media_id: str) -> tuple[bytes, str]:
         """A media file's bytes and type: first its address, then the file, both with the token."""
+        status, info = await self._call("GET", media_id)
+        if status >= 300 or not isinstance(info, dict) or "url" not in info:
+            raise _refusal(f"WhatsApp media {media_id}", status, info)
         try:
-            async with self.session.get(
-                f"{self.api_url}/{media_id}", headers=self.headers, timeout=self.timeout
-            ) as r:
-                info: Any = await r.json(content_type=None)
-                if r.status >= 500 or r.status == 429:
-                    raise Temporary(f"WhatsApp media {media_id}: {r.status}")
-                if r.status >= 400 or not isinstance(info, dict) or "url" not in info:
-                    raise Permanent(f"WhatsApp media {media_id}: {r.status}")
             async with self.session.get(info["url"], headers=self.headers, timeout=self.timeout) as r:
-                if r.status >= 500 or r.status == 429:
-                    raise Temporary(f"WhatsApp media download: {r.status}")
-                if r.status >= 400:
-                    raise Permanent(f"WhatsApp media download: {r.status}")
+                if r.status >= 300:
+                    raise _refusal("WhatsApp media download", r.status, None)
                 data = await r.read()
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            raise Temporary(f"WhatsApp media unreachable: {type(exc).__name__}") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise Temporary(f"WhatsApp media download: {type(exc).__name__}") from exc
         return data, str(info.get("mime_type") or "image/jpeg")
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """A Graph API call: its status and JSON answer; a network failure is Temporary."""
+        url = f"{self.api_url}/{path}"
+        try:
+            async with self.session.request(
+                method, url, headers=self.headers, timeout=self.timeout, **kwargs
+            ) as r:
+                return r.status, await r.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise Temporary(f"Graph API unreachable: {type(exc).__name__}") from exc
+
+
+def _refusal(what: str, status: int, answer: Any) -> Temporary | Permanent:
+    """Rate limits, 429 and 5xx may work later; any other refusal will not."""
+    error = answer.get("error", {}) if isinstance(answer, dict) else {}
+    code = int(error.get("code") or 0) if isinstance(error, dict) else 0
+    message = error.get("message", "") if isinstance(error, dict) else ""
+    reason = f"{what} {status} ({code}): {message}"[:200]
+    if code in RATE_LIMITED or status == 429 or status >= 500:
+        return Temporary(reason)
+    return Permanent(reason)
 
 
 class WhatsAppChannel:
