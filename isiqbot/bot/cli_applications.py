@@ -26,6 +26,7 @@ from isiqbot.bot.staff import StaffDesk
 from isiqbot.dialogs.validate import display_phone
 from isiqbot.locales import LOCAL_TZ, Msg, translate
 from isiqbot.storage import outbox, staff
+from isiqbot.storage.applications import account_label
 from isiqbot.storage.db import Database, as_utc
 from isiqbot.storage.lifecycle import ALLOWED_BY, OPEN, IllegalTransition, Role, Status
 from isiqbot.storage.migrate import upgrade
@@ -114,10 +115,6 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (header, *rows)
     ]
-
-
-def _account(app: Application) -> str:
-    return app.account_code + (f" / {app.metering_point_code}" if app.metering_point_code else "")
 
 
 def _field(label: str, value: str | None) -> str:
@@ -253,7 +250,7 @@ async def _list(
             app.number,
             app.status,
             cell(app.department),
-            cell(_account(app)),
+            cell(account_label(app)),
             local_time(app.created_at),
             age(app.created_at, now),
             cell(app.assignee_name),

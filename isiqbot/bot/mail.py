@@ -21,6 +21,7 @@ from isiqbot.bot.outbox import Permanent, Temporary
 from isiqbot.dialogs.validate import mask_email
 from isiqbot.locales import Msg, translate
 from isiqbot.storage import applications
+from isiqbot.storage.applications import account_label
 from isiqbot.storage.db import Database, as_utc
 from isiqbot.storage.models import Application, Notification
 
@@ -119,7 +120,7 @@ class EmailSender:
         rows = [
             (t("email.number"), application.number),
             (t("email.status"), translate(status, lang)),
-            (t("email.account"), _account(application)),
+            (t("email.account"), account_label(application)),
             (t("email.address"), application.address or "—"),
             (t("email.reason"), t(f"reason.{application.reason}")),
             (t("email.description"), application.description),
@@ -155,12 +156,6 @@ class EmailSender:
         message.add_alternative(TEMPLATES.get_template("email.html.j2").render(context), subtype="html")
         message["Content-Language"] = lang  # after the body: setting the content clears Content-* headers
         return message
-
-
-def _account(application: Application) -> str:
-    if application.metering_point_code:
-        return f"{application.account_code} / {application.metering_point_code}"
-    return application.account_code
 
 
 def _reason(exc: aiosmtplib.SMTPRecipientsRefused) -> str:

@@ -15,8 +15,10 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from isiqbot.bot.departments import Departments
 from isiqbot.bot.metrics import METRICS
-from isiqbot.bot.service import Clock, system_clock
+from isiqbot.bot.service import Clock, payload_msg, system_clock
+from isiqbot.locales import Msg, translate
 from isiqbot.storage import outbox, staff
 from isiqbot.storage.db import Database, as_utc
 from isiqbot.storage.models import Notification
@@ -48,6 +50,20 @@ class Sender(Protocol):
     async def deliver(self, notification: Notification) -> str | None:
         """Send it; the provider's message id, if any. Raises Temporary or Permanent."""
         ...
+
+
+def chat_text(notification: Notification, departments: Departments) -> str:
+    """What a chat message to a subscriber says: a status change, or a department's message, signed."""
+    lang, payload = notification.lang, notification.payload
+    hint = translate(Msg("notify.reply_hint"), lang)
+    if notification.kind == "status":
+        return translate(payload_msg(payload), lang) + "\n\n" + hint
+    if notification.kind == "staff_message":
+        department = departments.by_key(str(payload.get("department", "")))
+        name = department.name(lang) if department else translate(Msg("notify.department"), lang)
+        head = translate(Msg("notify.staff_message", {"department": name, "number": payload["number"]}), lang)
+        return "\n\n".join(part for part in (head, str(payload.get("text") or ""), hint) if part)
+    raise Permanent(f"unknown notification kind {notification.kind!r}")
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:

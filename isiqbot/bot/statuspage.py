@@ -23,6 +23,7 @@ from isiqbot.bot.service import Clock, system_clock
 from isiqbot.dialogs.validate import mask_phone
 from isiqbot.locales import DEFAULT_LANGUAGE, LANGUAGES, Msg, translate
 from isiqbot.storage import applications, outbox, staff
+from isiqbot.storage.applications import account_label
 from isiqbot.storage.db import Database, as_utc
 from isiqbot.storage.lifecycle import OPEN, Status
 from isiqbot.storage.models import Application
@@ -140,9 +141,6 @@ class StatusPage:
             return translate(Msg(key, params), lang)
 
         status = Status(application.status)
-        account = application.account_code + (
-            f" / {application.metering_point_code}" if application.metering_point_code else ""
-        )
         context: dict[str, Any] = {
             "lang": lang,
             "title": t("page.title", number=application.number),
@@ -153,7 +151,7 @@ class StatusPage:
             "status_class": status.value,
             "facts": [
                 (t("page.reason"), t(f"reason.{application.reason}")),
-                (t("page.account"), account),
+                (t("page.account"), account_label(application)),
                 (t("page.filed"), t("page.when", date=as_utc(application.created_at))),
                 (t("page.phone"), mask_phone(application.mobile)),
             ],

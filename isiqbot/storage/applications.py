@@ -161,6 +161,13 @@ def notify_contacts(session: AsyncSession, application: Application, event: str,
         )
 
 
+def account_label(application: Application) -> str:
+    """The subscriber code, or the main code and the metering point, as staff and subscribers read them."""
+    if application.metering_point_code:
+        return f"{application.account_code} / {application.metering_point_code}"
+    return application.account_code
+
+
 async def by_number(session: AsyncSession, number: str) -> Application | None:
     return (await session.scalars(select(Application).where(Application.number == number))).first()
 

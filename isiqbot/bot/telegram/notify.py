@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from aiogram.methods import SendMessage, SendPhoto
 
-from isiqbot.bot.outbox import Permanent
+from isiqbot.bot.outbox import chat_text
 from isiqbot.bot.policy import StaffPolicy
-from isiqbot.bot.service import payload_msg
 from isiqbot.bot.telegram import CHANNEL
 from isiqbot.bot.telegram.channel import TelegramChannel
 from isiqbot.bot.telegram.render import split_text
-from isiqbot.locales import Msg, translate
 from isiqbot.storage import staff
 from isiqbot.storage.models import Notification
 
@@ -61,18 +59,5 @@ class TelegramNotifier:
         return str(message_ids[-1])
 
     def _content(self, notification: Notification) -> tuple[str, str | None]:
-        lang, payload = notification.lang, notification.payload
-        if notification.kind == "status":
-            return translate(payload_msg(payload), lang) + "\n\n" + translate(
-                Msg("notify.reply_hint"), lang
-            ), None
-        if notification.kind == "staff_message":
-            department = self.policy.departments.by_key(str(payload.get("department", "")))
-            name = department.name(lang) if department else translate(Msg("notify.department"), lang)
-            head = translate(
-                Msg("notify.staff_message", {"department": name, "number": payload["number"]}), lang
-            )
-            body = str(payload.get("text") or "")
-            hint = translate(Msg("notify.reply_hint"), lang)
-            return "\n\n".join(part for part in (head, body, hint) if part), payload.get("photo") or None
-        raise Permanent(f"unknown notification kind {notification.kind!r}")
+        photo = notification.payload.get("photo") if notification.kind == "staff_message" else None
+        return chat_text(notification, self.policy.departments), photo or None

@@ -56,15 +56,16 @@ from isiqbot.bot.service import payload_msg
 from isiqbot.bot.telegram import CHANNEL
 from isiqbot.bot.telegram.channel import TelegramChannel
 from isiqbot.bot.telegram.render import split_text
+from isiqbot.bot.whatsapp.mapping import MEDIA_PREFIX
 from isiqbot.dialogs.validate import display_phone
 from isiqbot.locales import Msg, translate
 from isiqbot.storage import applications, conversations, lifecycle, outbox, staff
+from isiqbot.storage.applications import account_label
 from isiqbot.storage.db import as_utc
 from isiqbot.storage.lifecycle import IllegalTransition, Role, Status
 from isiqbot.storage.models import Application, Notification, Person, StaffThread
 
 log = logging.getLogger(__name__)
-MEDIA_PREFIX = "wa:"  # a photo reference that is a WhatsApp media id
 Media = Callable[[str], Awaitable[tuple[bytes, str]]]
 CALLBACK_RE = re.compile(r"^s:(\d{1,12}):(take|work|done|reject|msg)$")
 COMMAND_RE = re.compile(r"^/(open|find|stats)(?:@\w+)?(?:\s+(.*))?$", re.DOTALL | re.IGNORECASE)
@@ -526,7 +527,7 @@ class StaffChat:
                     {
                         "number": app.number,
                         "status": status_msg(app.status),
-                        "account": _account(app),
+                        "account": account_label(app),
                         "date": as_utc(app.created_at),
                         "phone": display_phone(app.mobile),
                     },
@@ -749,7 +750,7 @@ class StaffChat:
         policy = self.policy
         lines: list[Msg] = [Msg("staff.card_title", {"number": application.number})]
         lines.append(Msg(f"staff.card_kind_{application.kind}"))
-        lines.append(Msg("staff.card_account", {"account": _account(application)}))
+        lines.append(Msg("staff.card_account", {"account": account_label(application)}))
         lines.append(
             Msg(
                 "staff.card_address",
@@ -857,12 +858,6 @@ def _in_thread(thread: StaffThread | None) -> dict[str, Any]:
             )
         }
     return {}
-
-
-def _account(application: Application) -> str:
-    if application.metering_point_code:
-        return f"{application.account_code} / {application.metering_point_code}"
-    return application.account_code
 
 
 def _utf16_len(text: str) -> int:

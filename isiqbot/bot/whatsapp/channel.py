@@ -25,7 +25,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from isiqbot.bot.links import PublicLinks
-from isiqbot.bot.outbox import Permanent, Temporary, backoff
+from isiqbot.bot.outbox import Permanent, Temporary, backoff, chat_text
 from isiqbot.bot.policy import StaffPolicy
 from isiqbot.bot.service import Conversations, payload_msg, storage_unavailable
 from isiqbot.bot.web import Handler
@@ -323,7 +323,7 @@ class WhatsAppChannel:
         async with self.service.db.transaction() as session:
             last = await conversations.last_inbound(session, CHANNEL, notification.user_key)
         now = self.service.clock()
-        text = self.text(notification)
+        text = chat_text(notification, self.policy.departments)
         if last is not None and now - last < WINDOW:
             body: Body = {"type": "text", "text": {"body": text[:4096]}}
             photo = notification.payload.get("photo") if notification.kind == "staff_message" else None
@@ -370,20 +370,6 @@ class WhatsAppChannel:
             }
             return await self.client.send(notification.user_key, body)
         raise Permanent("outside WhatsApp's 24-hour window and no template for it")
-
-    def text(self, notification: Notification) -> str:
-        lang, payload = notification.lang, notification.payload
-        hint = translate(Msg("notify.reply_hint"), lang)
-        if notification.kind == "status":
-            return translate(payload_msg(payload), lang) + "\n\n" + hint
-        if notification.kind == "staff_message":
-            department = self.policy.departments.by_key(str(payload.get("department", "")))
-            name = department.name(lang) if department else translate(Msg("notify.department"), lang)
-            head = translate(
-                Msg("notify.staff_message", {"department": name, "number": payload["number"]}), lang
-            )
-            return "\n\n".join(part for part in (head, str(payload.get("text") or ""), hint) if part)
-        raise Permanent(f"unknown notification kind {notification.kind!r}")
 
 
 def routes(channel: WhatsAppChannel) -> list[tuple[str, str, Handler]]:
