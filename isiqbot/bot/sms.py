@@ -113,7 +113,8 @@ class GatewaySms:
         try:
             await self.gateway.send(phone, translate(text, lang))
         except (Temporary, Permanent) as exc:
-            log.warning("a one-time code SMS to %s failed: %s", mask_phone(phone), exc)
+            # Not the gateway's reason: a gateway may echo the number in it.
+            log.warning("a one-time code SMS to %s failed (%s)", mask_phone(phone), type(exc).__name__)
 
 
 class SmsSender:

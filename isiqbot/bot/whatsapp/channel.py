@@ -293,7 +293,9 @@ class WhatsAppChannel:
                 await asyncio.sleep(min(backoff(attempt + 1) / 5, 10))
                 log.info("WhatsApp send retried: %s", exc.reason)
             except Permanent as exc:
-                log.error("WhatsApp refused an answer to %s: %s", mask_phone("+" + to), exc.reason)
+                log.error(
+                    "WhatsApp refused an answer to %s (%s)", mask_phone("+" + to), exc.reason.split(":")[0]
+                )
                 return False
         return False
 
