@@ -15,7 +15,7 @@ from isiqbot.bot.service import Conversations
 from isiqbot.storage import registry
 from isiqbot.storage.db import Database
 from isiqbot.storage.migrate import upgrade
-from tests.chat import Chat, SmsRecorder
+from tests.chat import ALL_SETTINGS, Chat, SmsRecorder
 from tests.fake_telegram import FakeTelegram
 
 POSTGRES_URL = os.environ.get(
@@ -65,6 +65,13 @@ async def _drop_postgres_database(name: str) -> None:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_settings_from_the_developer() -> None:
+    """A developer's own isiqbot settings (LOG_LEVEL, a token …) never change what a test sees."""
+    for name in ALL_SETTINGS:
+        os.environ.pop(name, None)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -8,12 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.assembly import LINK_SECRET
 from tests.chat import ALL_SETTINGS
 
 ISIQBOT = str(Path(sys.executable).with_name("isiqbot"))
-
-
-LINK_SECRET = "test-link-secret-0123456789abcdefghijklmnop"
 
 
 def isiqbot_env(tmp_path: Path, database: str = "isiqbot.db", **values: str) -> dict[str, str]:

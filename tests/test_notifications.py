@@ -9,6 +9,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,23 +18,20 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from sqlmodel import select
 
+from isiqbot.bot.app import build
 from isiqbot.bot.links import LinkSigner, PublicLinks
-from isiqbot.bot.mail import EmailSender, SmtpConfig, SmtpMailer
 from isiqbot.bot.outbox import OutboxWorker
-from isiqbot.bot.policy import StaffPolicy
 from isiqbot.bot.service import Conversations
-from isiqbot.bot.sms import HttpSmsGateway, SmsSender, delivery_handler, sms_parts
+from isiqbot.bot.sms import delivery_handler, sms_parts
 from isiqbot.bot.staff import StaffDesk
 from isiqbot.bot.telegram import CHANNEL
-from isiqbot.bot.telegram.channel import TelegramChannel, make_bot
-from isiqbot.bot.telegram.limits import RateLimiter
-from isiqbot.bot.telegram.notify import TelegramNotifier
 from isiqbot.bot.web import make_app
 from isiqbot.locales import LANGUAGES, Msg, translate
 from isiqbot.storage import outbox
 from isiqbot.storage.db import Database
 from isiqbot.storage.lifecycle import Status
 from isiqbot.storage.models import Notification
+from tests.assembly import FAST, settings_in
 from tests.chat import PLAIN, Chat, SmsRecorder, identify
 from tests.conftest import Clock
 from tests.fake_telegram import TOKEN, FakeTelegram
@@ -146,28 +144,29 @@ class Post:
 
 @pytest.fixture
 async def post(
-    sample_db: Database, clock: Clock, gateway: Gateway, smtp: Any, fake: FakeTelegram
+    sample_db: Database, clock: Clock, gateway: Gateway, smtp: Any, fake: FakeTelegram, tmp_path: Path
 ) -> AsyncIterator[Post]:
+    """The service as `isiqbot run` builds it, with an SMS gateway and an SMTP server; the test drives
+    the outbox."""
     mailbox, port = smtp
-    links = PublicLinks(LinkSigner(SECRET), BASE_URL)
-    service = Conversations(sample_db, SmsRecorder(), clock=clock, policy=StaffPolicy(), links=links.signer)
-    http = aiohttp.ClientSession()
-    bot = make_bot(TOKEN, fake.url)
-    channel = TelegramChannel(bot, service, RateLimiter(private=(50.0, 50.0)))
-    sms = HttpSmsGateway(http, gateway.url, "Azerisiq", SMS_TOKEN, timeout=0.5)
-    mailer = SmtpMailer(SmtpConfig("127.0.0.1", port, "bot@azerisiq.az", security="none"))
-    worker = OutboxWorker(
-        sample_db,
-        {
-            outbox.SMS: SmsSender(sms, links),
-            outbox.EMAIL: EmailSender(sample_db, mailer, "bot@azerisiq.az", links),
-            CHANNEL: TelegramNotifier(channel, service.policy),
-        },
-        clock=clock,
+    settings = settings_in(
+        tmp_path,
+        TELEGRAM_BOT_TOKEN=TOKEN,
+        TELEGRAM_API_URL=fake.url,
+        SMS_GATEWAY_URL=gateway.url,
+        SMS_GATEWAY_TOKEN=SMS_TOKEN,
+        SMS_GATEWAY_TIMEOUT=0.5,
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=port,
+        SMTP_FROM="bot@azerisiq.az",
+        SMTP_SECURITY="none",
+        PUBLIC_BASE_URL=BASE_URL,
+        LINK_SECRET=SECRET.decode(),
     )
-    yield Post(service, worker, clock, gateway, mailbox, links, fake)
-    await http.close()
-    await bot.session.close()
+    service = await build(settings, db=sample_db, clock=clock, code_sms=SmsRecorder(), pace=FAST)
+    links = PublicLinks(LinkSigner(SECRET), BASE_URL)
+    yield Post(service.conversations, service.worker, clock, gateway, mailbox, links, fake)
+    await service.close()
 
 
 # ---- SMS -------------------------------------------------------------------------------------------

@@ -5,22 +5,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
 
+from isiqbot.bot.app import build
 from isiqbot.bot.outbox import GIVE_UP_AFTER, LEASE, OutboxWorker, backoff
-from isiqbot.bot.policy import StaffPolicy
 from isiqbot.bot.service import Conversations
 from isiqbot.bot.staff import StaffDesk
 from isiqbot.bot.telegram import CHANNEL
-from isiqbot.bot.telegram.channel import TelegramChannel, make_bot
-from isiqbot.bot.telegram.limits import RateLimiter
-from isiqbot.bot.telegram.notify import TelegramNotifier
 from isiqbot.storage import conversations, outbox
 from isiqbot.storage.db import Database
 from isiqbot.storage.lifecycle import Status
 from isiqbot.storage.models import Notification
+from tests.assembly import FAST, settings_in
 from tests.chat import Chat, SmsRecorder, fill_residential
 from tests.conftest import Clock
 from tests.fake_telegram import TOKEN, FakeTelegram
@@ -46,16 +45,14 @@ class Box:
 
 
 @pytest.fixture
-async def box(fake: FakeTelegram, sample_db: Database, clock: Clock) -> AsyncIterator[Box]:
-    service = Conversations(sample_db, SmsRecorder(), clock=clock, policy=StaffPolicy())
-    bot = make_bot(TOKEN, fake.url)
-    channel = TelegramChannel(bot, service, RateLimiter(private=(50.0, 50.0)))
-    worker = OutboxWorker(sample_db, {CHANNEL: TelegramNotifier(channel, service.policy)}, clock=clock)
-    chat = Chat(service, user=str(SUBSCRIBER), channel=CHANNEL)
+async def box(fake: FakeTelegram, sample_db: Database, clock: Clock, tmp_path: Path) -> AsyncIterator[Box]:
+    settings = settings_in(tmp_path, TELEGRAM_BOT_TOKEN=TOKEN, TELEGRAM_API_URL=fake.url)
+    service = await build(settings, db=sample_db, clock=clock, code_sms=SmsRecorder(), pace=FAST)
+    chat = Chat(service.conversations, user=str(SUBSCRIBER), channel=CHANNEL)
     await fill_residential(chat)
     await chat.press("send")
-    yield Box(fake, service, worker, clock, StaffDesk(sample_db, clock=clock))
-    await bot.session.close()
+    yield Box(fake, service.conversations, service.worker, clock, StaffDesk(sample_db, clock=clock))
+    await service.close()
 
 
 async def test_a_status_change_is_delivered_once(box: Box) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,22 +12,21 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from isiqbot.bot.app import build
 from isiqbot.bot.departments import Departments
 from isiqbot.bot.outbox import OutboxWorker
 from isiqbot.bot.policy import StaffPolicy
 from isiqbot.bot.service import Conversations
 from isiqbot.bot.telegram import CHANNEL
-from isiqbot.bot.telegram.channel import TelegramChannel, make_bot
-from isiqbot.bot.telegram.limits import RateLimiter
-from isiqbot.bot.telegram.notify import TelegramNotifier
 from isiqbot.bot.telegram.staffchat import StaffChat, check_deadlines
 from isiqbot.locales import Msg, translate
-from isiqbot.storage import outbox
 from isiqbot.storage.db import Database
 from isiqbot.storage.models import Application, Notification, StaffAction, StatusChange
+from tests.assembly import EXAMPLE_DEPARTMENTS, FAST, settings_in
 from tests.chat import BOTH, PLAIN, Chat, SmsRecorder, describe_and_finish, fill_residential, identify
 from tests.conftest import Clock
 from tests.fake_telegram import TOKEN, FakeTelegram, StaffMember
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BAKI, GENCE, FALLBACK = -1001000000001, -1001000000002, -1009999999999
@@ -97,33 +97,43 @@ def t(key: str, **params: Any) -> str:
 
 
 def policy_for(text: str | None = None, fallback: int | None = FALLBACK) -> StaffPolicy:
-    source = text if text is not None else (ROOT / "departments.example.toml").read_text(encoding="utf-8")
-    return StaffPolicy(Departments.parse(source, fallback))
+    return StaffPolicy(Departments.parse(text if text is not None else EXAMPLE_DEPARTMENTS, fallback))
 
 
 async def make_desk(
-    fake: FakeTelegram, sample_db: Database, clock: Clock, policy: StaffPolicy
+    fake: FakeTelegram,
+    sample_db: Database,
+    clock: Clock,
+    departments: str | None = EXAMPLE_DEPARTMENTS,
+    fallback: int | None = FALLBACK,
+    **settings: object,
 ) -> AsyncIterator[Desk]:
-    service = Conversations(sample_db, SmsRecorder(), clock=clock, policy=policy)
-    bot = make_bot(TOKEN, fake.url)
-    channel = TelegramChannel(bot, service, RateLimiter(private=(50.0, 50.0), group=(50.0, 50.0)))
-    staff_chat = StaffChat(channel, policy)
-    channel.staff = staff_chat
-    worker = OutboxWorker(
-        sample_db, {CHANNEL: TelegramNotifier(channel, policy), outbox.STAFF: staff_chat}, clock=clock
-    )
+    """The service as `isiqbot run` builds it, polling the fake Bot API; the test drives the outbox."""
+    with tempfile.TemporaryDirectory() as folder:
+        settings = settings_in(
+            Path(folder),
+            departments,
+            TELEGRAM_BOT_TOKEN=TOKEN,
+            TELEGRAM_API_URL=fake.url,
+            STAFF_CHAT_ID=fallback,
+            **settings,
+        )
+        service = await build(settings, db=sample_db, clock=clock, code_sms=SmsRecorder(), pace=FAST)
+    assert service.telegram is not None
     stop = asyncio.Event()
-    polling = asyncio.create_task(channel.poll(stop, long_poll_seconds=1))
-    yield Desk(fake, service, worker, clock, policy, staff_chat)
+    polling = asyncio.create_task(service.telegram.channel.poll(stop, long_poll_seconds=1))
+    conversations = service.conversations
+    chat = service.telegram.staff_chat
+    yield Desk(fake, conversations, service.worker, clock, conversations.policy, chat)  # type: ignore[arg-type]
     stop.set()
     polling.cancel()
     await asyncio.gather(polling, return_exceptions=True)
-    await bot.session.close()
+    await service.close()
 
 
 @pytest.fixture
 async def desk(fake: FakeTelegram, sample_db: Database, clock: Clock) -> AsyncIterator[Desk]:
-    async for made in make_desk(fake, sample_db, clock, policy_for()):
+    async for made in make_desk(fake, sample_db, clock):
         yield made
 
 
@@ -153,7 +163,7 @@ chat_id = -1001000000001
 staff = [100001]
 regions = ["Yasamal"]
 """
-    async for desk in make_desk(fake, sample_db, clock, policy_for(only_baku)):
+    async for desk in make_desk(fake, sample_db, clock, only_baku):
         baku = await desk.file(SUBSCRIBER, PLAIN)
         ganja = await desk.file(502, BOTH)  # Gəncə: no department serves it here
         assert (baku.department, ganja.department) == ("baki", "default")
@@ -164,7 +174,7 @@ regions = ["Yasamal"]
 async def test_without_any_staff_chat_the_application_still_registers(
     fake: FakeTelegram, sample_db: Database, clock: Clock
 ) -> None:
-    async for desk in make_desk(fake, sample_db, clock, StaffPolicy()):
+    async for desk in make_desk(fake, sample_db, clock, None, None):
         application = await desk.file()
         assert application.department is None and application.status == "registered"
 
@@ -318,11 +328,11 @@ async def test_a_press_by_someone_not_on_the_staff_is_refused_and_recorded(desk:
 async def test_group_administrators_may_act_when_the_department_says_so(
     fake: FakeTelegram, sample_db: Database, clock: Clock
 ) -> None:
-    example = (ROOT / "departments.example.toml").read_text(encoding="utf-8")
+    example = EXAMPLE_DEPARTMENTS
     text = example.replace("\nadmins_may_act = false", "\nadmins_may_act = true", 1)  # Baku's
     assert text != example
     fake.admins[BAKI] = [4242]
-    async for desk in make_desk(fake, sample_db, clock, policy_for(text)):
+    async for desk in make_desk(fake, sample_db, clock, text):
         application = await desk.file()
         await StaffMember(fake, 4242, BAKI, "Admin").press(desk.buttons()[t("staff.btn_take")])
         assert (await desk.app(application.id or 0)).assignee_id == 4242
@@ -418,7 +428,7 @@ async def test_a_cancellation_is_said_in_the_thread(desk: Desk) -> None:
 
 async def test_forum_topic_mode(fake: FakeTelegram, sample_db: Database, clock: Clock) -> None:
     fake.forums.add(BAKI)
-    async for desk in make_desk(fake, sample_db, clock, policy_for()):
+    async for desk in make_desk(fake, sample_db, clock):
         application = await desk.file()
         [(topic, name)] = fake.topics[BAKI]
         assert name.startswith(application.number) and "İşıq yoxdur" in name
@@ -540,14 +550,18 @@ async def test_what_staff_cannot_send_is_explained(desk: Desk) -> None:
     assert (await desk.app(application.id or 0)).status == "registered"
 
 
-async def test_the_card_shows_how_the_subscriber_was_told(desk: Desk) -> None:
-    await desk.file()
-    assert "Abonentə bildiriş: SMS ⏳" in desk.card()["text"]  # no SMS sender in this desk: still queued
-    blocked = {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}
-    desk.fake.fail_next("sendmessage", 403, blocked)
-    await StaffMember(desk.fake, 100001, BAKI).press(desk.buttons()[t("staff.btn_work")])
-    await desk.worker.drain()
-    assert "çat ✗" in desk.fake.edits[-1]["text"]  # staff see at once that the chat did not get it
+async def test_the_card_shows_how_the_subscriber_was_told(
+    fake: FakeTelegram, sample_db: Database, clock: Clock
+) -> None:
+    down = f"http://127.0.0.1:{free_port()}/send"  # nothing listens: the SMS waits for its retry
+    async for desk in make_desk(fake, sample_db, clock, SMS_GATEWAY_URL=down):
+        await desk.file()
+        assert "Abonentə bildiriş: SMS ⏳" in desk.card()["text"]
+        blocked = {"ok": False, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}
+        desk.fake.fail_next("sendmessage", 403, blocked)
+        await StaffMember(desk.fake, 100001, BAKI).press(desk.buttons()[t("staff.btn_work")])
+        await desk.worker.drain()
+        assert "çat ✗" in desk.fake.edits[-1]["text"]  # staff see at once that the chat did not get it
 
 
 async def test_a_card_waiting_for_its_retry_holds_back_only_its_own_application(desk: Desk) -> None:
@@ -573,7 +587,7 @@ async def test_a_forum_without_the_right_to_make_topics_gets_the_card_as_a_threa
         400,
         {"ok": False, "error_code": 400, "description": "Bad Request: not enough rights"},
     )
-    async for desk in make_desk(fake, sample_db, clock, policy_for()):
+    async for desk in make_desk(fake, sample_db, clock):
         application = await desk.file()
         card = desk.card()
         assert application.number in card["text"] and "message_thread_id" not in card

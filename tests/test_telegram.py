@@ -11,7 +11,8 @@ from aiogram.types import Update
 from sqlmodel import func, select
 
 from isiqbot.bot.service import Conversations
-from isiqbot.bot.telegram.channel import SECRET_HEADER, TelegramChannel, make_bot, webhook_handler
+from isiqbot.bot.telegram.channel import SECRET_HEADER, TelegramChannel, webhook_handler
+from isiqbot.bot.telegram.client import TelegramClient, make_bot
 from isiqbot.bot.telegram.limits import RateLimiter
 from isiqbot.bot.telegram.mapping import map_update
 from isiqbot.bot.telegram.render import render, split_text
@@ -31,7 +32,9 @@ async def channel(fake: FakeTelegram, service: Conversations) -> AsyncIterator[T
     bot = make_bot(TOKEN, fake.url)
     # One person's replies may go faster than Telegram's 1 a second here, so the flows run quickly;
     # the limits themselves are tested on their own below, with their real values.
-    yield TelegramChannel(bot, service, RateLimiter(private=(20.0, 20.0)))
+    yield TelegramChannel(
+        TelegramClient(bot, service.db, service.clock, RateLimiter(private=(20.0, 20.0))), service
+    )
     await bot.session.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,18 +16,14 @@ import pytest
 from aiohttp import web
 from sqlmodel import select
 
-from isiqbot.bot.departments import Departments
+from isiqbot.bot.app import build
 from isiqbot.bot.links import LinkSigner, PublicLinks
 from isiqbot.bot.outbox import OutboxWorker
-from isiqbot.bot.policy import StaffPolicy
 from isiqbot.bot.service import Conversations
 from isiqbot.bot.staff import StaffDesk
-from isiqbot.bot.telegram.channel import TelegramChannel, make_bot
-from isiqbot.bot.telegram.limits import RateLimiter
-from isiqbot.bot.telegram.staffchat import StaffChat
 from isiqbot.bot.web import make_app
 from isiqbot.bot.whatsapp import CHANNEL
-from isiqbot.bot.whatsapp.channel import GraphClient, Pacer, WhatsAppChannel, routes
+from isiqbot.bot.whatsapp.channel import Pacer, WhatsAppChannel
 from isiqbot.bot.whatsapp.render import render
 from isiqbot.dialogs.replies import Choice, Message, Outcome
 from isiqbot.locales import Msg, translate
@@ -34,6 +31,7 @@ from isiqbot.storage import outbox
 from isiqbot.storage.db import Database
 from isiqbot.storage.lifecycle import Status
 from isiqbot.storage.models import Application, Conversation, Notification, ProcessedUpdate
+from tests.assembly import EXAMPLE_DEPARTMENTS, FAST, settings_in
 from tests.chat import CHAIN, PLAIN, SmsRecorder
 from tests.conftest import Clock
 from tests.fake_graph import (
@@ -51,7 +49,8 @@ from tests.fake_telegram import TOKEN, FakeTelegram
 from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-LINKS = PublicLinks(LinkSigner(b"whatsapp-test-secret-0123456789abcd"), "https://bot.azerisiq.az")
+LINK_SECRET = "whatsapp-test-secret-0123456789abcd"
+LINKS = PublicLinks(LinkSigner(LINK_SECRET.encode()), "https://bot.azerisiq.az")
 BAKI = -1001000000001
 
 
@@ -77,37 +76,41 @@ class Wa:
 async def make_wa(
     sample_db: Database, clock: Clock, fake: FakeTelegram, template: str | None = None
 ) -> AsyncIterator[Wa]:
+    """The service as `isiqbot run` builds it, with WhatsApp and Telegram staff chats, on a test clock."""
     graph = FakeGraph()
     await graph.start()
-    policy = StaffPolicy(
-        Departments.parse((ROOT / "departments.example.toml").read_text(encoding="utf-8"), None)
-    )
     sms = SmsRecorder()
-    service = Conversations(sample_db, sms, clock=clock, policy=policy, links=LINKS.signer)
-    http = aiohttp.ClientSession()
-    # One person's answers may go faster than the real 1 a second here; the pacer is tested on its own.
-    client = GraphClient(http, graph.url, PHONE_NUMBER_ID, GRAPH_TOKEN, mps=500, per_user=100)
-    channel = WhatsAppChannel(service, client, APP_SECRET, VERIFY_TOKEN, policy, LINKS, template)
-    bot = make_bot(TOKEN, fake.url)
-    telegram = TelegramChannel(bot, service, RateLimiter(private=(50.0, 50.0), group=(50.0, 50.0)))
-    staff_chat = StaffChat(telegram, policy, media=client.media)
-    channel.photos = telegram.photo
-    telegram.staff = staff_chat
+    with tempfile.TemporaryDirectory() as folder:
+        settings = settings_in(
+            Path(folder),
+            EXAMPLE_DEPARTMENTS,
+            TELEGRAM_BOT_TOKEN=TOKEN,
+            TELEGRAM_API_URL=fake.url,
+            WHATSAPP_TOKEN=GRAPH_TOKEN,
+            WHATSAPP_PHONE_NUMBER_ID=PHONE_NUMBER_ID,
+            WHATSAPP_APP_SECRET=APP_SECRET,
+            WHATSAPP_VERIFY_TOKEN=VERIFY_TOKEN,
+            WHATSAPP_API_URL=graph.url,
+            WHATSAPP_TEMPLATE=template,
+            PUBLIC_BASE_URL=LINKS.base_url,
+            LINK_SECRET=LINK_SECRET,
+        )
+        service = await build(settings, db=sample_db, clock=clock, code_sms=sms, pace=FAST)
+    assert service.telegram is not None and service.whatsapp is not None
     stop = asyncio.Event()
-    polling = asyncio.create_task(telegram.poll(stop, long_poll_seconds=1))
-    worker = OutboxWorker(sample_db, {CHANNEL: channel, outbox.STAFF: staff_chat}, clock=clock)
-    app = make_app(sample_db, routes(channel))
+    polling = asyncio.create_task(service.telegram.channel.poll(stop, long_poll_seconds=1))
+    app = make_app(sample_db, service.routes)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield Wa(graph, service, channel, worker, clock, sms, f"http://127.0.0.1:{port}/whatsapp/webhook", fake)
+    webhook = f"http://127.0.0.1:{port}/whatsapp/webhook"
+    yield Wa(graph, service.conversations, service.whatsapp, service.worker, clock, sms, webhook, fake)
     stop.set()
     polling.cancel()
     await asyncio.gather(polling, return_exceptions=True)
     await runner.cleanup()
-    await http.close()
-    await bot.session.close()
+    await service.close()
     await graph.stop()
 
 

@@ -79,13 +79,17 @@ class OutboxWorker:
         clock: Clock = system_clock,
         periodic: Sequence[Callable[[datetime], Awaitable[object]]] = (),
         batch: int = 50,
+        wakeup: asyncio.Event | None = None,
+        period: float = PERIOD,
     ) -> None:
         self.db = db
         self.senders = dict(senders)
         self.clock = clock
         self.periodic = list(periodic)
         self.batch = batch
-        self._wake = asyncio.Event()
+        self.period = period
+        # Set by whoever queues a message (the service, the staff chat), built before this worker.
+        self._wake = wakeup or asyncio.Event()
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next tick."""
@@ -116,12 +120,17 @@ class OutboxWorker:
                 log.exception("a periodic job failed; it runs again at the next tick")
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set: a round whenever something is due, the periodic jobs every `period`.
+
+        A round that has begun is finished before the loop looks at `stop` again, so at a clean stop
+        every claimed message is sent and recorded, and none waits for its lease to be sent twice.
+        """
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
         while not stop.is_set():
             if loop.time() >= next_tick:
                 await self.tick()
-                next_tick = loop.time() + PERIOD
+                next_tick = loop.time() + self.period
             try:
                 sent = await self.run_once()
             except Exception:
@@ -131,7 +140,7 @@ class OutboxWorker:
                 continue
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), IDLE_WAIT)
+                await asyncio.wait_for(self._wake.wait(), min(IDLE_WAIT, max(next_tick - loop.time(), 0)))
             except TimeoutError:
                 pass
 

@@ -188,8 +188,9 @@ class StaffSettings(BaseSettings):
     model_config = _config()
     staff_chat_id: int | None = None
     departments_file: Path | None = None
-    sla_take_hours: int = Field(default=4, ge=1, le=24 * 30)
-    sla_done_days: int = Field(default=5, ge=1, le=365)
+    sla_take_hours: float = Field(default=4, gt=0, le=24 * 30)
+    sla_done_days: float = Field(default=5, gt=0, le=365)
+    deadline_check_seconds: float = Field(default=60, ge=0.5, le=3600)  # how often deadlines are looked at
 
     def policy(self) -> StaffPolicy:
         """The departments (read from DEPARTMENTS_FILE now) and the deadlines."""
@@ -222,6 +223,8 @@ class HttpSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # /readyz fails when a message has been due for longer than this (seconds): the outbox is stuck.
+    readyz_outbox_max_age: float = Field(default=900, gt=0)
 
     @field_validator("public_base_url")
     @classmethod

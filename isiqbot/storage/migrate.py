@@ -9,6 +9,8 @@ from alembic.config import Config
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from isiqbot.storage.db import Database
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -32,3 +34,10 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
             # Two processes starting at once must not both create the tables.
             await connection.exec_driver_sql("SELECT pg_advisory_xact_lock(724311)")
         await connection.run_sync(_run)
+
+
+async def open_database(url: str) -> Database:
+    """The database at `url`, migrated to the newest schema."""
+    db = Database(url)
+    await upgrade(db.engine)
+    return db

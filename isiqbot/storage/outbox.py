@@ -150,6 +150,24 @@ async def counts_by_state(session: AsyncSession) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
+async def oldest_due(session: AsyncSession, now: datetime) -> datetime | None:
+    """When the longest-waiting message that is due was due (None: nothing is), for readiness."""
+    query = select(func.min(Notification.next_attempt_at)).where(
+        col(Notification.state) == QUEUED, col(Notification.next_attempt_at) <= now
+    )
+    return await session.scalar(query)
+
+
+async def waiting_channels(session: AsyncSession) -> dict[str, int]:
+    """Unsent messages by channel: at start, those of a channel nobody sends for are worth a warning."""
+    query = (
+        select(Notification.channel, func.count())
+        .where(col(Notification.state).in_((QUEUED, SENDING)))
+        .group_by(Notification.channel)
+    )
+    return {channel: count for channel, count in await session.execute(query)}
+
+
 async def by_provider_id(session: AsyncSession, channel: str, provider_id: str) -> Notification | None:
     query = select(Notification).where(
         Notification.channel == channel, Notification.provider_id == provider_id

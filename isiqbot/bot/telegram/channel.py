@@ -4,43 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import io
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
-from aiogram import Bot
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.exceptions import (
-    TelegramBadRequest,
-    TelegramForbiddenError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-)
-from aiogram.methods import AnswerCallbackQuery, SendMessage, TelegramMethod
+from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramServerError
+from aiogram.methods import AnswerCallbackQuery
 from aiogram.types import BotCommand, Update
 from aiohttp import web
 from pydantic import ValidationError
 
-from isiqbot.bot.outbox import Permanent, Temporary
 from isiqbot.bot.service import Conversations, storage_unavailable
-from isiqbot.bot.telegram import CHANNEL
-from isiqbot.bot.telegram.limits import RateLimiter
+from isiqbot.bot.telegram.client import TelegramClient
 from isiqbot.bot.telegram.mapping import Inbound, map_update
-from isiqbot.bot.telegram.render import Outgoing, render
+from isiqbot.bot.telegram.render import render
 from isiqbot.bot.web import Handler
 from isiqbot.dialogs.events import COMMANDS
 from isiqbot.locales import LANGUAGES, Msg, translate
-from isiqbot.storage import conversations
 
 log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query"]
-SEND_ATTEMPTS = 6
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 (a header name, not a secret)
-T = TypeVar("T")
 
 
 class StaffUpdates(Protocol):
@@ -51,17 +36,14 @@ class StaffUpdates(Protocol):
     async def handle(self, update: Update) -> None: ...
 
 
-def make_bot(token: str, api_url: str) -> Bot:
-    """A bot whose requests go to `{api_url}/bot{token}/{method}`, so any Bot API server can stand in."""
-    return Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url)))
-
-
 class TelegramChannel:
-    def __init__(self, bot: Bot, service: Conversations, limiter: RateLimiter | None = None) -> None:
-        self.bot = bot
+    """The subscribers' private chats, and the staff chats' updates handed to `staff` when there are any."""
+
+    def __init__(self, client: TelegramClient, service: Conversations, staff: StaffUpdates | None = None):
+        self.client = client
+        self.bot = client.bot
         self.service = service
-        self.limiter = limiter or RateLimiter()
-        self.staff: StaffUpdates | None = None  # the department staff chats, when there are any
+        self.staff = staff
 
     async def process(self, update: Update) -> None:
         """Handle one update and answer it. Storage errors propagate: the update must come again."""
@@ -82,7 +64,7 @@ class TelegramChannel:
         )
         if inbound.callback_id is not None:  # every press is answered, or the button keeps spinning
             try:
-                await self._call(AnswerCallbackQuery(callback_query_id=inbound.callback_id))
+                await self.client.call(AnswerCallbackQuery(callback_query_id=inbound.callback_id))
             except TelegramBadRequest:  # too old to answer (Telegram allows a few minutes): nothing spins
                 pass
         if handled is None:
@@ -92,78 +74,8 @@ class TelegramChannel:
             if handled is None:
                 return
         for message in render(handled.outcome, handled.lang):
-            if not await self.send(inbound.chat_id, message):
+            if not await self.client.send(inbound.chat_id, message):
                 break
-
-    async def send(self, chat_id: int, message: Outgoing) -> bool:
-        """Send within the limits; False when the chat cannot be reached (recorded for the SMS fallback)."""
-        await self.limiter.acquire(chat_id)
-        try:
-            return await self._call(
-                SendMessage(chat_id=chat_id, text=message.text, reply_markup=message.markup)
-            )
-        except (TelegramForbiddenError, TelegramBadRequest) as exc:
-            if isinstance(exc, TelegramBadRequest) and "chat not found" not in exc.message.lower():
-                log.error("Telegram refused a message: %s", exc.message)  # ours to fix; the chat goes on
-                return False
-            reason = "blocked" if isinstance(exc, TelegramForbiddenError) else "chat_not_found"
-            log.info("Telegram chat unreachable (%s); recorded", reason)
-            await self._unreachable(chat_id, reason)
-            return False
-
-    async def request(self, chat_id: int, method: TelegramMethod[T], message: bool = True) -> T:
-        """One call for the outbox, within the limits: failures as `Temporary` or `Permanent`.
-
-        Only messages count against the limits (`message=False` for a callback answer, a reaction …).
-        The outbox retries; a chat that blocked the bot or is gone is recorded for the SMS fallback.
-        """
-        if message:
-            await self.limiter.acquire(chat_id)
-        try:
-            return await self.bot(method)
-        except TelegramRetryAfter as exc:
-            raise Temporary("Telegram 429: too many requests", exc.retry_after) from exc
-        except (TelegramServerError, TelegramNetworkError) as exc:
-            raise Temporary(f"Telegram {type(exc).__name__}: {exc}"[:200]) from exc
-        except TelegramForbiddenError as exc:
-            await self._unreachable(chat_id, "blocked")
-            raise Permanent("blocked: the person blocked the bot") from exc
-        except TelegramBadRequest as exc:
-            if "chat not found" in exc.message.lower():
-                await self._unreachable(chat_id, "chat_not_found")
-                raise Permanent("chat_not_found") from exc
-            raise Permanent(f"refused: {exc.message}"[:200]) from exc
-
-    async def photo(self, file_id: str) -> tuple[bytes, str]:
-        """A photo's bytes from Telegram (a staff member's, for a WhatsApp subscriber)."""
-        buffer = io.BytesIO()
-        try:
-            await self.bot.download(file_id, destination=buffer)
-        except (TelegramServerError, TelegramNetworkError) as exc:
-            raise Temporary(f"Telegram file: {type(exc).__name__}") from exc
-        except TelegramBadRequest as exc:
-            raise Permanent(f"Telegram file refused: {exc.message}"[:200]) from exc
-        return buffer.getvalue(), "image/jpeg"
-
-    async def _unreachable(self, chat_id: int, reason: str) -> None:
-        if chat_id < 0:
-            log.error("Telegram: the staff chat cannot be reached (%s); is the bot a member?", reason)
-            return
-        async with self.service.db.transaction() as session:
-            await conversations.mark_unreachable(session, CHANNEL, str(chat_id), reason, self.service.clock())
-
-    async def _call(self, method: TelegramMethod[Any]) -> bool:
-        """Call the Bot API, waiting out 429s and retrying 5xx and network errors with backoff."""
-        for attempt in range(SEND_ATTEMPTS):
-            try:
-                await self.bot(method)
-                return True
-            except TelegramRetryAfter as exc:
-                await asyncio.sleep(exc.retry_after)
-            except (TelegramServerError, TelegramNetworkError):
-                await asyncio.sleep(min(0.5 * 2**attempt, 30))
-        log.error("a Telegram call failed %s times and was given up", SEND_ATTEMPTS)
-        return False
 
     async def process_batch(self, updates: Sequence[Update]) -> None:
         """The updates of one chat one after another, different chats at the same time."""

@@ -6,10 +6,12 @@ from aiogram.methods import SendMessage, SendPhoto
 
 from isiqbot.bot.outbox import chat_text
 from isiqbot.bot.policy import StaffPolicy
+from isiqbot.bot.service import Clock
 from isiqbot.bot.telegram import CHANNEL
-from isiqbot.bot.telegram.channel import TelegramChannel
+from isiqbot.bot.telegram.client import TelegramClient
 from isiqbot.bot.telegram.render import split_text
 from isiqbot.storage import staff
+from isiqbot.storage.db import Database
 from isiqbot.storage.models import Notification
 
 CAPTION_LIMIT = 1024
@@ -22,8 +24,10 @@ class TelegramNotifier:
     application's staff thread.
     """
 
-    def __init__(self, channel: TelegramChannel, policy: StaffPolicy) -> None:
-        self.channel = channel
+    def __init__(self, client: TelegramClient, db: Database, clock: Clock, policy: StaffPolicy) -> None:
+        self.client = client
+        self.db = db
+        self.clock = clock
         self.policy = policy
 
     async def deliver(self, notification: Notification) -> str | None:
@@ -31,21 +35,21 @@ class TelegramNotifier:
         text, photo = self._content(notification)
         if photo:
             caption, rest = (text, "") if len(text) <= CAPTION_LIMIT else ("", text)
-            sent = await self.channel.request(
+            sent = await self.client.request(
                 chat_id, SendPhoto(chat_id=chat_id, photo=photo, caption=caption)
             )
             message_ids = [sent.message_id]
             if rest:
                 for piece in split_text(rest):
-                    reply = await self.channel.request(chat_id, SendMessage(chat_id=chat_id, text=piece))
+                    reply = await self.client.request(chat_id, SendMessage(chat_id=chat_id, text=piece))
                     message_ids.append(reply.message_id)
         else:
             message_ids = []
             for piece in split_text(text):
-                reply = await self.channel.request(chat_id, SendMessage(chat_id=chat_id, text=piece))
+                reply = await self.client.request(chat_id, SendMessage(chat_id=chat_id, text=piece))
                 message_ids.append(reply.message_id)
         if notification.application_id is not None:
-            async with self.channel.service.db.transaction() as session:
+            async with self.db.transaction() as session:
                 for message_id in message_ids:
                     await staff.link(
                         session,
@@ -54,7 +58,7 @@ class TelegramNotifier:
                         message_id,
                         notification.application_id,
                         "to_subscriber",
-                        self.channel.service.clock(),
+                        self.clock(),
                     )
         return str(message_ids[-1])
 

@@ -52,16 +52,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from isiqbot.bot.departments import Department
 from isiqbot.bot.outbox import Permanent, Temporary
 from isiqbot.bot.policy import StaffPolicy
-from isiqbot.bot.service import payload_msg
+from isiqbot.bot.service import Clock, payload_msg
 from isiqbot.bot.telegram import CHANNEL
-from isiqbot.bot.telegram.channel import TelegramChannel
+from isiqbot.bot.telegram.client import TelegramClient
 from isiqbot.bot.telegram.render import split_text
 from isiqbot.bot.whatsapp.mapping import MEDIA_PREFIX
 from isiqbot.dialogs.validate import display_phone
 from isiqbot.locales import Msg, translate
 from isiqbot.storage import applications, conversations, lifecycle, outbox, staff
 from isiqbot.storage.applications import account_label
-from isiqbot.storage.db import as_utc
+from isiqbot.storage.db import Database, as_utc
 from isiqbot.storage.lifecycle import IllegalTransition, Role, Status
 from isiqbot.storage.models import Application, Notification, Person, StaffThread
 
@@ -116,17 +116,19 @@ class Reaction:
 class StaffChat:
     def __init__(
         self,
-        channel: TelegramChannel,
+        client: TelegramClient,
+        db: Database,
+        clock: Clock,
         policy: StaffPolicy,
         wake: Callable[[], None] = lambda: None,
         media: Media | None = None,
     ):
-        self.channel = channel
+        self.client = client
         self.policy = policy
-        self.wake = wake
+        self.wake = wake  # the outbox worker: something was queued
         self.media = media  # reads a photo another channel holds (WhatsApp's "wa:<media id>")
-        self.db = channel.service.db
-        self.clock = channel.service.clock
+        self.db = db
+        self.clock = clock
         self._forum: dict[int, bool] = {}
         self._admins: dict[int, tuple[float, frozenset[int]]] = {}
 
@@ -140,7 +142,7 @@ class StaffChat:
                 for name in ("open", "find", "stats")
             ]
             try:
-                await self.channel.request(
+                await self.client.request(
                     chat_id,
                     SetMyCommands(commands=commands, scope=BotCommandScopeChat(chat_id=chat_id)),
                     message=False,
@@ -175,7 +177,7 @@ class StaffChat:
         cached = self._admins.get(chat_id)
         if cached is None or time.monotonic() - cached[0] > ADMINS_FOR:
             try:
-                admins = await self.channel.request(
+                admins = await self.client.request(
                     chat_id, GetChatAdministrators(chat_id=chat_id), message=False
                 )
             except (Temporary, Permanent, ClientDecodeError) as exc:
@@ -200,7 +202,7 @@ class StaffChat:
         self.wake()
         try:
             text = translate(reaction.toast, department.lang)[:200] if reaction.toast else None
-            await self.channel.request(
+            await self.client.request(
                 chat_id,
                 AnswerCallbackQuery(callback_query_id=query.id, text=text, show_alert=reaction.alert),
                 message=False,
@@ -292,7 +294,7 @@ class StaffChat:
         async with self.db.transaction() as session:
             found = await staff.thread(session, prompt.application_id)
         try:
-            sent = await self.channel.request(
+            sent = await self.client.request(
                 chat_id,
                 SendMessage(
                     chat_id=chat_id,
@@ -353,7 +355,7 @@ class StaffChat:
             text_out = "\n".join(translate(m, department.lang) for m in reaction.answer)
             for piece in split_text(text_out):
                 try:
-                    await self.channel.request(
+                    await self.client.request(
                         chat_id,
                         SendMessage(
                             chat_id=chat_id,
@@ -369,7 +371,7 @@ class StaffChat:
                     log.warning("an answer in a staff chat could not be sent: %s", exc)
         if reaction.thumbs_up:
             try:
-                await self.channel.request(
+                await self.client.request(
                     chat_id,
                     SetMessageReaction(
                         chat_id=chat_id,
@@ -580,7 +582,7 @@ class StaffChat:
         if notification.kind == "card_refresh":
             return await self._refresh_card(application, thread, person, lang, deliveries)
         if notification.kind == "photo":
-            sent = await self.channel.request(
+            sent = await self.client.request(
                 chat_id,
                 SendPhoto(
                     chat_id=chat_id,
@@ -591,7 +593,7 @@ class StaffChat:
             return await self._linked(chat_id, sent.message_id, application, "relay")
         if notification.kind == "location":
             latitude, longitude = notification.payload["latitude"], notification.payload["longitude"]
-            sent = await self.channel.request(
+            sent = await self.client.request(
                 chat_id,
                 SendLocation(chat_id=chat_id, latitude=latitude, longitude=longitude, **_in_thread(thread)),
             )
@@ -614,7 +616,7 @@ class StaffChat:
         if thread.topic_id is None and await self._is_forum(chat_id):
             reason = translate(Msg(f"reason.{application.reason}"), lang)
             try:
-                topic = await self.channel.request(
+                topic = await self.client.request(
                     chat_id, CreateForumTopic(chat_id=chat_id, name=f"{application.number} · {reason}"[:128])
                 )
             except Permanent as exc:  # no right to manage topics, or too many: the card goes all the same
@@ -627,7 +629,7 @@ class StaffChat:
                         row.topic_id = topic.message_thread_id
                 thread.topic_id = topic.message_thread_id
         text, markup = self.card(application, person, lang, deliveries)
-        sent = await self.channel.request(
+        sent = await self.client.request(
             chat_id,
             SendMessage(
                 chat_id=chat_id,
@@ -657,7 +659,7 @@ class StaffChat:
             return None  # the card is still queued, and will show the current state when it goes
         text, markup = self.card(application, person, lang, deliveries)
         try:
-            await self.channel.request(
+            await self.client.request(
                 thread.chat_id,
                 EditMessageText(
                     chat_id=thread.chat_id,
@@ -685,7 +687,7 @@ class StaffChat:
         photo = payload.get("photo")
         kind = "relay" if notification.kind == "relay" else "note"
         if photo and len(text) <= CAPTION_LIMIT:
-            sent = await self.channel.request(
+            sent = await self.client.request(
                 chat_id,
                 SendPhoto(
                     chat_id=chat_id, photo=await self._photo(photo), caption=text, **_in_thread(thread)
@@ -694,7 +696,7 @@ class StaffChat:
             return await self._linked(chat_id, sent.message_id, application, kind)
         last = None
         for piece in split_text(text):
-            sent = await self.channel.request(
+            sent = await self.client.request(
                 chat_id,
                 SendMessage(
                     chat_id=chat_id,
@@ -705,7 +707,7 @@ class StaffChat:
             )
             last = await self._linked(chat_id, sent.message_id, application, kind)
         if photo:
-            sent = await self.channel.request(
+            sent = await self.client.request(
                 chat_id, SendPhoto(chat_id=chat_id, photo=await self._photo(photo), **_in_thread(thread))
             )
             last = await self._linked(chat_id, sent.message_id, application, kind)
@@ -731,7 +733,7 @@ class StaffChat:
     async def _is_forum(self, chat_id: int) -> bool:
         if chat_id not in self._forum:
             try:
-                chat = await self.channel.request(chat_id, GetChat(chat_id=chat_id), message=False)
+                chat = await self.client.request(chat_id, GetChat(chat_id=chat_id), message=False)
                 self._forum[chat_id] = bool(chat.is_forum)
             except (Permanent, ClientDecodeError) as exc:
                 log.warning("a staff chat's kind could not be read (%s); posting without topics", exc)
@@ -880,10 +882,10 @@ async def check_deadlines(db: Any, policy: StaffPolicy, now: datetime) -> int:
         for application, which in flagged:
             assert application.id is not None
             if which == "take":
-                hours = int(policy.take_within.total_seconds() // 3600)
+                hours = f"{policy.take_within.total_seconds() / 3600:g}"
                 note = {"key": "staff.remind_take", "params": {"number": application.number, "hours": hours}}
             else:
-                days = policy.done_within.days
+                days = f"{policy.done_within.total_seconds() / 86400:g}"
                 note = {"key": "staff.remind_done", "params": {"number": application.number, "days": days}}
             await staff.to_thread(session, application.id, "note", note, now)
     return len(flagged)

@@ -162,6 +162,7 @@ class WhatsAppChannel:
         links: PublicLinks,
         template: str | None = None,
         template_language: Callable[[str], str] | None = None,
+        photos: Callable[[str], Awaitable[tuple[bytes, str]]] | None = None,
     ) -> None:
         self.service = service
         self.links = links
@@ -173,9 +174,7 @@ class WhatsAppChannel:
         self.template_language = template_language or (lambda lang: lang)
         self._users: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._replies: dict[str, asyncio.Task[None]] = {}
-        self.photos: Callable[[str], Awaitable[tuple[bytes, str]]] | None = (
-            None  # staff photos, by Telegram id
-        )
+        self.photos = photos  # staff photos, by Telegram file id
 
     # ---- the webhook --------------------------------------------------------------------------------
 

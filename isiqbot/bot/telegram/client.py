@@ -1,0 +1,124 @@
+"""Calls to the Bot API within Telegram's limits, shared by the subscribers' channel, the staff chats
+and the outbox's Telegram sender.
+
+An interactive answer (`send`) waits out a 429 and retries a 5xx a few times on the spot; a call for
+the outbox (`request`) turns failures into `Temporary` or `Permanent` and lets the outbox retry. A chat
+that blocked the bot, or is gone, is recorded on its conversation, so later news goes by SMS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from typing import Any, TypeVar
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.methods import SendMessage, TelegramMethod
+
+from isiqbot.bot.outbox import Permanent, Temporary
+from isiqbot.bot.service import Clock
+from isiqbot.bot.telegram import CHANNEL
+from isiqbot.bot.telegram.limits import RateLimiter
+from isiqbot.bot.telegram.render import Outgoing
+from isiqbot.storage import conversations
+from isiqbot.storage.db import Database
+
+log = logging.getLogger(__name__)
+SEND_ATTEMPTS = 6
+T = TypeVar("T")
+
+
+def make_bot(token: str, api_url: str) -> Bot:
+    """A bot whose requests go to `{api_url}/bot{token}/{method}`, so any Bot API server can stand in."""
+    return Bot(token, session=AiohttpSession(api=TelegramAPIServer.from_base(api_url)))
+
+
+class TelegramClient:
+    def __init__(self, bot: Bot, db: Database, clock: Clock, limiter: RateLimiter | None = None) -> None:
+        self.bot = bot
+        self.db = db
+        self.clock = clock
+        self.limiter = limiter or RateLimiter()
+
+    async def send(self, chat_id: int, message: Outgoing) -> bool:
+        """Send within the limits; False when the chat cannot be reached (recorded for the SMS fallback)."""
+        await self.limiter.acquire(chat_id)
+        try:
+            return await self.call(
+                SendMessage(chat_id=chat_id, text=message.text, reply_markup=message.markup)
+            )
+        except (TelegramForbiddenError, TelegramBadRequest) as exc:
+            if isinstance(exc, TelegramBadRequest) and "chat not found" not in exc.message.lower():
+                log.error("Telegram refused a message: %s", exc.message)  # ours to fix; the chat goes on
+                return False
+            reason = "blocked" if isinstance(exc, TelegramForbiddenError) else "chat_not_found"
+            log.info("Telegram chat unreachable (%s); recorded", reason)
+            await self._unreachable(chat_id, reason)
+            return False
+
+    async def request(self, chat_id: int, method: TelegramMethod[T], message: bool = True) -> T:
+        """One call for the outbox, within the limits: failures as `Temporary` or `Permanent`.
+
+        Only messages count against the limits (`message=False` for a callback answer, a reaction …).
+        The outbox retries; a chat that blocked the bot or is gone is recorded for the SMS fallback.
+        """
+        if message:
+            await self.limiter.acquire(chat_id)
+        try:
+            return await self.bot(method)
+        except TelegramRetryAfter as exc:
+            raise Temporary("Telegram 429: too many requests", exc.retry_after) from exc
+        except (TelegramServerError, TelegramNetworkError) as exc:
+            raise Temporary(f"Telegram {type(exc).__name__}: {exc}"[:200]) from exc
+        except TelegramForbiddenError as exc:
+            await self._unreachable(chat_id, "blocked")
+            raise Permanent("blocked: the person blocked the bot") from exc
+        except TelegramBadRequest as exc:
+            if "chat not found" in exc.message.lower():
+                await self._unreachable(chat_id, "chat_not_found")
+                raise Permanent("chat_not_found") from exc
+            raise Permanent(f"refused: {exc.message}"[:200]) from exc
+
+    async def photo(self, file_id: str) -> tuple[bytes, str]:
+        """A photo's bytes from Telegram (a staff member's, for a WhatsApp subscriber)."""
+        buffer = io.BytesIO()
+        try:
+            await self.bot.download(file_id, destination=buffer)
+        except (TelegramServerError, TelegramNetworkError) as exc:
+            raise Temporary(f"Telegram file: {type(exc).__name__}") from exc
+        except TelegramBadRequest as exc:
+            raise Permanent(f"Telegram file refused: {exc.message}"[:200]) from exc
+        return buffer.getvalue(), "image/jpeg"
+
+    async def call(self, method: TelegramMethod[Any]) -> bool:
+        """Call the Bot API, waiting out 429s and retrying 5xx and network errors with backoff."""
+        for attempt in range(SEND_ATTEMPTS):
+            try:
+                await self.bot(method)
+                return True
+            except TelegramRetryAfter as exc:
+                await asyncio.sleep(exc.retry_after)
+            except (TelegramServerError, TelegramNetworkError):
+                await asyncio.sleep(min(0.5 * 2**attempt, 30))
+        log.error("a Telegram call failed %s times and was given up", SEND_ATTEMPTS)
+        return False
+
+    async def close(self) -> None:
+        await self.bot.session.close()
+
+    async def _unreachable(self, chat_id: int, reason: str) -> None:
+        if chat_id < 0:
+            log.error("Telegram: the staff chat cannot be reached (%s); is the bot a member?", reason)
+            return
+        async with self.db.transaction() as session:
+            await conversations.mark_unreachable(session, CHANNEL, str(chat_id), reason, self.clock())
