@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -17,6 +17,7 @@ from isiqbot.storage.db import Database
 from isiqbot.storage.migrate import upgrade
 from tests.chat import ALL_SETTINGS, Chat, SmsRecorder
 from tests.fake_telegram import FakeTelegram
+from tests.outside import Gateway, Mailbox, sms_gateway, smtp_server
 
 POSTGRES_URL = os.environ.get(
     "TEST_DATABASE_URL_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -135,3 +136,17 @@ async def fake() -> AsyncIterator[FakeTelegram]:
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    """A local HTTP SMS gateway."""
+    async with sms_gateway() as recorder:
+        yield recorder
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    """A real SMTP server on 127.0.0.1, and its port."""
+    with smtp_server() as mailbox:
+        yield mailbox, mailbox.port

@@ -218,9 +218,10 @@ class WaUser:
         place = {"latitude": latitude, "longitude": longitude, "name": "Ev", "address": "Bakı"}
         return await self._do(self.envelope(type="location", location=place))
 
-    async def image(self, media_id: str, caption: str = "") -> str:
+    async def image(self, media_id: str, caption: str = "", reply_to: str | None = None) -> str:
         image = {"caption": caption, "mime_type": "image/jpeg", "sha256": "abc", "id": media_id}
-        return await self._do(self.envelope(type="image", image=image))
+        context = {"context": {"from": "994125551234", "id": reply_to}} if reply_to else {}
+        return await self._do(self.envelope(type="image", image=image, **context))
 
     async def sticker(self) -> str:
         return await self._do(

@@ -31,6 +31,7 @@ class FakeTelegram:
         self.polls_after: dict[int, int] = {}  # update id → getUpdates calls since it was queued
         self.failures: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         self.stalled: set[str] = set()  # methods that never answer, as a hung network would
+        self.blocked: set[int] = set()  # private chats whose person blocked the bot
         self.stalled_calls = 0
         self._release = asyncio.Event()
         self._update_ids = itertools.count(1)
@@ -104,6 +105,13 @@ class FakeTelegram:
             return web.json_response(
                 {"ok": False, "error_code": 502, "description": "Bad Gateway"}, status=502
             )
+        if method.lower().startswith("send") and int(params.get("chat_id") or 0) in self.blocked:
+            blocked = {
+                "ok": False,
+                "error_code": 403,
+                "description": "Forbidden: bot was blocked by the user",
+            }
+            return web.json_response(blocked, status=403)
         if self.failures[method.lower()]:
             status, body = self.failures[method.lower()].pop(0)
             return web.json_response(body, status=status)

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import email
-import email.policy
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from email.message import EmailMessage
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
-from aiosmtpd.controller import Controller
 from sqlmodel import select
 
 from isiqbot.bot.app import build
@@ -35,75 +30,13 @@ from tests.assembly import FAST, settings_in
 from tests.chat import PLAIN, Chat, SmsRecorder, identify
 from tests.conftest import Clock
 from tests.fake_telegram import TOKEN, FakeTelegram
+from tests.outside import Gateway, Mailbox
 from tests.processes import free_port
 
 BASE_URL = "https://bot.azerisiq.az"
 SECRET = b"notifications-test-secret-0123456789"
 SMS_TOKEN = "gateway-token-xyz"
 SUBSCRIBER = 501
-
-
-@dataclass
-class Gateway:
-    """A local HTTP SMS gateway: records each POST, and fails, hangs or answers as told."""
-
-    received: list[dict[str, Any]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    failures: list[int] = field(default_factory=list)
-    hang_next: int = 0
-    url: str = ""
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.headers.append(dict(request.headers))
-        if self.hang_next:
-            self.hang_next -= 1
-            await asyncio.sleep(5)
-        if self.failures:
-            return web.json_response({"error": "busy"}, status=self.failures.pop(0))
-        body = await request.json()
-        self.received.append(body)
-        return web.json_response({"id": f"sms-{len(self.received)}"})
-
-
-@pytest.fixture
-async def gateway() -> AsyncIterator[Gateway]:
-    recorder = Gateway()
-    app = web.Application()
-    app.router.add_post("/send", recorder.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    recorder.url = f"http://127.0.0.1:{port}/send"
-    yield recorder
-    await runner.cleanup()
-
-
-class Mailbox:
-    """An aiosmtpd handler: keeps each message; refuses the next ones with 451 when told to."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.refuse = 0
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.refuse:
-            self.refuse -= 1
-            return "451 4.3.0 Try again later"
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Any:
-    mailbox = Mailbox()
-    port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield mailbox, port
-    controller.stop()
 
 
 @dataclass

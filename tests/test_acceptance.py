@@ -1,0 +1,555 @@
+"""Acceptance: `isiqbot run` as its own process, set up as an operator sets it up, on SQLite and PostgreSQL.
+
+Everything outside the process stands on 127.0.0.1: the Bot API (`FakeTelegram`), the Graph API
+(`FakeGraph`), an HTTP SMS gateway and a real SMTP server. Every channel is configured in every
+scenario. Each scenario follows one feature from the subscriber's first message to the last thing
+anyone receives; nothing inside the process is replaced or driven by the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+from sqlalchemy import update
+from sqlmodel import select
+
+from isiqbot.locales import Msg, translate
+from isiqbot.storage import outbox, registry
+from isiqbot.storage.db import Database
+from isiqbot.storage.models import Application, Conversation, Notification
+from tests.assembly import EXAMPLE_DEPARTMENTS
+from tests.fake_graph import APP_SECRET, GRAPH_TOKEN, PHONE_NUMBER_ID, VERIFY_TOKEN, FakeGraph, WaUser
+from tests.fake_telegram import PHOTO, TOKEN, FakeTelegram, StaffMember, TelegramUser
+from tests.outside import Gateway, Mailbox, sms_gateway, smtp_server
+from tests.processes import ISIQBOT, free_port, isiqbot_env, run_isiqbot
+
+BAKI, FALLBACK = -1001000000001, -1009999999999
+RAUF = 100001  # listed staff of the Baku department in departments.example.toml
+SMS_TOKEN = "acceptance-sms-token"
+TEMPLATE = "isiqbot_status"
+T = TypeVar("T")
+
+
+def t(key: str, **params: Any) -> str:
+    """A message as an Azerbaijani-speaking person sees it."""
+    return translate(Msg(key, params), "az")
+
+
+async def eventually(check: Callable[[], T], what: str, within: float = 30) -> T:
+    """The first truthy value of `check`, polled until `within` seconds have passed."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within} s: {what}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class World:
+    """Everything outside the process."""
+
+    telegram: FakeTelegram
+    graph: FakeGraph
+    sms: Gateway
+    mail: Mailbox
+
+    def card(self, chat_id: int, number: str) -> dict[str, Any]:
+        """The application's card in a staff chat: the message with the buttons that names the number."""
+        for message in self.telegram.sent_to(chat_id):
+            markup = message.get("reply_markup") or {}
+            if "inline_keyboard" in markup and number in str(message.get("text")):
+                return message
+        return {}
+
+    def buttons(self, chat_id: int, number: str) -> dict[str, str]:
+        """The card's buttons as staff see them now: the card is edited in place after each change."""
+        card = self.card(chat_id, number)
+        markup = card["reply_markup"]
+        for edit in self.telegram.edits:
+            same = (int(edit["chat_id"]), int(edit["message_id"])) == (chat_id, card["message_id"])
+            if same and edit.get("reply_markup"):
+                markup = edit["reply_markup"]
+        return {b["text"]: b["callback_data"] for row in markup["inline_keyboard"] for b in row}
+
+    def prompt(self, chat_id: int) -> dict[str, Any]:
+        """The last question to a staff member that waits for their reply (the result, a message)."""
+        for message in reversed(self.telegram.sent_to(chat_id)):
+            if "force_reply" in str(message.get("reply_markup")):
+                return message
+        return {}
+
+    def sms_saying(self, phone: str, words: str) -> list[str]:
+        return [text for text in self.sms.texts_to(phone) if words in text]
+
+    def reminders(self, chat_id: int) -> list[dict[str, Any]]:
+        return [m for m in self.telegram.sent_to(chat_id) if str(m.get("text", "")).startswith("⏰")]
+
+    def telegram_texts(self, chat_id: int) -> list[str]:
+        return [str(m.get("text") or m.get("caption") or "") for m in self.telegram.sent_to(chat_id)]
+
+    def whatsapp_texts(self, to: str) -> list[str]:
+        texts = []
+        for message in self.graph.sent_to(to):
+            body = message.get(message["type"], {})
+            texts.append(str(body.get("body") or body.get("caption") or body.get("name") or message))
+        return texts
+
+
+@pytest.fixture
+async def world(fake: FakeTelegram) -> AsyncIterator[World]:
+    graph = FakeGraph()
+    await graph.start()
+    async with sms_gateway() as sms:
+        with smtp_server() as mail:
+            yield World(fake, graph, sms, mail)
+    await graph.stop()
+
+
+class Isiqbot:
+    """`isiqbot run` in its own process, configured against the world through its environment."""
+
+    def __init__(self, tmp_path: Path, world: World, db_url: str, **settings: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        departments = tmp_path / "departments.toml"
+        if not departments.exists():
+            departments.write_text(EXAMPLE_DEPARTMENTS, encoding="utf-8")
+        self.env = (
+            isiqbot_env(
+                tmp_path,
+                DATABASE_URL=db_url,
+                TELEGRAM_BOT_TOKEN=TOKEN,
+                TELEGRAM_API_URL=world.telegram.url,
+                DEPARTMENTS_FILE=str(departments),
+                STAFF_CHAT_ID=str(FALLBACK),
+                WHATSAPP_TOKEN=GRAPH_TOKEN,
+                WHATSAPP_PHONE_NUMBER_ID=PHONE_NUMBER_ID,
+                WHATSAPP_APP_SECRET=APP_SECRET,
+                WHATSAPP_VERIFY_TOKEN=VERIFY_TOKEN,
+                WHATSAPP_API_URL=world.graph.url,
+                SMS_GATEWAY_URL=world.sms.url,
+                SMS_GATEWAY_TOKEN=SMS_TOKEN,
+                SMTP_HOST="127.0.0.1",
+                SMTP_PORT=str(world.mail.port),
+                SMTP_FROM="bot@azerisiq.az",
+                SMTP_SECURITY="none",
+                PUBLIC_BASE_URL=self.base,
+                HTTP_PORT=str(self.port),
+                LOG_LEVEL="INFO",
+            )
+            | settings
+        )
+        self.tmp_path = tmp_path
+        self.log_path = tmp_path / f"isiqbot-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def import_registry(self) -> None:
+        """What an operator does once: load the billing registry."""
+        result = run_isiqbot(self.tmp_path, "registry", "import", str(registry.SAMPLE_CSV), env=self.env)
+        assert result.returncode == 0, result.stderr
+
+    def spawn(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [ISIQBOT, "run"], cwd=self.tmp_path, env=self.env, stdout=log, stderr=log
+            )
+
+    async def start(self) -> None:
+        self.spawn()
+        await eventually(self._ready, f"isiqbot run ready; its log:\n{self.log}", within=60)
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"isiqbot run exited with {self.process.returncode}:\n{self.log}")
+        return "started in" in self.log
+
+    async def stop(self) -> int:
+        """SIGTERM, as a service manager stops it; its exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(self.process.wait, 30)
+        return code
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as http, http.get(self.base + path) as response:
+            return response.status, await response.text()
+
+
+@pytest.fixture
+async def running(tmp_path: Path, world: World, db: Database, db_url: str) -> AsyncIterator[Isiqbot]:
+    """The service as an operator starts it: registry imported, then `isiqbot run`; SIGTERM at the end."""
+    service = Isiqbot(tmp_path, world, db_url)
+    await asyncio.to_thread(service.import_registry)
+    await service.start()
+    try:
+        yield service
+        assert await service.stop() == 0, service.log
+    finally:
+        service.kill()
+    assert "Traceback" not in service.log, service.log
+
+
+async def the_application(db: Database) -> Application:
+    async with db.transaction() as session:
+        found = (await session.scalars(select(Application).order_by(Application.id.desc()))).first()
+    assert found is not None
+    return found
+
+
+async def file_in_telegram(user: TelegramUser, phone: str, code: str, email: str | None = None) -> None:
+    """The shortest residential application in Telegram, from /start to "Send"."""
+    assert "Azərişıq" in await user.text("/start")
+    await user.press("Yeni müraciət")
+    await user.contact(phone)
+    await user.press(code)
+    await user.press("İşıq yoxdur")
+    await user.text("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
+    await user.press("Keç")
+    await user.press("qalsın")
+    await user.press("Keç")
+    if email is None:
+        await user.press("E-poçt olmadan")
+    else:
+        await user.text(email)
+    assert "qeydə alındı" in await user.press("Müraciəti göndər")
+
+
+def whatsapp_user(world: World, service: Isiqbot, wa_id: str) -> WaUser:
+    """A WhatsApp user posting signed webhooks to the process; each step waits for the answers."""
+    user = WaUser(world.graph, f"{service.base}/whatsapp/webhook", wa_id)
+
+    async def answered() -> None:
+        await eventually(lambda: len(world.graph.sent_to(user.key)) > user.seen, "a WhatsApp answer")
+        count = -1
+        while count != len(world.graph.sent_to(user.key)):  # all of this step's answers, which
+            count = len(world.graph.sent_to(user.key))  # leave at WhatsApp's pace of 1 a second
+            await asyncio.sleep(1.2)
+
+    user.settle = answered
+    return user
+
+
+async def file_in_whatsapp(user: WaUser, own_number: str, code: str) -> None:
+    """The shortest residential application in WhatsApp, from "Salam" to "Send"."""
+    assert "Azərişıq" in await user.text("Salam")
+    await user.press("new")
+    await user.press(own_number)
+    await user.press(code)
+    await user.press("reason:no_power")
+    await user.text("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
+    await user.press("done")
+    await user.press("keep")
+    await user.press("done")
+    await user.press("skip")
+    assert "qeydə alındı" in await user.press("send")
+
+
+async def staff_close(world: World, staff: StaffMember, number: str, result: str) -> None:
+    """Completed, and the result written in reply to the bot's question."""
+    await staff.press(world.buttons(BAKI, number)[t("staff.btn_done")])
+    prompt = await eventually(lambda: world.prompt(BAKI), "the question for the result")
+    await staff.text(result, reply_to=prompt["message_id"])
+
+
+# ---- the scenarios ---------------------------------------------------------------------------------
+
+
+async def test_telegram_subscriber_files_and_staff_carry_it_to_the_result(
+    world: World, running: Isiqbot, db: Database
+) -> None:
+    assert "outbox: email, sms, staff, telegram, whatsapp" in running.log
+    elcin = TelegramUser(world.telegram, 501)
+    await file_in_telegram(elcin, "+994996510079", "168808605066007", email="elcin@example.az")
+    number = (await the_application(db)).number
+
+    # The card reaches the Baku department's group, with its buttons; SMS and e-mail reach Elçin.
+    card = await eventually(lambda: world.card(BAKI, number), "the card in the Baku group")
+    assert "Yasamal" in card["text"] and "Telegram" in card["text"]
+    assert t("staff.btn_take") in world.buttons(BAKI, number)
+    assert await eventually(lambda: world.sms.texts_to("+994996510079"), "the registration SMS")
+    assert number in world.sms.texts_to("+994996510079")[0]
+    assert await eventually(lambda: world.mail.to("elcin@example.az"), "the registration e-mail")
+
+    # Rauf takes it, starts the work and completes it; Elçin hears of each step in the chat.
+    rauf = StaffMember(world.telegram, RAUF, BAKI, "Rauf")
+    await rauf.press(world.buttons(BAKI, number)[t("staff.btn_take")])
+    await rauf.press(world.buttons(BAKI, number)[t("staff.btn_work")])
+    await eventually(
+        lambda: any(t("status.in_progress") in x for x in world.telegram_texts(501)), "in progress, in chat"
+    )
+    await staff_close(world, rauf, number, "Kabel dəyişdirildi, işıq bərpa olundu.")
+    news = await eventually(
+        lambda: [x for x in world.telegram_texts(501) if t("status.completed") in x], "the result in chat"
+    )
+    assert "Kabel dəyişdirildi" in news[-1]
+
+    # The result also goes by SMS and by e-mail, as the portal promises.
+    result_sms = await eventually(
+        lambda: world.sms_saying("+994996510079", t("status.completed")), "result SMS"
+    )
+    assert number in result_sms[0]
+    assert await eventually(lambda: len(world.mail.to("elcin@example.az")) == 2, "the result e-mail")
+    assert "Kabel dəyişdirildi" in world.mail.to("elcin@example.az")[1].get_body().get_content()  # type: ignore[union-attr]
+    assert (await the_application(db)).status == "completed"
+
+
+async def test_whatsapp_subscriber_hears_each_status_in_the_window_and_by_template_outside_it(
+    tmp_path: Path, world: World, db: Database, db_url: str
+) -> None:
+    service = Isiqbot(tmp_path, world, db_url, WHATSAPP_TEMPLATE=TEMPLATE)
+    await asyncio.to_thread(service.import_registry)
+    await service.start()
+    try:
+        sevda = whatsapp_user(world, service, "994996958257")
+        await file_in_whatsapp(sevda, "99 695 82 57", "859899677634931")
+        number = (await the_application(db)).number
+        card = await eventually(lambda: world.card(BAKI, number), "the card in the Baku group")
+        assert "WhatsApp" in card["text"]
+        assert await eventually(lambda: world.sms.texts_to("+994996958257"), "the registration SMS")
+
+        rauf = StaffMember(world.telegram, RAUF, BAKI, "Rauf")
+        await rauf.press(world.buttons(BAKI, number)[t("staff.btn_take")])
+        await rauf.press(world.buttons(BAKI, number)[t("staff.btn_work")])
+        await eventually(
+            lambda: any(t("status.in_progress") in x for x in world.whatsapp_texts(sevda.key)),
+            "in progress, as free text inside the 24-hour window",
+        )
+
+        # A day later Sevda has not written again: the window is closed, so the template carries it.
+        async with db.transaction() as session:
+            day_ago = datetime.now(UTC) - timedelta(hours=25)
+            await session.execute(
+                update(Conversation).where(Conversation.user_key == sevda.key).values(last_inbound_at=day_ago)
+            )
+        await staff_close(world, rauf, number, "Sayğac yoxlanıldı, qaydasındadır.")
+        template = await eventually(
+            lambda: [m for m in world.graph.sent_to(sevda.key) if m["type"] == "template"], "the template"
+        )
+        parameters = [p["text"] for p in template[0]["template"]["components"][0]["parameters"]]
+        assert parameters[0] == number and parameters[1] == t("status.completed")
+        assert parameters[2].startswith(f"{service.base}/a/")
+        assert await eventually(
+            lambda: world.sms_saying("+994996958257", t("status.completed")),
+            "result SMS",
+        )
+        assert await service.stop() == 0
+    finally:
+        service.kill()
+
+
+async def test_staff_and_subscribers_write_to_each_other_with_photos_in_both_channels(
+    world: World, running: Isiqbot, db: Database
+) -> None:
+    elcin = TelegramUser(world.telegram, 501)
+    await file_in_telegram(elcin, "+994996510079", "168808605066007")
+    in_telegram = (await the_application(db)).number
+    sevda = whatsapp_user(world, running, "994996958257")
+    await file_in_whatsapp(sevda, "99 695 82 57", "859899677634931")
+    in_whatsapp = (await the_application(db)).number
+    rauf = StaffMember(world.telegram, RAUF, BAKI, "Rauf")
+
+    # Telegram: Rauf answers on the card with a photo; Elçin replies to it with a photo of her own.
+    card = await eventually(lambda: world.card(BAKI, in_telegram), "the Telegram application's card")
+    await rauf.photo("AgAD-meter", caption="Sayğacınız budur?", reply_to=card["message_id"])
+    to_elcin = await eventually(
+        lambda: [m for m in world.telegram.sent_to(501) if m["method"] == "sendPhoto"], "the photo for Elçin"
+    )
+    assert (
+        "Sayğacınız budur?" in to_elcin[-1]["caption"] and "Bakı Elektrik Şəbəkəsi" in to_elcin[-1]["caption"]
+    )
+    await elcin.photo("AgAD-answer", caption="Bəli, budur.", reply_to=to_elcin[-1]["message_id"])
+    back = await eventually(
+        lambda: [m for m in world.telegram.sent_to(BAKI) if m["method"] == "sendPhoto"], "Elçin's photo"
+    )
+    assert back[-1]["photo"] == "AgAD-answer" and "Bəli, budur." in back[-1]["caption"]
+
+    # WhatsApp: Rauf's photo is read from Telegram and uploaded to WhatsApp; Sevda's comes back.
+    card = await eventually(lambda: world.card(BAKI, in_whatsapp), "the WhatsApp application's card")
+    await rauf.photo("AgAD-cable", caption="Bu kabeldir?", reply_to=card["message_id"])
+    image = await eventually(
+        lambda: [m for m in world.graph.sent_to(sevda.key) if m["type"] == "image"], "the photo for Sevda"
+    )
+    assert world.graph.uploads[-1]["data"] == PHOTO and "Bu kabeldir?" in image[-1]["image"]["caption"]
+    await sevda.image("5550001112223334", caption="Bəli, dirəkdəki kabeldir.", reply_to=image[-1]["id"])
+    await eventually(
+        lambda: any("Bəli, dirəkdəki kabeldir." in x for x in world.telegram_texts(BAKI)), "Sevda's photo"
+    )
+    assert world.graph.media_requests[-1] == "5550001112223334"
+
+
+async def test_a_subscriber_who_blocked_the_bot_gets_the_news_by_sms_and_the_link_opens_the_page(
+    world: World, running: Isiqbot, db: Database
+) -> None:
+    elcin = TelegramUser(world.telegram, 501)
+    await file_in_telegram(elcin, "+994996510079", "168808605066007")
+    number = (await the_application(db)).number
+    await eventually(lambda: world.card(BAKI, number), "the card")
+    world.telegram.blocked.add(501)  # Elçin blocks the bot
+
+    rauf = StaffMember(world.telegram, RAUF, BAKI, "Rauf")
+    await rauf.press(world.buttons(BAKI, number)[t("staff.btn_work")])
+    news = t("sms.news", number=number, link="")  # "… there is news: {link}"
+    fallback = await eventually(lambda: world.sms_saying("+994996510079", news), "the SMS instead")
+    link = re.search(rf"{re.escape(running.base)}(/a/[A-Za-z0-9_-]+)", fallback[0])
+    assert link is not None, fallback
+    status, page = await running.get(link.group(1))
+    assert status == 200 and number in page and t("status.in_progress") in page
+
+
+async def test_an_application_from_a_region_no_department_serves_lands_in_the_default_staff_chat(
+    tmp_path: Path, world: World, db: Database, db_url: str
+) -> None:
+    only_baku = EXAMPLE_DEPARTMENTS.split("[departments.gence]")[0]
+    (tmp_path / "departments.toml").write_text(only_baku, encoding="utf-8")
+    service = Isiqbot(tmp_path, world, db_url)
+    await asyncio.to_thread(service.import_registry)
+    await service.start()
+    try:
+        nigar = TelegramUser(world.telegram, 502)
+        await file_in_telegram(nigar, "+994509877853", "796037680826200")  # Gəncə
+        number = (await the_application(db)).number
+        card = await eventually(lambda: world.card(FALLBACK, number), "the card in STAFF_CHAT_ID")
+        assert "Gəncə" in card["text"]
+        assert not world.card(BAKI, number)
+        assert await service.stop() == 0
+    finally:
+        service.kill()
+
+
+async def test_a_deadline_reminder_is_posted_once_in_the_thread(
+    tmp_path: Path, world: World, db: Database, db_url: str
+) -> None:
+    # Nobody takes the application within 1.8 seconds; the deadlines are looked at every second.
+    service = Isiqbot(tmp_path, world, db_url, SLA_TAKE_HOURS="0.0005", DEADLINE_CHECK_SECONDS="1")
+    await asyncio.to_thread(service.import_registry)
+    await service.start()
+    try:
+        elcin = TelegramUser(world.telegram, 501)
+        await file_in_telegram(elcin, "+994996510079", "168808605066007")
+        number = (await the_application(db)).number
+        card = await eventually(lambda: world.card(BAKI, number), "the card")
+        reminders = await eventually(
+            lambda: world.reminders(BAKI),
+            "reminder",
+        )
+        assert number in reminders[0]["text"]
+        assert reminders[0]["reply_parameters"]["message_id"] == card["message_id"]  # in the card's thread
+        await asyncio.sleep(3)  # three more looks at the deadlines
+        assert len(world.reminders(BAKI)) == 1
+        assert await service.stop() == 0
+    finally:
+        service.kill()
+
+
+# ---- stopping and readiness ------------------------------------------------------------------------
+
+
+async def test_sigterm_mid_fan_out_finishes_the_claimed_sends_and_a_restart_sends_nothing_twice(
+    tmp_path: Path, world: World, db: Database, db_url: str
+) -> None:
+    phones = [f"+99450{n:07d}" for n in range(1000001, 1000021)]
+    async with db.transaction() as session:  # twenty SMS owed, to twenty people
+        for phone in phones:
+            outbox.enqueue(
+                session,
+                channel=outbox.SMS,
+                user_key=phone,
+                kind="sms_code",
+                payload={"key": "sms.otp", "params": {"code": "123456", "minutes": 5}},
+                now=datetime.now(UTC),
+            )
+    world.sms.delay = 1.5  # a slow gateway: every send is in flight when SIGTERM comes
+    service = Isiqbot(tmp_path, world, db_url)
+    await service.start()
+    try:
+        await eventually(lambda: world.sms.received, "the first SMS in flight")
+        assert await service.stop() == 0
+        async with db.transaction() as session:
+            states = [n.state for n in (await session.scalars(select(Notification))).all()]
+        assert outbox.SENDING not in states  # each claimed send finished and was recorded
+        sent_before = len(world.sms.received)
+
+        world.sms.delay = 0
+        restarted = Isiqbot(tmp_path, world, db_url)
+        await restarted.start()
+        try:
+            await eventually(lambda: len(world.sms.received) >= len(phones), "every SMS", within=30)
+            await asyncio.sleep(1)
+            assert await restarted.stop() == 0
+        finally:
+            restarted.kill()
+    finally:
+        service.kill()
+    assert sorted(m["to"] for m in world.sms.received) == phones  # each once, none twice
+    assert sent_before > 0
+
+
+async def test_readyz_says_when_the_outbox_is_stuck(
+    tmp_path: Path, world: World, db: Database, db_url: str
+) -> None:
+    service = Isiqbot(tmp_path, world, db_url, READYZ_OUTBOX_MAX_AGE="60")
+    await service.start()
+    try:
+        status, body = await service.get("/readyz")
+        assert status == 200 and '"telegram"' in body and '"whatsapp"' in body
+        async with db.transaction() as session:  # a message for a channel nobody sends, due an hour ago
+            outbox.enqueue(
+                session,
+                channel="viber",
+                user_key="42",
+                kind="status",
+                payload={},
+                now=datetime.now(UTC) - timedelta(hours=1),
+            )
+        status, body = await service.get("/readyz")
+        assert status == 503 and "outbox" in body
+        status, _ = await service.get("/healthz")
+        assert status == 200  # the database answers: alive, but not doing its job
+        assert await service.stop() == 0
+    finally:
+        service.kill()
+    restarted = Isiqbot(tmp_path, world, db_url)
+    await restarted.start()
+    try:
+        assert "1 message(s) wait for viber, which is not configured" in restarted.log
+        assert await restarted.stop() == 0
+    finally:
+        restarted.kill()
+
+
+def test_python_dash_m_isiqbot_is_the_isiqbot_command(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "isiqbot", "migrate"],
+        cwd=tmp_path,
+        env=isiqbot_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and "up to date" in result.stdout, result.stderr
