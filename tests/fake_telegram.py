@@ -32,6 +32,7 @@ class FakeTelegram:
         self.failures: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         self.stalled: set[str] = set()  # methods that never answer, as a hung network would
         self.blocked: set[int] = set()  # private chats whose person blocked the bot
+        self.webhook_url = ""  # as setWebhook left it
         self.stalled_calls = 0
         self._release = asyncio.Event()
         self._update_ids = itertools.count(1)
@@ -236,6 +237,17 @@ class FakeTelegram:
         if request.match_info["token"] != TOKEN:
             return web.Response(status=401)
         return web.Response(body=PHOTO, content_type="image/jpeg")
+
+    async def _setwebhook(self, params: dict[str, Any]) -> bool:
+        self.webhook_url = str(params.get("url") or "")
+        return True
+
+    async def _deletewebhook(self, params: dict[str, Any]) -> bool:
+        self.webhook_url = ""
+        return True
+
+    async def _getwebhookinfo(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.webhook_url, "has_custom_certificate": False, "pending_update_count": 0}
 
     async def _setmessagereaction(self, params: dict[str, Any]) -> bool:
         self.reactions.append(params)

@@ -542,6 +542,29 @@ async def test_readyz_says_when_the_outbox_is_stuck(
         restarted.kill()
 
 
+async def test_by_webhook_the_subscriber_is_answered_and_readyz_sees_a_lost_registration(
+    tmp_path: Path, world: World, db: Database, db_url: str
+) -> None:
+    webhook = "https://bot.example.az/telegram/webhook"
+    service = Isiqbot(tmp_path, world, db_url, TELEGRAM_WEBHOOK_URL=webhook, TELEGRAM_WEBHOOK_SECRET="s3cret")
+    await service.start()
+    try:
+        assert world.telegram.webhook_url == webhook
+        update = TelegramUser(world.telegram, 503)._message(text="/start") | {"update_id": 77}
+        headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{service.base}/telegram/webhook", json=update, headers=headers) as r:
+                assert r.status == 200
+        assert any("Azərişıq" in x for x in world.telegram_texts(503))
+
+        world.telegram.webhook_url = ""  # someone removed the webhook: Telegram no longer calls us
+        status, body = await service.get("/readyz")
+        assert status == 503 and "webhook" in body
+        assert await service.stop() == 0
+    finally:
+        service.kill()
+
+
 def test_python_dash_m_isiqbot_is_the_isiqbot_command(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "isiqbot", "migrate"],

@@ -50,6 +50,7 @@ from isiqbot.storage.migrate import open_database
 
 log = logging.getLogger("isiqbot")
 DRAIN_SECONDS = 10.0  # at SIGTERM, how long the sends already claimed may take to finish
+WEBHOOK_CHECK_SECONDS = 60.0  # /readyz asks Telegram about the webhook at most this often
 
 
 class StartError(Exception):
@@ -80,6 +81,7 @@ class Service:
     owns_db: bool = True
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    webhook_checked: tuple[float, str | None] = (0.0, None)  # (when, the problem found then)
 
     @property
     def senders(self) -> list[str]:
@@ -171,6 +173,9 @@ class Service:
     async def readyz(self, request: web.Request) -> web.Response:
         """200 when every background part runs and the outbox keeps up; 503 with the reasons otherwise."""
         problems = [f"{name} stopped" for name, task in self.tasks.items() if task.done()]
+        webhook = await self._webhook_problem()
+        if webhook is not None:
+            problems.append(webhook)
         now = self.conversations.clock()
         try:
             async with self.db.transaction() as session:
@@ -184,6 +189,24 @@ class Service:
         if problems:
             return web.json_response({"status": "not ready", "problems": problems}, status=503)
         return web.json_response({"status": "ready", "outbox": self.senders})
+
+    async def _webhook_problem(self) -> str | None:
+        """Whether Telegram still calls our webhook (asked at most once a minute)."""
+        telegram = self.telegram
+        if telegram is None or telegram.webhook_secret is None:
+            return None
+        when, problem = self.webhook_checked
+        if time.monotonic() - when < WEBHOOK_CHECK_SECONDS:
+            return problem
+        try:
+            info = await telegram.client.bot.get_webhook_info()
+        except (TelegramAPIError, aiohttp.ClientError) as exc:
+            problem = f"telegram webhook: not known ({type(exc).__name__})"
+        else:
+            expected = self.settings.telegram.webhook_url
+            problem = None if info.url == expected else "telegram webhook: no longer registered"
+        self.webhook_checked = (time.monotonic(), problem)
+        return problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,5 +354,9 @@ async def run(settings: Settings) -> int:
             return 1
         log.info("started in %.1f s", time.monotonic() - started)
         return await service.run()
+    except OSError as exc:  # the port is taken, say
+        http = settings.http
+        log.error("cannot listen on %s:%s: %s", http.http_host, http.http_port, exc.strerror or exc)
+        return 1
     finally:
         await service.close()
