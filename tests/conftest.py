@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -16,8 +18,10 @@ from isiqbot.storage import registry
 from isiqbot.storage.db import Database
 from isiqbot.storage.migrate import upgrade
 from tests.chat import ALL_SETTINGS, Chat, SmsRecorder
+from tests.fake_graph import FakeGraph
 from tests.fake_telegram import FakeTelegram
 from tests.outside import Gateway, Mailbox, sms_gateway, smtp_server
+from tests.running import Isiqbot, World
 
 POSTGRES_URL = os.environ.get(
     "TEST_DATABASE_URL_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -150,3 +154,27 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
     """A real SMTP server on 127.0.0.1, and its port."""
     with smtp_server() as mailbox:
         yield mailbox, mailbox.port
+
+
+@pytest.fixture
+async def world(fake: FakeTelegram) -> AsyncIterator[World]:
+    graph = FakeGraph()
+    await graph.start()
+    async with sms_gateway() as sms:
+        with smtp_server() as mail:
+            yield World(fake, graph, sms, mail)
+    await graph.stop()
+
+
+@pytest.fixture
+async def running(tmp_path: Path, world: World, db: Database, db_url: str) -> AsyncIterator[Isiqbot]:
+    """The service as an operator starts it: registry imported, then `isiqbot run`; SIGTERM at the end."""
+    service = Isiqbot(tmp_path, world, db_url)
+    await asyncio.to_thread(service.import_registry)
+    await service.start()
+    try:
+        yield service
+        assert await service.stop() == 0, service.log
+    finally:
+        service.kill()
+    assert "Traceback" not in service.log, service.log
