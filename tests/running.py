@@ -240,6 +240,7 @@ async def file_in_whatsapp(user: WaUser, own_number: str, code: str) -> None:
 
 async def staff_close(world: World, staff: StaffMember, number: str, result: str) -> None:
     """Completed, and the result written in reply to the bot's question."""
-    await staff.press(world.buttons(BAKI, number)[t("staff.btn_done")])
+    done = t("staff.btn_done")  # on the card once the work has started (the card is edited then)
+    await staff.press(await eventually(lambda: world.buttons(BAKI, number).get(done), "the Completed button"))
     prompt = await eventually(lambda: world.prompt(BAKI), "the question for the result")
     await staff.text(result, reply_to=prompt["message_id"])

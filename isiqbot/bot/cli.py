@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from isiqbot.bot import logs
 from isiqbot.bot.cli_applications import add_applications_parser, cmd_applications
 from isiqbot.bot.service import Conversations
 from isiqbot.bot.settings import Settings, SettingsError
@@ -19,14 +20,6 @@ from isiqbot.storage import migrate, registry
 from isiqbot.storage.db import Database
 
 log = logging.getLogger("isiqbot")
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 async def open_database(settings: Settings) -> Database:
@@ -115,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"isiqbot: settings: {exc}", file=sys.stderr)
         return 2
-    _setup_logging("WARNING" if args.command in ("chat", "applications") else settings.http.log_level)
+    logs.setup("WARNING" if args.command in ("chat", "applications") else settings.http.log_level)
     if args.command == "chat":
         return asyncio.run(cmd_chat(settings, args.lang))
     if args.command == "migrate":

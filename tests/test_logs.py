@@ -1,0 +1,52 @@
+"""Log lines never hold a full phone number, e-mail address or FİN, whoever writes them."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from isiqbot.bot import logs
+from isiqbot.bot.logs import redact
+
+
+@pytest.mark.parametrize(
+    ("line", "kept", "gone"),
+    [
+        ("SMS to +994996510079 sent", "+994 99 ***-**-79", "996510079"),
+        ("wa_id 994996510079 wrote", "+994 99 ***-**-79", "996510079"),
+        ("typed 050 123 45 67", "+994 50 ***-**-67", "123 45 67"),
+        ("typed 0501234567", "+994 50 ***-**-67", "1234567"),
+        ("to elcin.m@example.az", "e***@example.az", "elcin.m@"),
+        ("parameters ('M9CGRC9', 'Məmmədov')", "M******", "M9CGRC9"),
+    ],
+)
+def test_personal_data_is_masked(line: str, kept: str, gone: str) -> None:
+    assert kept in redact(line) and gone not in redact(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "application TX-2026-000001 registered",
+        "subscriber code 168808605066007",  # 15 digits: not a phone
+        "update 123456789 handled in 0.0123456789 s",
+        "wamid.HBgLOTk0OTk2NTEwMDc5FQIAEhgg",
+        "listening on http://127.0.0.1:8080",
+        "STATUS ACCEPTED",
+    ],
+)
+def test_what_is_not_personal_stays_as_it_is(line: str) -> None:
+    assert redact(line) == line
+
+
+def test_the_database_drivers_stay_quiet_at_debug(capsys: pytest.CaptureFixture[str]) -> None:
+    logs.setup("DEBUG")
+    try:
+        logging.getLogger("aiosqlite").debug("executing %s with ('+994996510079',)", "SELECT 1")
+        logging.getLogger("isiqbot.test").debug("a line of ours to %s", "+994996510079")
+    finally:
+        logs.setup("WARNING")
+    written = capsys.readouterr().err
+    assert "executing" not in written  # the statement and its values are not written at all
+    assert "a line of ours to +994 99 ***-**-79" in written
