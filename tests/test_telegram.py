@@ -93,6 +93,19 @@ async def test_the_same_update_twice_has_one_effect(fake: FakeTelegram, polling:
     assert (await polling.service.handle(user_subscriber(user), None)).outcome.rev == rev_after_first  # type: ignore[union-attr]
 
 
+async def test_an_update_delivered_again_and_again_reshows_the_question_once(
+    fake: FakeTelegram, polling: TelegramChannel
+) -> None:
+    user = TelegramUser(fake, 504)
+    await user.text("/start")
+    update = user._message(text="/my")
+    await user._do(update, update_id=901)
+    before = len(fake.sent_to(504))
+    for _ in range(4):
+        await user._do(update, update_id=901)
+    assert len(fake.sent_to(504)) == before + 1
+
+
 async def test_someone_elses_contact_is_refused(fake: FakeTelegram, polling: TelegramChannel) -> None:
     user = TelegramUser(fake, 503)
     await user.text("/start")

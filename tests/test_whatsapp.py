@@ -176,6 +176,20 @@ async def test_the_same_wamid_twice_has_one_effect(wa: Wa) -> None:
     assert len(seen) == 1
 
 
+async def test_a_replayed_signed_body_shows_the_question_once_more_and_then_nothing(wa: Wa) -> None:
+    user = wa.user("994996510079")
+    await user.text("Salam")
+    captured = user.envelope(type="text", text={"body": "/my"}, id="wamid.CAPTURED")
+    assert await user._do(captured)  # the real message: answered
+    before = len(wa.graph.sent_to(user.key))
+    for _ in range(5):  # someone re-posts the captured, validly signed body
+        assert await user.post(captured) == 200
+        await wa.channel.settle()
+    assert len(wa.graph.sent_to(user.key)) == before + 1  # the current question once, then nothing
+    [seen] = [r for r in await wa.rows(ProcessedUpdate) if r.update_id == "wamid.CAPTURED"]
+    assert seen.reshown_at is not None
+
+
 async def test_unsupported_messages_get_a_polite_answer(wa: Wa) -> None:
     user = wa.user("994996510079")
     shown = await user.sticker()

@@ -305,6 +305,14 @@ class Conversations:
                 lang = await self._record_failed(subscriber, update_id, language_hint)
                 return Handled(_apology(), lang)
 
+    async def again(self, subscriber: ports.Subscriber, update_id: str) -> Handled | None:
+        """The current question, for an update delivered again: once per update id, so a replayed
+        webhook cannot make the bot write to the person again and again. None the other times."""
+        async with self.db.transaction() as session:
+            if not await conversations.mark_reshown(session, subscriber.channel, update_id, self.clock()):
+                return None
+        return await self.handle(subscriber, None)
+
     async def _handle(
         self,
         subscriber: ports.Subscriber,

@@ -46,6 +46,21 @@ async def mark_processed(session: AsyncSession, channel: str, update_id: str, no
     return (await session.execute(statement, params)).first() is not None
 
 
+async def mark_reshown(session: AsyncSession, channel: str, update_id: str, now: datetime) -> bool:
+    """Record that a re-delivered update was answered again; False when that happened before."""
+    statement = (
+        update(ProcessedUpdate)
+        .where(
+            col(ProcessedUpdate.channel) == channel,
+            col(ProcessedUpdate.update_id) == update_id[:128],
+            col(ProcessedUpdate.reshown_at).is_(None),
+        )
+        .values(reshown_at=now)
+    )
+    result = await session.execute(statement)
+    return bool(getattr(result, "rowcount", 0))
+
+
 @dataclass(frozen=True, slots=True)
 class Locked:
     """A conversation row held for the current transaction."""

@@ -151,6 +151,9 @@ class ProcessedUpdate(SQLModel, table=True):
     channel: str = Field(primary_key=True, max_length=16)
     update_id: str = Field(primary_key=True, max_length=128)
     created_at: datetime = _ts()
+    # When a re-delivery of it was answered with the current question: that happens once, so a
+    # replayed webhook cannot make the bot write to the person again and again.
+    reshown_at: datetime | None = _ts_or_none()
 
 
 class OtpRequest(SQLModel, table=True):

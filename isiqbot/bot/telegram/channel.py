@@ -70,7 +70,7 @@ class TelegramChannel:
         if handled is None:
             # Seen before: Telegram sends an update again only when we failed to confirm it, perhaps
             # before its answer went out. Its effect stays single; the person gets the current question.
-            handled = await self.service.handle(inbound.subscriber, None)
+            handled = await self.service.again(inbound.subscriber, str(inbound.update_id))
             if handled is None:
                 return
         for message in render(handled.outcome, handled.lang):

@@ -265,9 +265,11 @@ class WhatsAppChannel:
         subscriber = Subscriber(CHANNEL, inbound.user_key)
         if inbound.event is None:  # "More": the same question, the next rows
             handled = await self.service.handle(subscriber, None, update_id=inbound.message_id, inbound=True)
-            if handled is None or inbound.rev != handled.outcome.rev:
+            more_from = 0
+            if handled is None:  # delivered again
+                handled = await self.service.again(subscriber, inbound.message_id)
+            elif inbound.rev != handled.outcome.rev:  # a "More" of an older question: the current one
                 handled = await self.service.handle(subscriber, None)
-                more_from = 0
             else:
                 more_from = inbound.more_from
         else:
@@ -276,8 +278,8 @@ class WhatsAppChannel:
                 event = Command("start")  # a first "Salam" is how people start in WhatsApp: welcome them
             handled = await self.service.handle(subscriber, event, update_id=inbound.message_id, inbound=True)
             more_from = 0
-            if handled is None:  # delivered again: its effect stays single; show the current question
-                handled = await self.service.handle(subscriber, None)
+            if handled is None:  # delivered again: its effect stays single; the current question, once
+                handled = await self.service.again(subscriber, inbound.message_id)
         if handled is None:
             return []
         return render(handled.outcome, handled.lang, inbound.phone, more_from)
