@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
 import pytest
@@ -291,6 +292,47 @@ def test_http_port_limits_are_accepted(monkeypatch: pytest.MonkeyPatch, port: st
 def test_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch, given: str, level: str) -> None:
     setenv(monkeypatch, {"LOG_LEVEL": given})
     assert load().http.log_level == level
+
+
+def test_trusted_proxies_default_to_nobody() -> None:
+    assert load().http.trusted_proxies == ()
+
+
+@pytest.mark.parametrize(
+    ("given", "parsed"),
+    [
+        ("127.0.0.1", ["127.0.0.1/32"]),
+        ("10.0.0.0/8", ["10.0.0.0/8"]),
+        (" 127.0.0.1 , 10.0.0.0/8,::1,fd00::/8, ", ["127.0.0.1/32", "10.0.0.0/8", "::1/128", "fd00::/8"]),
+        ("2001:DB8::/32", ["2001:db8::/32"]),
+    ],
+)
+def test_trusted_proxies_are_addresses_and_networks(
+    monkeypatch: pytest.MonkeyPatch, given: str, parsed: list[str]
+) -> None:
+    setenv(monkeypatch, {"TRUSTED_PROXIES": given})
+    networks = load().http.trusted_proxies
+    assert [str(n) for n in networks] == parsed
+    assert all(isinstance(n, IPv4Network | IPv6Network) for n in networks)
+
+
+@pytest.mark.parametrize(
+    ("given", "reason"),
+    [
+        ("proxy.internal", "is not an IP address or network"),
+        ("10.0.0.300", "is not an IP address or network"),
+        ("10.0.0.0/33", "is not an IP address or network"),
+        ("10.0.0.1 10.0.0.2", "is not an IP address or network"),  # a space is not a comma
+        ("*", "is not an IP address or network"),  # trusting every peer is not offered
+        ("127.0.0.1,fd00::/129", "is not an IP address or network"),
+        ("10.0.0.1/8", "has host bits set; write 10.0.0.0/8, or 10.0.0.1 for that one address"),
+    ],
+)
+def test_bad_trusted_proxies_are_refused_with_the_variable_named(
+    monkeypatch: pytest.MonkeyPatch, given: str, reason: str
+) -> None:
+    message = refused(monkeypatch, {"TRUSTED_PROXIES": given})
+    assert message.startswith("TRUSTED_PROXIES: ") and reason in message, message
 
 
 def test_departments_file_that_exists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -11,17 +11,20 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from isiqbot.bot.links import LinkSigner
 from isiqbot.bot.policy import StaffPolicy
 from isiqbot.bot.service import Conversations
+from isiqbot.bot.settings import Settings, networks
 from isiqbot.bot.staff import StaffDesk
-from isiqbot.bot.statuspage import WRONG_LIMIT, StatusPage, Throttle
-from isiqbot.bot.web import make_app
+from isiqbot.bot.statuspage import WRONG_LIMIT, StatusPage, Throttle, mask_code
+from isiqbot.bot.web import client_address, make_app
 from isiqbot.locales import LANGUAGES
 from isiqbot.storage import outbox
 from isiqbot.storage.db import Database
 from isiqbot.storage.lifecycle import Status
+from isiqbot.storage.models import Application
 from tests.chat import BOTH, Chat, SmsRecorder, fill_residential
 from tests.conftest import Clock
 from tests.processes import free_port
@@ -66,6 +69,36 @@ async def site(sample_db: Database, clock: Clock) -> AsyncIterator[Site]:
 async def fetch(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
     async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:
         return response.status, await response.text(), dict(response.headers)
+
+
+async def serve_page(db: Database, trusted_proxies: str) -> AsyncIterator[str]:
+    """A status page whose TRUSTED_PROXIES come from the environment, as `isiqbot run` reads them."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("TRUSTED_PROXIES", trusted_proxies)
+        proxies = Settings(env_file=None).http.trusted_proxies
+    page = StatusPage(db, SIGNER, StaffPolicy(), trusted_proxies=proxies)
+    runner = web.AppRunner(make_app(db, [("GET", "/a/{token}", page.handle)]))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/a/{'B' * 28}"  # a wrong token
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def behind_proxy(db: Database) -> AsyncIterator[str]:
+    """The test client (127.0.0.1) is the reverse proxy, with another proxy of ours (10.0.0.0/8) before it."""
+    async for url in serve_page(db, "127.0.0.1, 10.0.0.0/8, fd00::/8"):
+        yield url
+
+
+@pytest.fixture
+async def not_behind_proxy(db: Database) -> AsyncIterator[str]:
+    """The test client (127.0.0.1) is not a proxy the page trusts."""
+    async for url in serve_page(db, "10.0.0.0/8"):
+        yield url
 
 
 async def test_the_page_shows_its_application_and_nothing_private(site: Site) -> None:
@@ -128,6 +161,75 @@ async def test_repeated_wrong_tokens_are_slowed_down(site: Site) -> None:
     assert (await fetch(site.link(1)))[0] == 200  # a real link still opens from that address
     site.throttle_clock[0] += 601
     assert (await fetch(f"{site.url}/a/{'D' * 28}"))[0] == 404  # the window has moved on
+
+
+async def test_behind_a_trusted_proxy_each_visitor_is_slowed_down_on_their_own(behind_proxy: str) -> None:
+    forwarded = [
+        "203.0.113.7",
+        "203.0.113.7, 10.1.2.3",  # through a second proxy of ours: skipped
+        "198.51.100.1, 203.0.113.7",  # what the visitor wrote on the left is never read
+        "garbage, 203.0.113.7",
+    ]
+    for attempt in range(WRONG_LIMIT):
+        xff = forwarded[attempt % len(forwarded)]
+        assert (await fetch(behind_proxy, **{"X-Forwarded-For": xff}))[0] == 404, xff
+    status, page, headers = await fetch(behind_proxy, **{"X-Forwarded-For": "203.0.113.7"})
+    assert status == 429 and "Çox sayda cəhd" in page and int(headers["Retry-After"]) > 0
+    # The visitor cannot step out of their own count by writing another address in front ...
+    assert (await fetch(behind_proxy, **{"X-Forwarded-For": "192.0.2.55, 203.0.113.7"}))[0] == 429
+    # ... and everyone else behind the same proxy is not held back by them.
+    assert (await fetch(behind_proxy, **{"X-Forwarded-For": "203.0.113.8"}))[0] == 404
+    assert (await fetch(behind_proxy, **{"X-Forwarded-For": "2001:db8::8"}))[0] == 404
+    assert (await fetch(behind_proxy))[0] == 404  # no header: the proxy itself, counted on its own
+
+
+async def test_x_forwarded_for_from_an_untrusted_peer_is_ignored(not_behind_proxy: str) -> None:
+    for attempt in range(WRONG_LIMIT):  # a new address made up every time: all of them are 127.0.0.1
+        forged = {"X-Forwarded-For": f"203.0.113.{attempt}"}
+        assert (await fetch(not_behind_proxy, **forged))[0] == 404
+    assert (await fetch(not_behind_proxy, **{"X-Forwarded-For": "198.51.100.99"}))[0] == 429
+    assert (await fetch(not_behind_proxy))[0] == 429
+
+
+PROXIES = networks("127.0.0.1, 10.0.0.0/8, fd00::/8", "TRUSTED_PROXIES")
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "client"),
+    [
+        ("127.0.0.1", None, "127.0.0.1"),  # no header: the peer
+        ("127.0.0.1", ["203.0.113.7"], "203.0.113.7"),
+        ("127.0.0.1", ["198.51.100.1, 203.0.113.7, 10.0.0.2"], "203.0.113.7"),  # from the right
+        ("127.0.0.1", ["198.51.100.1", "203.0.113.7"], "203.0.113.7"),  # two headers are one list
+        ("127.0.0.1", ["garbage, 203.0.113.7"], "203.0.113.7"),  # never read that far
+        ("127.0.0.1", ["203.0.113.7, not-an-ip"], "127.0.0.1"),  # malformed where read: the peer
+        ("127.0.0.1", [""], "127.0.0.1"),
+        ("127.0.0.1", ["10.0.0.3, 10.0.0.2"], "10.0.0.3"),  # all ours: the leftmost
+        ("127.0.0.1", ["2001:DB8::7"], "2001:db8::7"),
+        ("127.0.0.1", ["[2001:db8::7]"], "2001:db8::7"),
+        ("fd00::1", ["2001:db8::7, fd00::2"], "2001:db8::7"),  # an IPv6 proxy
+        ("::ffff:127.0.0.1", ["203.0.113.7"], "203.0.113.7"),  # a dual-stack socket's IPv4 peer
+        ("192.0.2.1", ["203.0.113.7"], "192.0.2.1"),  # not a proxy of ours: its header is not read
+        ("10.9.9.9", ["203.0.113.7"], "203.0.113.7"),
+    ],
+)
+def test_the_client_address(peer: str, forwarded: list[str] | None, client: str) -> None:
+    headers = [("X-Forwarded-For", value) for value in forwarded or []]
+    request = make_mocked_request("GET", "/a/x", headers=headers).clone(remote=peer)
+    assert client_address(request, PROXIES) == client
+    assert client_address(request) == peer  # TRUSTED_PROXIES empty: nobody's header is believed
+
+
+async def test_the_account_code_is_masked_but_its_last_4_digits(site: Site) -> None:
+    async with site.service.db.transaction() as session:
+        application = await session.get(Application, 1)
+        assert application is not None
+        code = application.account_code
+    _, page, _ = await fetch(site.link(1))
+    assert len(code) >= 10 and code not in page and code[:-4] not in page
+    assert "*" * (len(code) - 4) + code[-4:] in page
+    assert mask_code("168808605067007") == "***********7007"
+    assert mask_code("5412017015") == "******7015"
 
 
 async def test_a_link_expires_half_a_year_after_the_application_closed(site: Site) -> None:

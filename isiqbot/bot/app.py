@@ -321,9 +321,9 @@ async def build(
         telegram = Telegram(client, channel, staff_chat, secret, username)
     if whatsapp is not None:
         routes.extend(whatsapp_routes(whatsapp))
-    page = StatusPage(
-        database, signer, policy, telegram.username if telegram else None, wa.public_number, clock
-    )
+    username = telegram.username if telegram else None
+    proxies = settings.http.trusted_proxies
+    page = StatusPage(database, signer, policy, username, wa.public_number, clock, trusted_proxies=proxies)
     routes.append(("GET", "/a/{token}", page.handle))
 
     if not policy.departments.chats:

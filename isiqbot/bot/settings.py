@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from isiqbot.bot.departments import Departments, DepartmentsError
 from isiqbot.bot.links import MIN_SECRET_BYTES, LinkSigner
@@ -20,12 +21,34 @@ from isiqbot.bot.policy import StaffPolicy
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/isiqbot.db"
 S = TypeVar("S", bound=BaseSettings)
+Network = IPv4Network | IPv6Network
 
 
 def _config(prefix: str = "") -> SettingsConfigDict:
     return SettingsConfigDict(
         env_prefix=prefix, env_file=".env", env_file_encoding="utf-8", env_ignore_empty=True, extra="ignore"
     )
+
+
+def networks(value: str, name: str) -> tuple[Network, ...]:
+    """Comma-separated IP addresses and CIDR networks, IPv4 or IPv6; an address is a network of one."""
+    found: list[Network] = []
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        try:
+            found.append(ip_network(part))
+        except ValueError:
+            try:
+                meant = ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{name}: {part!r} is not an IP address or network; "
+                    "write e.g. 10.0.0.1, 10.0.0.0/8, fd00::/8"
+                ) from None
+            raise ValueError(
+                f"{name}: {part!r} has host bits set; "
+                f"write {meant}, or {part.split('/')[0]} for that one address"
+            ) from None
+    return tuple(found)
 
 
 def _http_url(value: str | None, name: str) -> str | None:
@@ -225,6 +248,13 @@ class HttpSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # /readyz fails when a message has been due for longer than this (seconds): the outbox is stuck.
     readyz_outbox_max_age: float = Field(default=900, gt=0)
+    # The reverse proxies whose X-Forwarded-For is believed (addresses and networks); none by default.
+    trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = ()
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: object) -> object:
+        return networks(value, "TRUSTED_PROXIES") if isinstance(value, str) else value
 
     @field_validator("public_base_url")
     @classmethod

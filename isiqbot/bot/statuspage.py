@@ -1,15 +1,17 @@
 """The status page, `GET /a/{token}`: one application's status for anyone holding its link, no chat needed.
 
 It works without JavaScript, is laid out for a phone first, speaks the subscriber's language with a
-switch to the others, and shows no FİN and only a masked phone. A wrong token gets a 404 page; an
-address that keeps trying wrong tokens is slowed down with 429s.
+switch to the others, and shows no FİN, a masked phone and only the last 4 digits of the account code
+(a link is forwarded more easily than a phone). A wrong token gets a 404 page; a client that keeps
+trying wrong tokens is slowed down with 429s. Behind a reverse proxy listed in TRUSTED_PROXIES, the
+client is the address the proxy forwards, so one visitor's wrong tokens never hold back another's.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -20,10 +22,11 @@ from isiqbot.bot.links import LinkSigner
 from isiqbot.bot.mail import TEMPLATES
 from isiqbot.bot.policy import StaffPolicy
 from isiqbot.bot.service import Clock, system_clock
+from isiqbot.bot.settings import Network
+from isiqbot.bot.web import client_address
 from isiqbot.dialogs.validate import mask_phone
 from isiqbot.locales import DEFAULT_LANGUAGE, LANGUAGES, Msg, translate
 from isiqbot.storage import applications, outbox, staff
-from isiqbot.storage.applications import account_label
 from isiqbot.storage.db import Database, as_utc
 from isiqbot.storage.lifecycle import OPEN, Status
 from isiqbot.storage.models import Application
@@ -84,6 +87,7 @@ class StatusPage:
         whatsapp_number: str | None = None,
         clock: Clock = system_clock,
         throttle: Throttle | None = None,
+        trusted_proxies: Sequence[Network] = (),
     ) -> None:
         self.db = db
         self.signer = signer
@@ -92,9 +96,10 @@ class StatusPage:
         self.whatsapp_number = whatsapp_number
         self.clock = clock
         self.throttle = throttle or Throttle()
+        self.trusted_proxies = tuple(trusted_proxies)  # TRUSTED_PROXIES: whose X-Forwarded-For is believed
 
     async def handle(self, request: web.Request) -> web.Response:
-        address = request.remote or "?"
+        address = client_address(request, self.trusted_proxies)  # behind the proxy: the visitor, not it
         wanted = request.query.get("lang")
         token = request.match_info.get("token", "")
         application_id = self.signer.application_id(token)  # no database: forging one is hopeless anyway
@@ -151,7 +156,7 @@ class StatusPage:
             "status_class": status.value,
             "facts": [
                 (t("page.reason"), t(f"reason.{application.reason}")),
-                (t("page.account"), account_label(application)),
+                (t("page.account"), _account(application)),
                 (t("page.filed"), t("page.when", date=as_utc(application.created_at))),
                 (t("page.phone"), mask_phone(application.mobile)),
             ],
@@ -200,6 +205,17 @@ class StatusPage:
             "footer": translate(Msg("page.footer"), lang),
         }
         return TEMPLATES.get_template("notice.html.j2").render(context)
+
+
+def mask_code(code: str) -> str:
+    """A subscriber code or main code with only its last 4 digits shown: ***********7007."""
+    return "*" * (len(code) - 4) + code[-4:] if len(code) > 4 else "*" * len(code)
+
+
+def _account(application: Application) -> str:
+    """The account as the page shows it: the code masked; a metering point (UN-0001) stays as it is."""
+    code = mask_code(application.account_code)
+    return f"{code} / {application.metering_point_code}" if application.metering_point_code else code
 
 
 def _language(wanted: str | None, accept: str | None, stored: str | None) -> str:

@@ -28,7 +28,7 @@ from isiqbot.bot.links import PublicLinks
 from isiqbot.bot.outbox import Permanent, Temporary, backoff, chat_text
 from isiqbot.bot.policy import StaffPolicy
 from isiqbot.bot.service import Conversations, payload_msg, storage_unavailable
-from isiqbot.bot.web import Handler
+from isiqbot.bot.web import Handler, try_again
 from isiqbot.bot.whatsapp import CHANNEL
 from isiqbot.bot.whatsapp.mapping import Inbound, map_message
 from isiqbot.bot.whatsapp.payload import Status, Webhook
@@ -205,7 +205,7 @@ class WhatsAppChannel:
             if not storage_unavailable(exc):
                 raise
             log.warning("storage unavailable; asking Meta to deliver the webhook again")
-            return web.json_response({"error": "try again"}, status=503)
+            return try_again()
         return web.json_response({"ok": True})
 
     async def process(self, payload: Webhook) -> None:
