@@ -33,6 +33,7 @@ class FakeTelegram:
         self.stalled: set[str] = set()  # methods that never answer, as a hung network would
         self.blocked: set[int] = set()  # private chats whose person blocked the bot
         self.webhook_url = ""  # as setWebhook left it
+        self.down_until = 0.0  # until then (time.monotonic()), every send* call gets a 502
         self.stalled_calls = 0
         self._release = asyncio.Event()
         self._update_ids = itertools.count(1)
@@ -103,6 +104,10 @@ class FakeTelegram:
         if method.lower() in self.stalled:
             self.stalled_calls += 1
             await self._release.wait()  # until the server is stopped
+            return web.json_response(
+                {"ok": False, "error_code": 502, "description": "Bad Gateway"}, status=502
+            )
+        if method.lower().startswith("send") and time.monotonic() < self.down_until:
             return web.json_response(
                 {"ok": False, "error_code": 502, "description": "Bad Gateway"}, status=502
             )

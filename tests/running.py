@@ -152,15 +152,24 @@ class Isiqbot:
                 [ISIQBOT, "run"], cwd=self.tmp_path, env=self.env, stdout=log, stderr=log
             )
 
-    async def start(self) -> None:
+    async def start(self, probe: str = "/readyz") -> None:
+        """Start it and wait until `probe` answers 200 (`/healthz`: only until it listens)."""
         self.spawn()
-        await eventually(self._ready, f"isiqbot run ready; its log:\n{self.log}", within=60)
-
-    def _ready(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"isiqbot run exited with {self.process.returncode}:\n{self.log}")
-        return "started in" in self.log
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while True:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    raise AssertionError(f"isiqbot run exited with {self.process.returncode}:\n{self.log}")
+                try:
+                    async with http.get(self.base + probe) as response:
+                        if response.status == 200:
+                            return
+                except (aiohttp.ClientError, TimeoutError):
+                    pass  # not listening yet
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"isiqbot run not ready within 60 s; its log:\n{self.log}")
+                await asyncio.sleep(0.1)
 
     async def stop(self) -> int:
         """SIGTERM, as a service manager stops it; its exit code."""

@@ -12,6 +12,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -301,7 +302,7 @@ async def test_readyz_says_when_the_outbox_is_stuck(
     finally:
         service.kill()
     restarted = Isiqbot(tmp_path, world, db_url)
-    await restarted.start()
+    await restarted.start(probe="/healthz")  # it is not ready: the message for viber still waits
     try:
         assert "1 message(s) wait for viber, which is not configured" in restarted.log
         assert await restarted.stop() == 0
@@ -330,6 +331,43 @@ async def test_by_webhook_the_subscriber_is_answered_and_readyz_sees_a_lost_regi
         assert await service.stop() == 0
     finally:
         service.kill()
+
+
+async def test_an_answer_telegram_does_not_take_in_time_leaves_later_through_the_outbox_in_order(
+    tmp_path: Path, world: World, db: Database, db_url: str
+) -> None:
+    service = Isiqbot(
+        tmp_path, world, db_url, TELEGRAM_WEBHOOK_URL="https://bot.example.az/tg", TELEGRAM_WEBHOOK_SECRET="s"
+    )
+    await service.start()
+    try:
+        user = TelegramUser(world.telegram, 505)
+        headers = {"X-Telegram-Bot-Api-Secret-Token": "s"}
+        world.telegram.down_until = time.monotonic() + 4  # the Bot API answers 502 for 4 seconds
+        async with aiohttp.ClientSession() as http:
+            for update_id, text in ((801, "/start"), (802, "/help")):
+                update = user._message(text=text) | {"update_id": update_id}
+                started = time.monotonic()
+                async with http.post(f"{service.base}/telegram/webhook", json=update, headers=headers) as r:
+                    assert r.status == 200
+                assert time.monotonic() - started < 6  # not held while Telegram is down (3 s at most)
+        help_line = t("help.text").splitlines()[0]
+        menu = t("menu.prompt")  # the last of /help's answer
+
+        def both() -> list[str]:
+            texts = world.telegram_texts(505)
+            return texts if any(help_line in x for x in texts) and texts[-1] == menu else []
+
+        texts = await eventually(both, "both answers", within=40)
+        assert "Azərişıq" in texts[0]  # /start's answer first, then /help's: in the order asked
+        assert [i for i, x in enumerate(texts) if help_line in x] == [len(texts) - 2]
+        assert await service.stop() == 0
+    finally:
+        service.kill()
+    async with db.transaction() as session:
+        replies = (await session.scalars(select(Notification).where(Notification.kind == "reply"))).all()
+    assert replies and all(r.state == "sent" for r in replies)  # each sent once, recorded
+    assert len(world.telegram_texts(505)) == len(texts)
 
 
 async def test_a_debug_log_of_a_whole_application_holds_no_phone_fin_or_email(

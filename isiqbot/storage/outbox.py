@@ -26,6 +26,7 @@ FAILED = "failed"
 STAFF = "staff"  # the channel of messages to a staff chat; `user_key` is the chat id
 SMS = "sms"  # `user_key` is the phone in E.164
 EMAIL = "email"  # `user_key` is the address
+REPLY = "reply"  # an answer to what the person just did, that could not leave at once
 CHATS = ("telegram", "whatsapp")  # a permanent failure there falls back to an SMS with the link
 
 
@@ -148,6 +149,17 @@ async def for_application(session: AsyncSession, application_id: int) -> Sequenc
 async def counts_by_state(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Notification.state, func.count()).group_by(Notification.state))
     return {state: count for state, count in rows}
+
+
+async def unsent(session: AsyncSession, channel: str, user_key: str, kind: str) -> int:
+    """How many messages of this kind to this recipient are not sent yet."""
+    query = select(func.count()).where(
+        col(Notification.channel) == channel,
+        col(Notification.user_key) == user_key,
+        col(Notification.kind) == kind,
+        col(Notification.state).in_((QUEUED, SENDING)),
+    )
+    return int(await session.scalar(query) or 0)
 
 
 async def oldest_due(session: AsyncSession, now: datetime) -> datetime | None:

@@ -16,12 +16,14 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from isiqbot.bot.service import Conversations, storage_unavailable
-from isiqbot.bot.telegram.client import TelegramClient
+from isiqbot.bot.telegram import CHANNEL
+from isiqbot.bot.telegram.client import Sent, TelegramClient
 from isiqbot.bot.telegram.mapping import Inbound, map_update
-from isiqbot.bot.telegram.render import render
-from isiqbot.bot.web import Handler
+from isiqbot.bot.telegram.render import Outgoing, render
+from isiqbot.bot.web import Handler, TooDeep, error, loads_json, try_again
 from isiqbot.dialogs.events import COMMANDS
 from isiqbot.locales import LANGUAGES, Msg, translate
+from isiqbot.storage import outbox
 
 log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query"]
@@ -44,6 +46,7 @@ class TelegramChannel:
         self.bot = client.bot
         self.service = service
         self.staff = staff
+        self._held: set[int] = set()  # chats whose answers wait in the outbox (Telegram was slow)
 
     async def process(self, update: Update) -> None:
         """Handle one update and answer it. Storage errors propagate: the update must come again."""
@@ -73,9 +76,46 @@ class TelegramChannel:
             handled = await self.service.again(inbound.subscriber, str(inbound.update_id))
             if handled is None:
                 return
-        for message in render(handled.outcome, handled.lang):
-            if not await self.client.send(inbound.chat_id, message):
+        messages = render(handled.outcome, handled.lang)
+        chat_id = inbound.chat_id
+        if chat_id in self._held and await self._still_held(chat_id):
+            await self._hold(chat_id, messages, handled.lang)  # behind the answers already waiting
+            return
+        for index, message in enumerate(messages):
+            sent = await self.client.send(chat_id, message)
+            if sent is Sent.LATER:  # Telegram is slow or down: the outbox retries it, in order
+                await self._hold(chat_id, messages[index:], handled.lang)
                 break
+            if sent is Sent.UNREACHABLE:
+                break
+
+    async def _hold(self, chat_id: int, messages: Sequence[Outgoing], lang: str) -> None:
+        """Answers that could not leave in time go through the outbox, in the chat's lane."""
+        now = self.service.clock()
+        async with self.service.db.transaction() as session:
+            for message in messages:
+                markup = message.markup.model_dump(mode="json", exclude_none=True) if message.markup else None
+                outbox.enqueue(
+                    session,
+                    channel=CHANNEL,
+                    user_key=str(chat_id),
+                    kind=outbox.REPLY,
+                    payload={"text": message.text, "markup": markup},
+                    now=now,
+                    lang=lang,
+                )
+        self._held.add(chat_id)
+        log.info("Telegram is slow: %s answer(s) handed to the outbox", len(messages))
+        if self.service.on_commit is not None:
+            self.service.on_commit()
+
+    async def _still_held(self, chat_id: int) -> bool:
+        """Whether answers to this chat still wait in the outbox (a new one must go behind them)."""
+        async with self.service.db.transaction() as session:
+            waiting = await outbox.unsent(session, CHANNEL, str(chat_id), outbox.REPLY)
+        if not waiting:
+            self._held.discard(chat_id)
+        return bool(waiting)
 
     async def process_batch(self, updates: Sequence[Update]) -> None:
         """The updates of one chat one after another, different chats at the same time."""
@@ -144,16 +184,19 @@ def webhook_handler(channel: TelegramChannel, secret: str) -> Handler:
         if not hmac.compare_digest(given.encode(), secret.encode()):
             return web.json_response({"error": "unauthorized"}, status=401)
         try:
-            update = Update.model_validate(await request.json(), context={"bot": channel.bot})
+            body = loads_json(await request.read())  # over-deep JSON stops here, before pydantic
+            update = Update.model_validate(body, context={"bot": channel.bot})
+        except TooDeep:
+            return error(400, "too deeply nested")
         except (ValueError, ValidationError):
-            return web.json_response({"error": "not a Telegram update"}, status=400)
+            return error(400, "not a Telegram update")
         try:
             await channel.process(update)
         except Exception as exc:
             if not storage_unavailable(exc):
-                raise
+                raise  # the web server's middleware logs it and answers 500
             log.warning("storage unavailable; asking Telegram to deliver update %s again", update.update_id)
-            return web.json_response({"error": "try again"}, status=503)
+            return try_again()
         return web.json_response({"ok": True})
 
     return handle

@@ -9,8 +9,10 @@ that blocked the bot, or is gone, is recorded on its conversation, so later news
 from __future__ import annotations
 
 import asyncio
+import enum
 import io
 import logging
+import time
 from typing import Any, TypeVar
 
 from aiogram import Bot
@@ -34,8 +36,16 @@ from isiqbot.storage import conversations
 from isiqbot.storage.db import Database
 
 log = logging.getLogger(__name__)
-SEND_ATTEMPTS = 6
+# How long an answer may hold its update (the webhook's request, or the polled batch) before it is
+# handed to the outbox, which retries it in order like every other message.
+ANSWER_WITHIN = 3.0
 T = TypeVar("T")
+
+
+class Sent(enum.Enum):
+    SENT = "sent"
+    UNREACHABLE = "unreachable"
+    LATER = "later"
 
 
 def make_bot(token: str, api_url: str) -> Bot:
@@ -50,21 +60,39 @@ class TelegramClient:
         self.clock = clock
         self.limiter = limiter or RateLimiter()
 
-    async def send(self, chat_id: int, message: Outgoing) -> bool:
-        """Send within the limits; False when the chat cannot be reached (recorded for the SMS fallback)."""
+    async def send(self, chat_id: int, message: Outgoing, within: float = ANSWER_WITHIN) -> Sent:
+        """An answer to what the person just did: tried for at most `within` seconds, within the limits.
+
+        SENT; UNREACHABLE when the chat blocked the bot or is gone (recorded for the SMS fallback) or
+        Telegram refused the message; LATER when Telegram did not take it in time (5xx, the network,
+        a 429 longer than the time left): the caller hands it to the outbox rather than hold the
+        update any longer.
+        """
+        deadline = time.monotonic() + within
         await self.limiter.acquire(chat_id)
-        try:
-            return await self.call(
-                SendMessage(chat_id=chat_id, text=message.text, reply_markup=message.markup)
-            )
-        except (TelegramForbiddenError, TelegramBadRequest) as exc:
-            if isinstance(exc, TelegramBadRequest) and "chat not found" not in exc.message.lower():
-                log.error("Telegram refused a message: %s", exc.message)  # ours to fix; the chat goes on
-                return False
-            reason = "blocked" if isinstance(exc, TelegramForbiddenError) else "chat_not_found"
-            log.info("Telegram chat unreachable (%s); recorded", reason)
-            await self._unreachable(chat_id, reason)
-            return False
+        method = SendMessage(chat_id=chat_id, text=message.text, reply_markup=message.markup)
+        attempt = 0
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(self.bot(method), max(left, 0.1))
+                return Sent.SENT
+            except TelegramRetryAfter as exc:
+                pause = float(exc.retry_after)
+            except (TelegramServerError, TelegramNetworkError, TimeoutError):
+                pause = min(0.25 * 2**attempt, 2.0)
+            except (TelegramForbiddenError, TelegramBadRequest) as exc:
+                if isinstance(exc, TelegramBadRequest) and "chat not found" not in exc.message.lower():
+                    log.error("Telegram refused a message: %s", exc.message)  # ours to fix; the chat goes on
+                    return Sent.UNREACHABLE
+                reason = "blocked" if isinstance(exc, TelegramForbiddenError) else "chat_not_found"
+                log.info("Telegram chat unreachable (%s); recorded", reason)
+                await self._unreachable(chat_id, reason)
+                return Sent.UNREACHABLE
+            attempt += 1
+            if time.monotonic() + pause >= deadline:
+                return Sent.LATER
+            await asyncio.sleep(pause)
 
     async def request(self, chat_id: int, method: TelegramMethod[T], message: bool = True) -> T:
         """One call for the outbox, within the limits: failures as `Temporary` or `Permanent`.
@@ -100,18 +128,26 @@ class TelegramClient:
             raise Permanent(f"Telegram file refused: {exc.message}"[:200]) from exc
         return buffer.getvalue(), "image/jpeg"
 
-    async def call(self, method: TelegramMethod[Any]) -> bool:
-        """Call the Bot API, waiting out 429s and retrying 5xx and network errors with backoff."""
-        for attempt in range(SEND_ATTEMPTS):
+    async def call(self, method: TelegramMethod[Any], within: float = ANSWER_WITHIN) -> bool:
+        """A call that may fail without harm (a button press's answer): tried for at most `within`
+        seconds, waiting out short 429s and retrying 5xx and network errors; False when given up."""
+        deadline = time.monotonic() + within
+        attempt = 0
+        while True:
             try:
-                await self.bot(method)
+                await asyncio.wait_for(self.bot(method), max(deadline - time.monotonic(), 0.1))
                 return True
             except TelegramRetryAfter as exc:
-                await asyncio.sleep(exc.retry_after)
-            except (TelegramServerError, TelegramNetworkError):
-                await asyncio.sleep(min(0.5 * 2**attempt, 30))
-        log.error("a Telegram call failed %s times and was given up", SEND_ATTEMPTS)
-        return False
+                pause = float(exc.retry_after)
+            except (TelegramServerError, TelegramNetworkError, TimeoutError):
+                pause = min(0.25 * 2**attempt, 2.0)
+            attempt += 1
+            if time.monotonic() + pause >= deadline:
+                log.warning(
+                    "a Telegram call (%s) was given up after %s attempts", type(method).__name__, attempt
+                )
+                return False
+            await asyncio.sleep(pause)
 
     async def close(self) -> None:
         await self.bot.session.close()

@@ -10,7 +10,7 @@ from isiqbot.bot.service import Clock
 from isiqbot.bot.telegram import CHANNEL
 from isiqbot.bot.telegram.client import TelegramClient
 from isiqbot.bot.telegram.render import split_text
-from isiqbot.storage import staff
+from isiqbot.storage import outbox, staff
 from isiqbot.storage.db import Database
 from isiqbot.storage.models import Notification
 
@@ -32,6 +32,12 @@ class TelegramNotifier:
 
     async def deliver(self, notification: Notification) -> str | None:
         chat_id = int(notification.user_key)
+        if notification.kind == outbox.REPLY:  # an answer that could not leave at once, as it was
+            payload = notification.payload
+            method = SendMessage(
+                chat_id=chat_id, text=str(payload["text"]), reply_markup=payload.get("markup")
+            )
+            return str((await self.client.request(chat_id, method)).message_id)
         text, photo = self._content(notification)
         if photo:
             caption, rest = (text, "") if len(text) <= CAPTION_LIMIT else ("", text)
