@@ -12,8 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from sqlmodel import col, select
 
-from tests.processes import ISIQBOT, free_port, isiqbot_env
+from isiqbot.storage import registry
+from isiqbot.storage.db import Database
+from isiqbot.storage.models import Account
+from tests.processes import ISIQBOT, free_port, isiqbot_env, run_isiqbot
 
 APPLICATION_IN_AZERBAIJANI = [
     "1",  # Yeni müraciət
@@ -192,3 +196,177 @@ def test_undecodable_input_does_not_crash_the_chat(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     assert b"Traceback" not in result.stderr
+
+
+# --- isiqbot registry import: the guard against a cut-short export, and what it did --------------------
+# These run on SQLite and on PostgreSQL (the `db_url` fixture), the command as its own process.
+
+SAMPLE_HEADER, *SAMPLE_ROWS = registry.SAMPLE_CSV.read_text(encoding="utf-8").splitlines()  # 43 accounts
+HOW_TO_GO_ON = [
+    "  An export that was cut short looks like this: check the file first. If these accounts are",
+    "  really gone, import it again with --allow-deactivate, or set another limit with",
+    "  --max-deactivate PERCENT.",
+]
+
+
+def registry_file(tmp_path: Path, name: str, rows: list[str]) -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join([SAMPLE_HEADER, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def registry_import(tmp_path: Path, db_url: str, file: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    env = isiqbot_env(tmp_path, DATABASE_URL=db_url, LOG_LEVEL="WARNING")  # no migration log on stderr
+    return run_isiqbot(tmp_path, "registry", "import", str(file), *flags, env=env)
+
+
+def summary(file: Path, counts: str, persons: str, accounts: str, points: str) -> list[str]:
+    return [
+        f"{file}: imported {counts}",
+        f"  persons: {persons}",
+        f"  accounts: {accounts}",
+        f"  metering points: {points}",
+    ]
+
+
+async def active_codes(db_url: str) -> set[str]:
+    db = Database(db_url)
+    try:
+        async with db.transaction() as session:
+            return set((await session.scalars(select(Account.code).where(col(Account.active)))).all())
+    finally:
+        await db.dispose()
+
+
+async def test_registry_import_refuses_a_cut_short_export(tmp_path: Path, db_url: str) -> None:
+    full = registry_file(tmp_path, "full.csv", SAMPLE_ROWS)
+    done = registry_import(tmp_path, db_url, full)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == summary(
+        full,
+        "25 persons, 43 accounts, 25 metering points",
+        "25 added, 0 changed",
+        "43 added, 0 changed, 0 deactivated",
+        "25 added, 0 changed, 0 deactivated",
+    )
+    everyone = await active_codes(db_url)
+    assert len(everyone) == 43
+
+    cut = registry_file(tmp_path, "cut.csv", SAMPLE_ROWS[:2])  # two residential accounts of one person
+    done = registry_import(tmp_path, db_url, cut)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"{cut}: nothing was imported: it would set 41 of 43 active accounts inactive (95.35%), "
+        "more than the limit of 5%.",
+        *HOW_TO_GO_ON,
+    ]
+    assert await active_codes(db_url) == everyone
+
+    done = registry_import(tmp_path, db_url, cut, "--allow-deactivate")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == summary(
+        cut,
+        "1 persons, 2 accounts, 0 metering points",
+        "0 added, 0 changed",
+        "0 added, 0 changed, 41 deactivated",
+        "0 added, 0 changed, 25 deactivated",
+    )
+    assert await active_codes(db_url) == {"591210350344663", "895630945463382"}
+
+    done = registry_import(tmp_path, db_url, full)  # everyone back: nothing is deactivated, so no flag
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == summary(
+        full,
+        "25 persons, 43 accounts, 25 metering points",
+        "0 added, 0 changed",
+        "0 added, 41 changed, 0 deactivated",  # active again
+        "0 added, 25 changed, 0 deactivated",
+    )
+    assert await active_codes(db_url) == everyone
+
+
+async def test_registry_import_max_deactivate(tmp_path: Path, db_url: str) -> None:
+    full = registry_file(tmp_path, "full.csv", SAMPLE_ROWS)
+    assert registry_import(tmp_path, db_url, full).returncode == 0
+
+    # The last rows of the sample are residential accounts of their own: 2 of 43 is 4.65%, under 5%.
+    two_gone = registry_file(tmp_path, "two-gone.csv", SAMPLE_ROWS[:-2])
+    done = registry_import(tmp_path, db_url, two_gone)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == summary(
+        two_gone,
+        "23 persons, 41 accounts, 25 metering points",
+        "0 added, 0 changed",
+        "0 added, 0 changed, 2 deactivated",
+        "0 added, 0 changed, 0 deactivated",
+    )
+    assert len(await active_codes(db_url)) == 41
+    assert registry_import(tmp_path, db_url, full).returncode == 0
+
+    # 3 of 43 is 6.98%: over the default, over 6.9, under 7.
+    three_gone = registry_file(tmp_path, "three-gone.csv", SAMPLE_ROWS[:-3])
+    done = registry_import(tmp_path, db_url, three_gone)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0] == (
+        f"{three_gone}: nothing was imported: it would set 3 of 43 active accounts inactive (6.98%), "
+        "more than the limit of 5%."
+    )
+    done = registry_import(tmp_path, db_url, three_gone, "--max-deactivate", "6.9")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0].endswith("(6.98%), more than the limit of 6.9%.")
+    assert len(await active_codes(db_url)) == 43
+    done = registry_import(tmp_path, db_url, three_gone, "--max-deactivate", "7%")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[2] == "  accounts: 0 added, 0 changed, 3 deactivated"
+    assert len(await active_codes(db_url)) == 40
+
+
+async def test_registry_import_first_import_is_never_refused(tmp_path: Path, db_url: str) -> None:
+    small = registry_file(tmp_path, "small.csv", SAMPLE_ROWS[-2:])
+    done = registry_import(tmp_path, db_url, small, "--max-deactivate", "0")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == summary(
+        small,
+        "2 persons, 2 accounts, 0 metering points",
+        "2 added, 0 changed",
+        "2 added, 0 changed, 0 deactivated",
+        "0 added, 0 changed, 0 deactivated",
+    )
+    assert await active_codes(db_url) == {"590869685200678", "599805035871914"}
+
+
+async def test_registry_import_refuses_a_formula(tmp_path: Path, db_url: str) -> None:
+    formula = '"=HYPERLINK(""http://evil"",""x"")"'  # quoted as a spreadsheet saves it
+    rows = [*SAMPLE_ROWS[:2], SAMPLE_ROWS[2].replace("Quliyev Rauf Tofiq oğlu", formula)]
+    rows[0] = rows[0].removesuffix(",Yasamal") + ",@SUM(1+1)"
+    bad = registry_file(tmp_path, "bad.csv", rows)
+    done = registry_import(tmp_path, db_url, bad)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stderr.splitlines() == [
+        f"{bad}: nothing was imported; 2 problem(s):",
+        "  line 2: region looks like a spreadsheet formula (it starts with '@')",
+        "  line 4: full_name looks like a spreadsheet formula (it starts with '=')",
+    ]
+    assert await active_codes(db_url) == set()
+
+
+@pytest.mark.parametrize(
+    ("flags", "error"),
+    [
+        (["--max-deactivate", "101"], "argument --max-deactivate: a percentage from 0 to 100, not '101'"),
+        (["--max-deactivate", "-1"], "argument --max-deactivate: a percentage from 0 to 100, not '-1'"),
+        (["--max-deactivate", "nan"], "argument --max-deactivate: a percentage from 0 to 100, not 'nan'"),
+        (["--max-deactivate", "five"], "argument --max-deactivate: not a number: 'five'"),
+        (
+            ["--max-deactivate", "10", "--allow-deactivate"],
+            "argument --allow-deactivate: not allowed with argument --max-deactivate",
+        ),
+    ],
+)
+def test_registry_import_flags_are_checked(tmp_path: Path, flags: list[str], error: str) -> None:
+    file = registry_file(tmp_path, "full.csv", SAMPLE_ROWS)
+    done = run_isiqbot(tmp_path, "registry", "import", str(file), *flags, env=isiqbot_env(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == f"isiqbot registry import: error: {error}"
+    assert not (tmp_path / "isiqbot.db").exists()  # refused before the database is opened

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func
-from sqlmodel import SQLModel, select
+from sqlmodel import SQLModel, col, select
 
 from isiqbot.storage import registry
 from isiqbot.storage.db import Database
 from isiqbot.storage.models import Account, MeteringPoint, Person
-from isiqbot.storage.registry import ImportReport, LineError, RegistryImportError
+from isiqbot.storage.registry import ImportReport, LineError, RegistryImportError, TooManyDeactivations
 from tests.processes import isiqbot_env, run_isiqbot
 
 HEADER = ",".join(registry.HEADER)
@@ -79,8 +79,9 @@ def row(base: dict[str, str], **changes: str) -> dict[str, str]:
 def line(values: dict[str, str]) -> str:
     """One CSV line (no line end), quoted as a spreadsheet would."""
     out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow([values[c] for c in COLUMNS])
-    return out.getvalue()
+    # With a real line end the writer quotes a field that holds a CR or LF; the line end is cut off after.
+    csv.writer(out, lineterminator="\r\n").writerow([values[c] for c in COLUMNS])
+    return out.getvalue().removesuffix("\r\n")
 
 
 def make_csv(*rows: dict[str, str] | str, header: str = HEADER, end: str = "\n") -> bytes:
@@ -89,14 +90,17 @@ def make_csv(*rows: dict[str, str] | str, header: str = HEADER, end: str = "\n")
     return "".join(text + end for text in lines).encode("utf-8")
 
 
-async def load(db: Database, data: bytes) -> ImportReport:
+async def load(
+    db: Database, data: bytes, max_deactivate: float | None = registry.MAX_DEACTIVATE_PERCENT
+) -> ImportReport:
     async with db.transaction() as session:
-        return await registry.import_csv(session, data)
+        return await registry.import_csv(session, data, max_deactivate=max_deactivate)
 
 
 async def refused(db: Database, data: bytes) -> list[LineError]:
     with pytest.raises(RegistryImportError) as caught:
         await load(db, data)
+    assert not isinstance(caught.value, TooManyDeactivations), caught.value
     assert caught.value.errors, "a refused file must say why"
     return caught.value.errors
 
@@ -457,13 +461,29 @@ async def test_bad_file_on_an_empty_database_leaves_it_empty(db: Database) -> No
 async def test_refresh_deactivates_updates_and_adds(db: Database) -> None:
     first = await load(db, make_csv(*BASE))
     assert (first.persons, first.accounts, first.metering_points, first.deactivated) == (3, 4, 2, 0)
+    assert (first.persons_added, first.accounts_added, first.metering_points_added) == (3, 4, 2)
     old_second = await account(db, AYGUN_2["code"])
     old_ramil = await person(db, RAMIL["fin"])
 
     # Aygün's second account and the shop's second point are gone; Ramil has a new phone; Nigar is new.
+    # One of four active accounts goes: over the 5% limit, so the operator allows it.
     new_phone = "+994519876543"
-    report = await load(db, make_csv(AYGUN, ELVIN_SHOP_1, row(RAMIL, phone=new_phone), NIGAR))
+    data = make_csv(AYGUN, ELVIN_SHOP_1, row(RAMIL, phone=new_phone), NIGAR)
+    report = await load(db, data, max_deactivate=None)
     assert (report.persons, report.accounts, report.metering_points, report.deactivated) == (4, 4, 1, 2)
+    assert report == ImportReport(
+        persons=4,
+        accounts=4,
+        metering_points=1,
+        persons_added=1,  # Nigar
+        persons_changed=1,  # Ramil's phone
+        accounts_added=1,  # Nigar's
+        accounts_changed=0,
+        accounts_deactivated=1,  # Aygün's second
+        metering_points_added=0,
+        metering_points_changed=0,
+        metering_points_deactivated=1,  # MN-02
+    )
     assert await counts(db) == (4, 5, 2)  # nothing is deleted
 
     gone = await account(db, AYGUN_2["code"])
@@ -492,7 +512,8 @@ async def test_refresh_deactivates_updates_and_adds(db: Database) -> None:
 
 async def test_person_without_active_accounts_is_not_found(db: Database) -> None:
     await load(db, make_csv(*BASE))
-    await load(db, make_csv(AYGUN, AYGUN_2, ELVIN_SHOP_1, ELVIN_SHOP_2))  # Ramil's only account is gone
+    # Ramil's only account is gone
+    await load(db, make_csv(AYGUN, AYGUN_2, ELVIN_SHOP_1, ELVIN_SHOP_2), max_deactivate=None)
     assert (await account(db, RAMIL["code"])).active is False
     async with db.transaction() as session:
         assert await registry.persons_by_phone(session, RAMIL["phone"]) == []
@@ -502,15 +523,22 @@ async def test_person_without_active_accounts_is_not_found(db: Database) -> None
 async def test_account_that_comes_back_is_active_again(db: Database) -> None:
     await load(db, make_csv(*BASE))
     before = await snapshot(db)
-    await load(db, make_csv(AYGUN, ELVIN_SHOP_1))
+    await load(db, make_csv(AYGUN, ELVIN_SHOP_1), max_deactivate=None)
     report = await load(db, make_csv(*BASE))
     assert report.deactivated == 0
+    # Active again counts as changed: Aygün's second account, Ramil's account and the point MN-02.
+    assert report == ImportReport(
+        persons=3, accounts=4, metering_points=2, accounts_changed=2, metering_points_changed=1
+    )
     assert await snapshot(db) == before  # same rows, same ids, all active again
 
 
 async def test_account_moves_to_another_owner(db: Database) -> None:
     await load(db, make_csv(*BASE))
-    await load(db, make_csv(AYGUN, row(AYGUN_2, **{k: NIGAR[k] for k in ("fin", "full_name", "phone")})))
+    moved = row(AYGUN_2, **{k: NIGAR[k] for k in ("fin", "full_name", "phone")})
+    report = await load(db, make_csv(AYGUN, moved), max_deactivate=None)
+    assert (report.persons_added, report.persons_changed) == (1, 0)
+    assert (report.accounts_added, report.accounts_changed, report.accounts_deactivated) == (0, 1, 2)
     async with db.transaction() as session:
         nigar = await registry.accounts_by_phone(session, NIGAR["phone"])
         aygun = await registry.accounts_by_phone(session, AYGUN["phone"])
@@ -523,7 +551,15 @@ async def test_reimport_is_idempotent(db: Database) -> None:
     first = await load(db, data)
     before = await snapshot(db)
     second = await load(db, data)
-    assert second == first
+    assert second == ImportReport(persons=3, accounts=4, metering_points=2)  # nothing added or changed
+    assert first == ImportReport(
+        persons=3,
+        accounts=4,
+        metering_points=2,
+        persons_added=3,
+        accounts_added=4,
+        metering_points_added=2,
+    )
     assert await counts(db) == (3, 4, 2)
     assert await snapshot(db) == before
 
@@ -531,16 +567,289 @@ async def test_reimport_is_idempotent(db: Database) -> None:
 async def test_sample_reimport_is_idempotent(sample_db: Database) -> None:
     before = await snapshot(sample_db)
     report = await load(sample_db, registry.SAMPLE_CSV.read_bytes())
-    assert (report.persons, report.accounts, report.metering_points, report.deactivated) == (25, 43, 25, 0)
+    assert report == ImportReport(persons=25, accounts=43, metering_points=25)
     assert await counts(sample_db) == (25, 43, 25)
     assert await snapshot(sample_db) == before
+
+
+# --- a refresh that would set too many accounts inactive ---------------------------------------------
+
+FIVE = [*BASE, NIGAR]  # five accounts: Aygün's two, the shop (two points), Ramil's and Nigar's
+SAMPLE_ROWS = registry.SAMPLE_CSV.read_text(encoding="utf-8").splitlines()[1:]  # 62 rows, 43 accounts
+
+
+def sample_without(n: int) -> bytes:
+    """The sample without its last `n` rows: each is one residential account of its own."""
+    return make_csv(*SAMPLE_ROWS[: len(SAMPLE_ROWS) - n])
+
+
+async def active_accounts(db: Database) -> int:
+    async with db.transaction() as session:
+        return int(await session.scalar(select(func.count()).where(col(Account.active))) or 0)
+
+
+async def too_many(db: Database, data: bytes, max_deactivate: float = 5) -> TooManyDeactivations:
+    with pytest.raises(TooManyDeactivations) as caught:
+        await load(db, data, max_deactivate=max_deactivate)
+    return caught.value
+
+
+async def test_a_two_row_file_over_the_sample_is_refused(sample_db: Database) -> None:
+    before = await snapshot(sample_db)
+    error = await too_many(sample_db, make_csv(*SAMPLE_ROWS[:2]))  # two of Rauf's residential accounts
+    assert (error.active, error.deactivating, error.max_percent) == (43, 41, 5)
+    assert (
+        error.reason == "it would set 41 of 43 active accounts inactive (95.35%), more than the limit of 5%"
+    )
+    assert [(e.line, e.reason) for e in error.errors] == [(0, error.reason)]  # still a RegistryImportError
+    assert await snapshot(sample_db) == before
+    assert await active_accounts(sample_db) == 43
+
+    report = await load(sample_db, make_csv(*SAMPLE_ROWS[:2]), max_deactivate=None)  # --allow-deactivate
+    assert report == ImportReport(
+        persons=1, accounts=2, metering_points=0, accounts_deactivated=41, metering_points_deactivated=25
+    )
+    assert await active_accounts(sample_db) == 2
+    assert await counts(sample_db) == (25, 43, 25)  # nothing deleted
+
+
+async def test_a_two_row_file_over_five_accounts_is_refused(db: Database) -> None:
+    await load(db, make_csv(*FIVE))
+    before = await snapshot(db)
+    error = await too_many(db, make_csv(AYGUN, RAMIL))
+    assert error.reason == "it would set 3 of 5 active accounts inactive (60%), more than the limit of 5%"
+    assert await snapshot(db) == before
+    for code in (AYGUN_2["code"], ELVIN_SHOP_1["code"], NIGAR["code"]):
+        assert (await account(db, code)).active is True
+    # The refusal is checked before anything is written: the same file with a change is refused too.
+    await too_many(db, make_csv(row(AYGUN, phone="+994501234568"), NIGAR))
+    assert await snapshot(db) == before
+
+
+async def test_a_refresh_under_the_limit_goes_through(sample_db: Database) -> None:
+    report = await load(sample_db, sample_without(2))  # 2 of 43 accounts: 4.65%
+    assert report == ImportReport(persons=23, accounts=41, metering_points=25, accounts_deactivated=2)
+    assert await active_accounts(sample_db) == 41
+    for code in ("590869685200678", "599805035871914"):  # the last two rows
+        assert (await account(sample_db, code)).active is False
+
+    # The two already inactive do not count again: this refresh sets 1 of 41 inactive.
+    report = await load(sample_db, sample_without(3))
+    assert report.accounts_deactivated == 1
+    assert await active_accounts(sample_db) == 40
+
+
+async def test_the_limit_is_a_share_of_the_active_accounts(sample_db: Database) -> None:
+    before = await snapshot(sample_db)
+    error = await too_many(sample_db, sample_without(3))
+    assert error.reason == "it would set 3 of 43 active accounts inactive (6.98%), more than the limit of 5%"
+    error = await too_many(sample_db, sample_without(3), max_deactivate=6.9)
+    assert error.reason.endswith("(6.98%), more than the limit of 6.9%")
+    assert await snapshot(sample_db) == before
+    report = await load(sample_db, sample_without(3), max_deactivate=7)
+    assert report.accounts_deactivated == 3
+
+
+async def test_deactivating_exactly_the_limit_goes_through(db: Database) -> None:
+    await load(db, make_csv(*FIVE))
+    await too_many(db, make_csv(*BASE), max_deactivate=19.99)  # 1 of 5 is 20%
+    report = await load(db, make_csv(*BASE), max_deactivate=20)
+    assert (report.accounts_deactivated, report.metering_points_deactivated) == (1, 0)
+    assert (await account(db, NIGAR["code"])).active is False
+
+
+async def test_a_limit_of_zero_refuses_any_deactivation(db: Database) -> None:
+    await load(db, make_csv(*FIVE))
+    error = await too_many(db, make_csv(*BASE), max_deactivate=0)
+    assert error.reason == "it would set 1 of 5 active accounts inactive (20%), more than the limit of 0%"
+    report = await load(db, make_csv(*FIVE, row(NIGAR, code="400500600700801")), max_deactivate=0)
+    assert (report.accounts_added, report.deactivated) == (1, 0)  # adding is never limited
+
+
+async def test_the_first_import_is_never_refused(db: Database) -> None:
+    report = await load(db, make_csv(AYGUN, RAMIL), max_deactivate=0)
+    assert report == ImportReport(persons=2, accounts=2, persons_added=2, accounts_added=2)
+    assert await active_accounts(db) == 2
+
+
+async def test_only_active_accounts_count(db: Database) -> None:
+    await load(db, make_csv(*FIVE))
+    await load(db, make_csv(AYGUN, RAMIL), max_deactivate=None)  # 2 active, 3 inactive
+    # Losing one of the two active accounts is 50%, not 1 of 5: refused. The inactive ones stay inactive.
+    error = await too_many(db, make_csv(AYGUN, NIGAR), max_deactivate=40)
+    assert (error.active, error.deactivating) == (2, 1)
+    report = await load(db, make_csv(AYGUN, NIGAR), max_deactivate=50)
+    assert (report.accounts_changed, report.accounts_deactivated) == (1, 1)  # Nigar's is active again
+
+
+@pytest.mark.parametrize(
+    ("active", "deactivating", "limit", "ok"),
+    [
+        (0, 0, 5, True),  # an empty registry
+        (0, 0, 0, True),
+        (20, 1, 5, True),  # exactly 5%
+        (19, 1, 5, False),  # 5.26%
+        (100, 5, 5, True),
+        (100, 6, 5, False),
+        (43, 2, 5, True),
+        (43, 3, 5, False),
+        (10, 0, 0, True),
+        (10, 1, 0, False),
+        (10, 10, 100, True),
+        (1000, 1, 0.1, True),  # 0.1% exactly, not a float's 0.1000000000000000055
+        (1000, 2, 0.1, False),
+        (3, 1, 33.34, True),
+        (3, 1, 33.33, False),
+        (5, 5, None, True),  # no limit
+    ],
+)
+def test_check_deactivation(active: int, deactivating: int, limit: float | None, ok: bool) -> None:
+    if ok:
+        registry.check_deactivation(active, deactivating, limit)
+    else:
+        with pytest.raises(TooManyDeactivations) as caught:
+            registry.check_deactivation(active, deactivating, limit)
+        assert (caught.value.active, caught.value.deactivating, caught.value.max_percent) == (
+            active,
+            deactivating,
+            limit,
+        )
+
+
+@pytest.mark.parametrize(
+    ("active", "deactivating", "limit", "shown"),
+    [
+        (43, 41, 5, "41 of 43 active accounts inactive (95.35%), more than the limit of 5%"),
+        (100_000, 5_001, 5, "5001 of 100000 active accounts inactive (5.001%), more than the limit of 5%"),
+        (10**6, 69_941, 6.994, "(6.9941%), more than the limit of 6.994%"),  # not 6.99%, under the limit
+        (100_000, 1, 0, "(0.001%), more than the limit of 0%"),  # not 0%
+        (3, 1, 33.33, "(33.333%), more than the limit of 33.33%"),
+    ],
+)
+def test_the_refusal_shows_a_share_above_the_limit(
+    active: int, deactivating: int, limit: float, shown: str
+) -> None:
+    with pytest.raises(TooManyDeactivations) as caught:
+        registry.check_deactivation(active, deactivating, limit)
+    assert caught.value.reason.endswith(shown)
+    assert caught.value.reason.startswith("it would set ")
+
+
+# --- spreadsheet formulas -------------------------------------------------------------------------------
+
+# (value, what the error quotes as its start). A spreadsheet would run each of these as a formula.
+FORMULAS: list[tuple[str, str]] = [
+    ('=HYPERLINK("http://evil","x")', "="),
+    ("=cmd|'/C calc'!A0", "="),
+    ("@SUM(1+1)", "@"),
+    ("+SUM(1+1)", "+SUM("),
+    ("-1+1", "-1+"),
+    ("+cmd|'/C calc'!A0", "+cmd|"),
+    ('-HYPERLINK("http://evil","x")', "-HYPERLINK("),
+    ("+ SUM (A1)", "+ SUM ("),
+    ("--1+1", "--1+"),
+    ("-=1+1", "-="),
+    ("+@SUM(1)", "+@"),
+    ("-(1+1)", "-("),
+    ('+"a"&"b"', '+"'),
+    ("+A1", "+A1"),
+    ("-$B$2", "-$B$2"),
+    ("-Sheet1!A1", "-Sheet1!"),
+    ("-СУММ(A1)", "-СУММ("),  # a function name of a Russian spreadsheet
+    ("-2*3", "-2*"),
+    ("\t=1+1", "="),
+    ("\r@SUM(1)", "@"),
+    ("\t-1+1", "-1+"),
+    ("\r+cmd|'/C calc'!A0", "+cmd|"),
+    ('\t\r-HYPERLINK("x")', "-HYPERLINK("),
+    ("＝1+1", "="),  # full width
+    ("＠SUM(1)", "@"),
+    ("＋SUM(1)", "+SUM("),
+]
+
+
+@pytest.mark.parametrize(("value", "start"), FORMULAS, ids=[repr(f[0]) for f in FORMULAS])
+async def test_formula_in_a_text_column_is_refused(db: Database, value: str, start: str) -> None:
+    await load(db, make_csv(*BASE))
+    before = await snapshot(db)
+    data = make_csv(
+        AYGUN,  # 2
+        row(NIGAR, full_name=value),  # 3
+        row(RAMIL, address=value),  # 4
+        row(ELVIN_SHOP_1, region=value),  # 5: a metering point's region
+        row(ELVIN_SHOP_2, address=value),  # 6: a metering point's address
+    )
+    errors = await refused(db, data)
+    lines = [3 + n * (2 if "\r" in value else 1) for n in range(4)]  # a quoted CR ends a line too
+    why = f"looks like a spreadsheet formula (it starts with {start!r})"
+    assert [(e.line, e.reason) for e in errors] == [
+        (lines[0], f"full_name {why}"),
+        (lines[1], f"address {why}"),
+        (lines[2], f"region {why}"),
+        (lines[3], f"address {why}"),
+    ]
+    assert await snapshot(db) == before
+
+
+async def test_formula_on_an_empty_database_imports_nothing(db: Database) -> None:
+    errors = await refused(db, make_csv(AYGUN, row(NIGAR, region="@SUM(1+1)"), RAMIL))
+    assert [(e.line, e.reason) for e in errors] == [
+        (3, "region looks like a spreadsheet formula (it starts with '@')")
+    ]
+    assert await counts(db) == (0, 0, 0)
+
+
+async def test_formula_joins_the_other_reasons_of_a_line(db: Database) -> None:
+    errors = await refused(db, make_csv(row(NIGAR, fin="7TRO2HJ", full_name="=1+1", address="-1+1")))
+    assert [(e.line, e.reason) for e in errors] == [
+        (
+            2,
+            "bad FİN: 7 characters of 0-9 and A-Z without I and O; "
+            "full_name looks like a spreadsheet formula (it starts with '='); "
+            "address looks like a spreadsheet formula (it starts with '-1+')",
+        )
+    ]
+
+
+# (column, value): what a real registry holds that only looks like a formula at first sight.
+LOOK_ALIKES: list[tuple[str, str]] = [
+    ("full_name", "Əliyeva-Məmmədova Nigar Vaqif qızı"),
+    ("full_name", "Əliyeva Nigar (=Nigarə) Vaqif qızı"),
+    ("address", "Bakı şəhəri, Yasamal rayonu, M. Hadi küç. 12-14"),
+    ("address", "28 May küçəsi 47, mənzil 3"),
+    ("address", "20-ci sahə, Səbail rayonu, ev 5+6"),
+    ("address", "AZ1000, Bakı şəhəri, Nizami küçəsi 10"),
+    ("address", "Şəki şəhəri, mağaza @Nigar"),
+    ("region", "Xətai"),
+    ("region", "-"),  # a placeholder some exports write
+    ("region", "--"),
+    ("region", "- Şəki"),
+    ("region", "-5"),  # a number, not a formula
+    ("region", "—"),
+]
+
+
+@pytest.mark.parametrize(("column", "value"), LOOK_ALIKES, ids=[f"{c}={v}" for c, v in LOOK_ALIKES])
+async def test_formula_look_alikes_are_imported(db: Database, column: str, value: str) -> None:
+    await load(db, make_csv(AYGUN, row(NIGAR, **{column: value})))
+    nigar = await account(db, NIGAR["code"])
+    if column == "full_name":
+        assert (await person(db, NIGAR["fin"])).full_name == value
+    else:
+        assert getattr(nigar, column) == value
+
+
+@pytest.mark.parametrize("phone", ["+994501234567", "+994-50-123-45-67", "+994 (50) 123-45-67"])
+async def test_a_phone_with_a_plus_or_dashes_is_a_phone(db: Database, phone: str) -> None:
+    await load(db, make_csv(row(AYGUN, phone=phone)))
+    assert (await person(db, AYGUN["fin"])).phone == "+994501234567"
 
 
 # --- the command line ---------------------------------------------------------------------------------
 
 
-def run_import(tmp_path: Path, file: Path) -> subprocess.CompletedProcess[str]:
-    return run_isiqbot(tmp_path, "registry", "import", str(file), env=isiqbot_env(tmp_path, "x.db"))
+def run_import(tmp_path: Path, file: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    return run_isiqbot(tmp_path, "registry", "import", str(file), *flags, env=isiqbot_env(tmp_path, "x.db"))
 
 
 async def fins_in(tmp_path: Path) -> list[str]:
@@ -557,13 +866,24 @@ async def test_cli_imports_a_good_file(tmp_path: Path) -> None:
     file.write_bytes(make_csv(*BASE))
     done = run_import(tmp_path, file)
     assert done.returncode == 0, done.stderr
-    assert "imported 3 persons, 4 accounts, 2 metering points" in done.stdout
+    assert done.stdout.splitlines() == [
+        f"{file}: imported 3 persons, 4 accounts, 2 metering points",
+        "  persons: 3 added, 0 changed",
+        "  accounts: 4 added, 0 changed, 0 deactivated",
+        "  metering points: 2 added, 0 changed, 0 deactivated",
+    ]
     assert sorted(await fins_in(tmp_path)) == sorted({r["fin"] for r in BASE})
 
-    file.write_bytes(make_csv(AYGUN, ELVIN_SHOP_1, ELVIN_SHOP_2))  # a refresh: Ramil and one account go
-    done = run_import(tmp_path, file)
+    # A refresh: Ramil and one of Aygün's accounts go (2 of 4 accounts, allowed), her phone changes.
+    file.write_bytes(make_csv(row(AYGUN, phone="+994501234568"), ELVIN_SHOP_1, ELVIN_SHOP_2))
+    done = run_import(tmp_path, file, "--allow-deactivate")
     assert done.returncode == 0, done.stderr
-    assert "imported 2 persons, 2 accounts, 2 metering points; 2 no longer in the file" in done.stdout
+    assert done.stdout.splitlines() == [
+        f"{file}: imported 2 persons, 2 accounts, 2 metering points",
+        "  persons: 0 added, 1 changed",
+        "  accounts: 0 added, 0 changed, 2 deactivated",
+        "  metering points: 0 added, 0 changed, 0 deactivated",
+    ]
 
 
 async def test_cli_refuses_a_bad_file_and_names_each_line(tmp_path: Path) -> None:
@@ -587,7 +907,8 @@ async def test_cli_refuses_a_bad_file_and_names_each_line(tmp_path: Path) -> Non
     good.write_bytes(make_csv(AYGUN, RAMIL))
     done = run_import(tmp_path, good)
     assert done.returncode == 0, done.stderr
-    assert "imported 2 persons, 2 accounts, 0 metering points; 0 no longer" in done.stdout
+    assert f"{good}: imported 2 persons, 2 accounts, 0 metering points\n" in done.stdout
+    assert "  accounts: 2 added, 0 changed, 0 deactivated\n" in done.stdout
     assert await fins_in(tmp_path) == sorted([AYGUN["fin"], RAMIL["fin"]])  # no Nigar, no shop
 
 

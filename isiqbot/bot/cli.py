@@ -56,7 +56,7 @@ async def cmd_migrate(settings: Settings) -> int:
     return 0
 
 
-async def cmd_registry_import(settings: Settings, path: Path) -> int:
+async def cmd_registry_import(settings: Settings, path: Path, max_deactivate: float | None) -> int:
     try:
         data = await asyncio.to_thread(path.read_bytes)
     except OSError as exc:
@@ -65,7 +65,16 @@ async def cmd_registry_import(settings: Settings, path: Path) -> int:
     db = await open_database(settings)
     try:
         async with db.transaction() as session:
-            report = await registry.import_csv(session, data)
+            report = await registry.import_csv(session, data, max_deactivate=max_deactivate)
+    except registry.TooManyDeactivations as exc:
+        print(f"{path}: nothing was imported: {exc.reason}.", file=sys.stderr)
+        print(
+            "  An export that was cut short looks like this: check the file first. If these accounts are\n"
+            "  really gone, import it again with --allow-deactivate, or set another limit with\n"
+            "  --max-deactivate PERCENT.",
+            file=sys.stderr,
+        )
+        return 1
     except registry.RegistryImportError as exc:
         print(f"{path}: nothing was imported; {len(exc.errors)} problem(s):", file=sys.stderr)
         for error in exc.errors:
@@ -74,10 +83,26 @@ async def cmd_registry_import(settings: Settings, path: Path) -> int:
     finally:
         await db.dispose()
     print(
-        f"imported {report.persons} persons, {report.accounts} accounts, "
-        f"{report.metering_points} metering points; {report.deactivated} no longer in the file set inactive"
+        f"{path}: imported {report.persons} persons, {report.accounts} accounts, "
+        f"{report.metering_points} metering points\n"
+        f"  persons: {report.persons_added} added, {report.persons_changed} changed\n"
+        f"  accounts: {report.accounts_added} added, {report.accounts_changed} changed, "
+        f"{report.accounts_deactivated} deactivated\n"
+        f"  metering points: {report.metering_points_added} added, {report.metering_points_changed} changed, "
+        f"{report.metering_points_deactivated} deactivated"
     )
     return 0
+
+
+def percent(text: str) -> float:
+    """A share for --max-deactivate: 0 to 100, a trailing % allowed."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 100:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"a percentage from 0 to 100, not {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     reg_commands = reg.add_subparsers(dest="registry_command", required=True)
     imp = reg_commands.add_parser("import", help="load or refresh the registry from a billing CSV export")
     imp.add_argument("file", type=Path)
+    guard = imp.add_mutually_exclusive_group()
+    guard.add_argument(
+        "--max-deactivate",
+        type=percent,
+        default=registry.MAX_DEACTIVATE_PERCENT,
+        metavar="PERCENT",
+        help="refuse a refresh that sets more than this share of the active accounts inactive "
+        f"(default {registry.MAX_DEACTIVATE_PERCENT:g})",
+    )
+    guard.add_argument(
+        "--allow-deactivate",
+        action="store_true",
+        help="the accounts missing from the file are really gone: set them inactive, however many",
+    )
     return parser
 
 
@@ -116,7 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "applications":
         return asyncio.run(cmd_applications(settings, args))
     if args.command == "registry":
-        return asyncio.run(cmd_registry_import(settings, args.file))
+        limit = None if args.allow_deactivate else args.max_deactivate
+        return asyncio.run(cmd_registry_import(settings, args.file, limit))
     if settings.http.link_secret is None:
         # Links in SMS, e-mail and /start must still open after a restart, and on every process.
         print(

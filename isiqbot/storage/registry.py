@@ -8,6 +8,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,27 @@ HEADER = ("fin", "full_name", "phone", "kind", "code", "metering_point", "addres
 KINDS = ("residential", "non_residential")
 SAMPLE_CSV = Path(__file__).with_name("sample_registry.csv")
 MAX_ERRORS = 200
+# A refresh may set at most this share (percent) of the active accounts inactive: a cut-short export
+# must not switch off everyone missing from it.
+MAX_DEACTIVATE_PERCENT = 5.0
+TEXT_COLUMNS = ("full_name", "address", "region")  # free text; the other columns have strict formats
 
 _FIN_RE = re.compile(r"^[0-9A-HJ-NP-Z]{7}$")
 _CODE_RE = re.compile(r"^[0-9]{6,20}$")
 _POINT_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z\-_/.]{0,39}$")
 _MOBILE = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+# What a spreadsheet runs as a formula after a leading + or -. A bare sign, a number or plain words
+# after it are left alone (a "-" placeholder); these are what makes it a formula.
+_FORMULA_AFTER_SIGN = re.compile(
+    r"""[\s+\-]*                                # more signs and spaces: --1+1, + -SUM(
+    (?: [=@("'{]                               # another formula start, a bracket, a string, an array
+      | [^\W\d][\w.]*\s*\(                     # a function call: SUM(, HYPERLINK (, СУММ(
+      | [\w.]+\s*[|!]                          # DDE (cmd|'/C calc'!A0), a sheet reference (Sheet1!A1)
+      | \$?[A-Za-z]{1,3}\$?[0-9]+(?![\w.])      # a cell reference: A1, $B$2
+      | [0-9][0-9.,]*\s*[-+*/^&=<>%:]           # arithmetic: 1+1, 2*3, 1:2
+    )""",
+    re.VERBOSE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +63,59 @@ class RegistryImportError(Exception):
         super().__init__("\n".join(str(e) for e in self.errors))
 
 
+def _percent(value: Fraction | float, over: float | None = None, digits: int = 2) -> str:
+    """60%, 4.65%: `digits` decimals, or more where a share would read as 0% or as no more than `over`."""
+    for shown in range(digits, 10):
+        text = f"{float(value):.{shown}f}".rstrip("0").rstrip(".")
+        if (text != "0" or not value) and (over is None or float(text) > over):
+            break
+    return text + "%"
+
+
+class TooManyDeactivations(RegistryImportError):
+    """A well-formed file that would set more than the allowed share of the active accounts inactive."""
+
+    def __init__(self, active: int, deactivating: int, max_percent: float) -> None:
+        self.active, self.deactivating, self.max_percent = active, deactivating, max_percent
+        self.share = Fraction(100 * deactivating, active)  # percent
+        share, limit = _percent(self.share, over=max_percent), _percent(max_percent, digits=6)
+        self.reason = (
+            f"it would set {deactivating} of {active} active accounts inactive ({share}), "
+            f"more than the limit of {limit}"
+        )
+        super().__init__([LineError(0, self.reason)])
+
+
+def check_deactivation(active: int, deactivating: int, max_percent: float | None) -> None:
+    """Refuse setting `deactivating` of `active` accounts inactive when that is over `max_percent` percent.
+
+    None is no limit. An empty registry (nothing active) is never refused: there is nothing to lose.
+    """
+    if max_percent is None or deactivating == 0:
+        return
+    if Fraction(100 * deactivating) > Fraction(str(max_percent)) * active:
+        raise TooManyDeactivations(active, deactivating, max_percent)
+
+
 @dataclass(slots=True)
 class ImportReport:
+    """How many of each the file holds, and what the import added, changed and set inactive."""
+
     persons: int = 0
     accounts: int = 0
     metering_points: int = 0
-    deactivated: int = 0
+    persons_added: int = 0
+    persons_changed: int = 0
+    accounts_added: int = 0
+    accounts_changed: int = 0  # another owner, kind, address or region, or active again
+    accounts_deactivated: int = 0
+    metering_points_added: int = 0
+    metering_points_changed: int = 0
+    metering_points_deactivated: int = 0
+
+    @property
+    def deactivated(self) -> int:
+        return self.accounts_deactivated + self.metering_points_deactivated
 
 
 @dataclass(slots=True)
@@ -81,6 +145,21 @@ def _clean(value: str | None) -> str:
 def _has_hidden(value: str) -> bool:
     """Control and format characters (bidi overrides, zero-width spaces) have no place in the registry."""
     return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value)
+
+
+def _formula(value: str) -> str | None:
+    """The start of a text cell that a spreadsheet would run as a formula, or None.
+
+    `value` is already stripped, so a tab or carriage return before the sign is gone too.
+    """
+    head = unicodedata.normalize("NFKC", value[:64])  # a full-width ＝ is an = to some spreadsheets
+    if head[:1] in ("=", "@"):
+        return head[:1]
+    if head[:1] in ("+", "-"):
+        match = _FORMULA_AFTER_SIGN.match(head, 1)
+        if match:
+            return head[: min(match.end(), 24)]
+    return None
 
 
 def _phone(value: str) -> str | None:
@@ -163,6 +242,10 @@ def parse_csv(data: bytes) -> _Parsed:
                 reasons.append("address is empty or longer than 300 characters")
             if not region or len(region) > 100:
                 reasons.append("region is empty or longer than 100 characters")
+            for column, value in zip(TEXT_COLUMNS, (name, address, region), strict=True):
+                start = _formula(value)
+                if start is not None:
+                    reasons.append(f"{column} looks like a spreadsheet formula (it starts with {start!r})")
             if reasons:
                 bad(line, "; ".join(reasons))
                 continue
@@ -202,13 +285,21 @@ def parse_csv(data: bytes) -> _Parsed:
     return parsed
 
 
-async def import_csv(session: AsyncSession, data: bytes) -> ImportReport:
+async def import_csv(
+    session: AsyncSession, data: bytes, *, max_deactivate: float | None = MAX_DEACTIVATE_PERCENT
+) -> ImportReport:
     """Load or refresh the registry inside the caller's transaction; accounts not in the file go inactive.
 
-    Applications keep their own snapshot of the account, so nothing is deleted.
+    Applications keep their own snapshot of the account, so nothing is deleted. A refresh that would set
+    more than `max_deactivate` percent of the active accounts inactive raises `TooManyDeactivations`
+    before anything is written (None: no limit).
     """
     parsed = parse_csv(data)
     report = ImportReport()
+
+    accounts = {a.code: a for a in (await session.scalars(select(Account))).all()}
+    stale_accounts = [a.id for code, a in accounts.items() if code not in parsed.accounts and a.active]
+    check_deactivation(sum(a.active for a in accounts.values()), len(stale_accounts), max_deactivate)
 
     persons = {p.fin: p for p in (await session.scalars(select(Person))).all()}
     for fin, (name, phone) in parsed.persons.items():
@@ -217,26 +308,36 @@ async def import_csv(session: AsyncSession, data: bytes) -> ImportReport:
             person = Person(fin=fin, full_name=name, phone=phone)
             session.add(person)
             persons[fin] = person
-        else:
+            report.persons_added += 1
+        elif (person.full_name, person.phone) != (name, phone):
             person.full_name, person.phone = name, phone
+            report.persons_changed += 1
         report.persons += 1
     await session.flush()
 
-    accounts = {a.code: a for a in (await session.scalars(select(Account))).all()}
     for code, row in parsed.accounts.items():
-        account = accounts.get(code)
         residential = row.kind == "residential"
-        if account is None:
-            account = Account(code=code, kind=row.kind, person_id=0)
-            session.add(account)
-            accounts[code] = account
         person_id = persons[row.fin].id
         assert person_id is not None
-        account.kind, account.person_id, account.active = row.kind, person_id, True
-        account.address = row.address if residential else None
-        account.region = row.region if residential else None
+        values = (
+            row.kind,
+            person_id,
+            row.address if residential else None,
+            row.region if residential else None,
+        )
+        account = accounts.get(code)
+        if account is None:
+            account = Account(code=code, kind=row.kind, person_id=person_id)
+            session.add(account)
+            accounts[code] = account
+            report.accounts_added += 1
+        else:
+            before = (account.kind, account.person_id, account.address, account.region, account.active)
+            if before != (*values, True):
+                report.accounts_changed += 1
+        account.kind, account.person_id, account.address, account.region = values
+        account.active = True
         report.accounts += 1
-    stale_accounts = [a.id for code, a in accounts.items() if code not in parsed.accounts and a.active]
     await session.flush()
 
     points = {
@@ -253,7 +354,10 @@ async def import_csv(session: AsyncSession, data: bytes) -> ImportReport:
             session.add(
                 MeteringPoint(account_id=account_id, code=point_code, address=row.address, region=row.region)
             )
+            report.metering_points_added += 1
         else:
+            if (point.address, point.region, point.active) != (row.address, row.region, True):
+                report.metering_points_changed += 1
             point.address, point.region, point.active = row.address, row.region, True
         report.metering_points += 1
     stale_points = [p.id for key, p in points.items() if key not in parsed.points and p.active]
@@ -263,7 +367,7 @@ async def import_csv(session: AsyncSession, data: bytes) -> ImportReport:
         await session.execute(
             update(MeteringPoint).where(col(MeteringPoint.id).in_(stale_points)).values(active=False)
         )
-    report.deactivated = len(stale_accounts) + len(stale_points)
+    report.accounts_deactivated, report.metering_points_deactivated = len(stale_accounts), len(stale_points)
     await session.flush()
     return report
 
