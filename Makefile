@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint run migrate bench clean
+.PHONY: demo test lint run migrate bench chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+chaos: $(STAMP)  ## the long chaos suite: 100 subscribers through kills, outages and 10,000 hostile updates
+	ISIQBOT_CHAOS=long $(BIN)/pytest -q -p no:cacheprovider tests/chaos
 
 bench: $(STAMP)  ## updates per second for many subscribers at once (BENCH_DATABASE_URL to use PostgreSQL)
 	$(BIN)/python bench/throughput.py --subscribers $${BENCH_SUBSCRIBERS:-300} $${BENCH_DATABASE_URL:+--database $$BENCH_DATABASE_URL}

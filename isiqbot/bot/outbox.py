@@ -24,7 +24,8 @@ from isiqbot.storage.db import Database, as_utc
 from isiqbot.storage.models import Notification
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(minutes=2)  # a send not finished by then is taken again (the worker died)
+LEASE = timedelta(seconds=20)  # a claim not renewed for this long is taken again (its worker died)
+RENEW_EVERY = 5.0  # seconds: how often a running worker renews the leases of its sends
 GIVE_UP_AFTER = timedelta(hours=24)
 FIRST_RETRY = 5.0  # seconds; doubled at each attempt
 MAX_RETRY = 900.0
@@ -90,6 +91,7 @@ class OutboxWorker:
         self.period = period
         # Set by whoever queues a message (the service, the staff chat), built before this worker.
         self._wake = wakeup or asyncio.Event()
+        self._in_flight: set[int] = set()  # ids being sent now: their leases are renewed
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next tick."""
@@ -102,8 +104,27 @@ class OutboxWorker:
             claimed = await outbox.claim(session, self.senders.keys(), now, LEASE, self.batch)
             for row in claimed:
                 session.expunge(row)
-        await asyncio.gather(*(self._send(row) for row in claimed))
+        ids = {row.id for row in claimed if row.id is not None}
+        self._in_flight |= ids
+        try:
+            await asyncio.gather(*(self._send(row) for row in claimed))
+        finally:
+            self._in_flight -= ids
         return len(claimed)
+
+    async def renew_leases(self, stop: asyncio.Event) -> None:
+        """While sends take long (a slow gateway, Telegram's pacing), keep them ours."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), RENEW_EVERY)
+            except TimeoutError:
+                pass
+            if self._in_flight:
+                try:
+                    async with self.db.transaction() as session:
+                        await outbox.renew(session, set(self._in_flight), self.clock())
+                except Exception:
+                    log.exception("the outbox's leases could not be renewed; trying again")
 
     async def drain(self, rounds: int = 50) -> None:
         """Rounds until nothing is due (tests; shutdown)."""
@@ -125,6 +146,14 @@ class OutboxWorker:
         A round that has begun is finished before the loop looks at `stop` again, so at a clean stop
         every claimed message is sent and recorded, and none waits for its lease to be sent twice.
         """
+        renewing = asyncio.create_task(self.renew_leases(stop))
+        try:
+            await self._loop(stop)
+        finally:
+            renewing.cancel()
+            await asyncio.gather(renewing, return_exceptions=True)
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
         while not stop.is_set():

@@ -12,7 +12,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, or_, text
+from sqlalchemy import case, func, or_, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -68,7 +68,8 @@ async def claim(
     A lane is one recipient; in a staff chat, one application's thread, so that a card waiting for
     its retry holds back only its own application. Only the head of a lane (its oldest unsent row) may
     go, so a lane's messages leave in order. A row left `sending` by a worker that died is taken again
-    once its lease is over: a crash repeats at most that one send. On PostgreSQL the claims of several
+    once its lease is over (a live worker renews the leases of its sends): a crash repeats at most
+    the sends that were on the wire. On PostgreSQL the claims of several
     workers take turns (a transaction-scoped advisory lock), so no two see the same heads.
     """
     if not channels:
@@ -102,6 +103,16 @@ async def claim(
         row.attempts += 1
     await session.flush()
     return claimed
+
+
+async def renew(session: AsyncSession, notification_ids: Collection[int], now: datetime) -> None:
+    """Keep the lease of sends still in progress: a live worker's claims are not taken from it."""
+    if notification_ids:
+        await session.execute(
+            update(Notification)
+            .where(col(Notification.id).in_(notification_ids), col(Notification.state) == SENDING)
+            .values(claimed_at=now)
+        )
 
 
 async def _get(session: AsyncSession, notification_id: int) -> Notification | None:
