@@ -370,32 +370,6 @@ async def test_an_answer_telegram_does_not_take_in_time_leaves_later_through_the
     assert len(world.telegram_texts(505)) == len(texts)
 
 
-async def test_a_debug_log_of_a_whole_application_holds_no_phone_fin_or_email(
-    tmp_path: Path, world: World, db: Database, db_url: str
-) -> None:
-    service = Isiqbot(tmp_path, world, db_url, LOG_LEVEL="DEBUG")
-    await asyncio.to_thread(service.import_registry)
-    await service.start()
-    try:
-        elcin = TelegramUser(world.telegram, 501)
-        await file_in_telegram(elcin, "+994996510079", "168808605066007", email="elcin@example.az")
-        lala = whatsapp_user(world, service, "994996958257")
-        await file_in_whatsapp(lala, "99 695 82 57", "859899677634931")
-        number = (await the_application(db)).number
-        await eventually(lambda: world.card(BAKI, number), "the card")
-        rauf = StaffMember(world.telegram, RAUF, BAKI, "Rauf")
-        await rauf.press(world.buttons(BAKI, number)[t("staff.btn_work")])
-        await staff_close(world, rauf, number, "Sayğac dəyişdirildi.")
-        await eventually(lambda: world.sms_saying("+994996958257", t("status.completed")), "result SMS")
-        assert await service.stop() == 0
-    finally:
-        service.kill()
-    log = service.log
-    assert "DEBUG" in log  # the level was really DEBUG
-    for secret in ("996510079", "996958257", "elcin@example.az", "M9CGRC9", "K3UZ5HR"):
-        assert secret not in log, secret
-
-
 def test_python_dash_m_isiqbot_is_the_isiqbot_command(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "isiqbot", "migrate"],
