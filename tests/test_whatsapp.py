@@ -47,6 +47,7 @@ from tests.fake_graph import (
 )
 from tests.fake_telegram import TOKEN, FakeTelegram
 from tests.processes import free_port
+from tests.running import file_in_whatsapp
 
 ROOT = Path(__file__).resolve().parents[1]
 LINK_SECRET = "whatsapp-test-secret-0123456789abcd"
@@ -279,17 +280,7 @@ async def test_a_user_whose_number_is_withheld_confirms_one_by_sms(wa: Wa) -> No
 
 
 async def file_quickly(wa: Wa, user: WaUser) -> None:
-    await user.text("Salam")
-    await user.press("new")
-    await user.press("99 651 00 79")
-    await user.press("168808605066007")
-    await user.press("reason:no_power")
-    await user.text("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
-    await user.press("done")
-    await user.press("keep")
-    await user.press("done")
-    await user.press("skip")
-    await user.press("send")
+    await file_in_whatsapp(user, "99 651 00 79", "168808605066007")
 
 
 async def test_a_status_message_inside_the_window_is_free_text(wa: Wa) -> None:

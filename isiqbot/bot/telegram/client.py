@@ -61,38 +61,26 @@ class TelegramClient:
         self.limiter = limiter or RateLimiter()
 
     async def send(self, chat_id: int, message: Outgoing, within: float = ANSWER_WITHIN) -> Sent:
-        """An answer to what the person just did: tried for at most `within` seconds, within the limits.
+        """An answer to what the person just did, within the limits, then tried for at most `within`
+        seconds (our own pacing is not counted: only Telegram's slowness is).
 
         SENT; UNREACHABLE when the chat blocked the bot or is gone (recorded for the SMS fallback) or
         Telegram refused the message; LATER when Telegram did not take it in time (5xx, the network,
         a 429 longer than the time left): the caller hands it to the outbox rather than hold the
         update any longer.
         """
-        deadline = time.monotonic() + within
         await self.limiter.acquire(chat_id)
         method = SendMessage(chat_id=chat_id, text=message.text, reply_markup=message.markup)
-        attempt = 0
-        while True:
-            left = deadline - time.monotonic()
-            try:
-                await asyncio.wait_for(self.bot(method), max(left, 0.1))
-                return Sent.SENT
-            except TelegramRetryAfter as exc:
-                pause = float(exc.retry_after)
-            except (TelegramServerError, TelegramNetworkError, TimeoutError):
-                pause = min(0.25 * 2**attempt, 2.0)
-            except (TelegramForbiddenError, TelegramBadRequest) as exc:
-                if isinstance(exc, TelegramBadRequest) and "chat not found" not in exc.message.lower():
-                    log.error("Telegram refused a message: %s", exc.message)  # ours to fix; the chat goes on
-                    return Sent.UNREACHABLE
-                reason = "blocked" if isinstance(exc, TelegramForbiddenError) else "chat_not_found"
-                log.info("Telegram chat unreachable (%s); recorded", reason)
-                await self._unreachable(chat_id, reason)
+        try:
+            return Sent.SENT if await self._within(method, within) else Sent.LATER
+        except (TelegramForbiddenError, TelegramBadRequest) as exc:
+            if isinstance(exc, TelegramBadRequest) and "chat not found" not in exc.message.lower():
+                log.error("Telegram refused a message: %s", exc.message)  # ours to fix; the chat goes on
                 return Sent.UNREACHABLE
-            attempt += 1
-            if time.monotonic() + pause >= deadline:
-                return Sent.LATER
-            await asyncio.sleep(pause)
+            reason = "blocked" if isinstance(exc, TelegramForbiddenError) else "chat_not_found"
+            log.info("Telegram chat unreachable (%s); recorded", reason)
+            await self._unreachable(chat_id, reason)
+            return Sent.UNREACHABLE
 
     async def request(self, chat_id: int, method: TelegramMethod[T], message: bool = True) -> T:
         """One call for the outbox, within the limits: failures as `Temporary` or `Permanent`.
@@ -129,8 +117,16 @@ class TelegramClient:
         return buffer.getvalue(), "image/jpeg"
 
     async def call(self, method: TelegramMethod[Any], within: float = ANSWER_WITHIN) -> bool:
-        """A call that may fail without harm (a button press's answer): tried for at most `within`
-        seconds, waiting out short 429s and retrying 5xx and network errors; False when given up."""
+        """A call that may fail without harm (a button press's answer); False when given up."""
+        if await self._within(method, within):
+            return True
+        log.warning("a Telegram call (%s) was given up after %s s", type(method).__name__, within)
+        return False
+
+    async def _within(self, method: TelegramMethod[Any], within: float) -> bool:
+        """Call until Telegram takes it or `within` seconds are over, waiting out 429s that fit in the
+        time left and retrying 5xx and network errors; False when the time ran out. Refusals (4xx)
+        propagate."""
         deadline = time.monotonic() + within
         attempt = 0
         while True:
@@ -143,9 +139,6 @@ class TelegramClient:
                 pause = min(0.25 * 2**attempt, 2.0)
             attempt += 1
             if time.monotonic() + pause >= deadline:
-                log.warning(
-                    "a Telegram call (%s) was given up after %s attempts", type(method).__name__, attempt
-                )
                 return False
             await asyncio.sleep(pause)
 
