@@ -370,6 +370,22 @@ async def test_an_answer_telegram_does_not_take_in_time_leaves_later_through_the
     assert len(world.telegram_texts(505)) == len(texts)
 
 
+async def test_a_revoked_token_stops_polling_and_with_it_the_process(
+    tmp_path: Path, world: World, db: Database, db_url: str
+) -> None:
+    service = Isiqbot(tmp_path, world, db_url)
+    await service.start()
+    try:
+        revoked = {"ok": False, "error_code": 401, "description": "Unauthorized"}
+        world.telegram.fail_next("getupdates", 401, revoked)  # the token was revoked in BotFather
+        assert service.process is not None
+        code = await asyncio.to_thread(service.process.wait, 60)
+        assert code == 1  # not a process that looks alive and polls nothing: a service manager restarts it
+        assert "telegram polling stopped unexpectedly" in service.log
+    finally:
+        service.kill()
+
+
 def test_python_dash_m_isiqbot_is_the_isiqbot_command(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "isiqbot", "migrate"],

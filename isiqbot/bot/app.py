@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import aiohttp
 from aiogram.exceptions import TelegramAPIError
@@ -82,6 +84,7 @@ class Service:
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     webhook_checked: tuple[float, str | None] = (0.0, None)  # (when, the problem found then)
+    died: list[str] = field(default_factory=list)  # background parts that stopped on their own
 
     @property
     def senders(self) -> list[str]:
@@ -116,8 +119,8 @@ class Service:
                 log.warning("outbox: %s message(s) wait for %s, which is not configured", count, channel)
         self._background("outbox worker", self.worker.run(self.stop))
 
-    def _background(self, name: str, work: object) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(work)  # type: ignore[arg-type]
+    def _background(self, name: str, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         # A part that dies takes the service down with it: a process that looks alive but does not
         # poll, or does not send, is worse than one that stops and is restarted.
         task.add_done_callback(lambda done: self._died(name, done))
@@ -127,6 +130,7 @@ class Service:
         if not self.stop.is_set():
             error = None if task.cancelled() else task.exception()
             log.error("%s stopped unexpectedly%s", name, f": {error!r}" if error else "")
+            self.died.append(name)
             self.stop.set()
 
     async def run(self) -> int:
@@ -136,12 +140,7 @@ class Service:
         finally:
             self.stop.set()
             await self.drain()
-        failed = [
-            name
-            for name, task in self.tasks.items()
-            if task.done() and not task.cancelled() and task.exception() is not None
-        ]
-        return 1 if failed else 0
+        return 1 if self.died else 0
 
     async def drain(self) -> None:
         """Let the worker finish what it has claimed (at most DRAIN_SECONDS); stop the rest."""
@@ -335,8 +334,6 @@ async def build(
 
 async def run(settings: Settings) -> int:
     """`isiqbot run`: build, start, serve until SIGINT or SIGTERM, drain, stop."""
-    import signal
-
     started = time.monotonic()
     try:
         service = await build(settings)
