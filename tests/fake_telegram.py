@@ -3,7 +3,8 @@
 It speaks the methods the bot uses (getMe, getUpdates, sendMessage, sendPhoto, sendLocation,
 editMessageText, answerCallbackQuery, getChat, createForumTopic, getChatAdministrators,
 setMessageReaction, setWebhook, deleteWebhook, setMyCommands) and can answer with a failure (429 with
-retry_after, 500, 403) on demand.
+retry_after, 500, 403) on demand, or for every send* call during a time window (`down_until`: 502,
+`throttled_until`: 429 with `retry_after`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +35,9 @@ class FakeTelegram:
         self.blocked: set[int] = set()  # private chats whose person blocked the bot
         self.webhook_url = ""  # as setWebhook left it
         self.down_until = 0.0  # until then (time.monotonic()), every send* call gets a 502
+        self.throttled_until = 0.0  # until then, every send* call gets a 429 with `retry_after`
+        self.retry_after = 5
+        self.refused: Counter[int] = Counter()  # the statuses of the send* calls refused by those two
         self.stalled_calls = 0
         self._release = asyncio.Event()
         self._update_ids = itertools.count(1)
@@ -108,9 +112,19 @@ class FakeTelegram:
                 {"ok": False, "error_code": 502, "description": "Bad Gateway"}, status=502
             )
         if method.lower().startswith("send") and time.monotonic() < self.down_until:
+            self.refused[502] += 1
             return web.json_response(
                 {"ok": False, "error_code": 502, "description": "Bad Gateway"}, status=502
             )
+        if method.lower().startswith("send") and time.monotonic() < self.throttled_until:
+            self.refused[429] += 1
+            too_many = {
+                "ok": False,
+                "error_code": 429,
+                "description": f"Too Many Requests: retry after {self.retry_after}",
+                "parameters": {"retry_after": self.retry_after},
+            }
+            return web.json_response(too_many, status=429)
         if method.lower().startswith("send") and int(params.get("chat_id") or 0) in self.blocked:
             blocked = {
                 "ok": False,

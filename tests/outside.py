@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -27,10 +28,15 @@ class Gateway:
     failures: list[int] = field(default_factory=list)
     hang_next: int = 0
     delay: float = 0.0  # a slow gateway: it takes the SMS at once and answers this much later
+    down_until: float = 0.0  # until then (time.monotonic()), every POST gets a 503
+    refused: int = 0  # the 503s answered while down
     url: str = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         self.headers.append(dict(request.headers))
+        if time.monotonic() < self.down_until:
+            self.refused += 1
+            return web.json_response({"error": "unavailable"}, status=503)
         if self.hang_next:
             self.hang_next -= 1
             await asyncio.sleep(5)
@@ -64,16 +70,20 @@ async def sms_gateway() -> AsyncIterator[Gateway]:
 
 
 class Mailbox:
-    """An aiosmtpd handler: keeps each message; refuses the next ones with 451 when told to."""
+    """An aiosmtpd handler: keeps each message; refuses the next ones with 451 when told to (`refuse`
+    messages, or every message until `refuse_until`, a time.monotonic())."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.refuse = 0
+        self.refuse_until = 0.0
+        self.refused = 0  # the 451s answered
         self.port = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.refuse:
-            self.refuse -= 1
+        if self.refuse or time.monotonic() < self.refuse_until:
+            self.refuse = max(self.refuse - 1, 0)
+            self.refused += 1
             return "451 4.3.0 Try again later"
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)

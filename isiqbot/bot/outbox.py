@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from isiqbot.bot.departments import Departments
 from isiqbot.bot.metrics import METRICS
-from isiqbot.bot.service import Clock, payload_msg, system_clock
+from isiqbot.bot.service import Clock, payload_msg, storage_unavailable, system_clock
 from isiqbot.locales import Msg, translate
 from isiqbot.storage import outbox, staff
 from isiqbot.storage.db import Database, as_utc
@@ -32,6 +32,7 @@ MAX_RETRY = 900.0
 IDLE_WAIT = 1.0
 PERIOD = 60.0  # how often the periodic jobs (deadline reminders) run
 UNEXPECTED_TRIES = 3  # an error we did not foresee fails the message after this many attempts
+RECORD_AGAIN = 1.0  # seconds: how often the outcome of a send is written again while the database is away
 
 
 class Temporary(Exception):
@@ -123,8 +124,8 @@ class OutboxWorker:
                 try:
                     async with self.db.transaction() as session:
                         await outbox.renew(session, set(self._in_flight), self.clock())
-                except Exception:
-                    log.exception("the outbox's leases could not be renewed; trying again")
+                except Exception as exc:
+                    _failed("the outbox's leases could not be renewed; trying again", exc)
 
     async def drain(self, rounds: int = 50) -> None:
         """Rounds until nothing is due (tests; shutdown)."""
@@ -137,8 +138,8 @@ class OutboxWorker:
         for job in self.periodic:
             try:
                 await job(self.clock())
-            except Exception:
-                log.exception("a periodic job failed; it runs again at the next tick")
+            except Exception as exc:
+                _failed("a periodic job failed; it runs again at the next tick", exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set: a round whenever something is due, the periodic jobs every `period`.
@@ -162,8 +163,8 @@ class OutboxWorker:
                 next_tick = loop.time() + self.period
             try:
                 sent = await self.run_once()
-            except Exception:
-                log.exception("the outbox could not be read; trying again")
+            except Exception as exc:
+                _failed("the outbox could not be read; trying again", exc)
                 sent = 0
             if sent:
                 continue
@@ -182,7 +183,12 @@ class OutboxWorker:
             await self._record(row, failed=exc.reason)
         except Temporary as exc:
             await self._record(row, retry=exc.reason, retry_after=exc.retry_after)
-        except Exception as exc:  # a bug of ours: visible in the log and on the row, tried a few times
+        except Exception as exc:
+            if storage_unavailable(exc):  # the sender reads or writes the database, and it is away
+                log.warning("notification %s waits for the database (%s)", row.id, type(exc).__name__)
+                await self._record(row, retry=f"database unavailable: {type(exc).__name__}")
+                return
+            # A bug of ours: visible in the log and on the row, tried a few times.
             log.exception("sending notification %s failed", row.id)
             reason = f"{type(exc).__name__}: {exc}"[:200]
             if row.attempts >= UNEXPECTED_TRIES:  # not worth a day of retries holding back its lane
@@ -191,9 +197,32 @@ class OutboxWorker:
                 await self._record(row, retry=reason)
         else:
             now = self.clock()
-            async with self.db.transaction() as session:
-                await outbox.mark_sent(session, row.id, provider_id, now)
+            notification_id = row.id
+
+            async def sent(session: AsyncSession) -> None:
+                await outbox.mark_sent(session, notification_id, provider_id, now)
+
+            await self._write(row, sent)
             METRICS.sent(row.channel, (now - as_utc(row.created_at)).total_seconds())
+
+    async def _write(self, row: Notification, write: Callable[[AsyncSession], Awaitable[None]]) -> None:
+        """Record what a send did, again and again while the database is away.
+
+        Given up, the row would stay `sending` and be sent a second time once its lease is over. Until
+        it is written the row stays in flight, so its lease is renewed as soon as the database is back.
+        """
+        while True:
+            try:
+                async with self.db.transaction() as session:
+                    await write(session)
+                return
+            except Exception as exc:
+                if not storage_unavailable(exc):
+                    raise
+                log.warning(
+                    "the outcome of notification %s waits for the database (%s)", row.id, type(exc).__name__
+                )
+            await asyncio.sleep(RECORD_AGAIN)
 
     async def _record(
         self,
@@ -204,12 +233,14 @@ class OutboxWorker:
         retry_after: float | None = None,
     ) -> None:
         assert row.id is not None
+        notification_id = row.id
         now = self.clock()
-        async with self.db.transaction() as session:
+
+        async def record(session: AsyncSession) -> None:
             if failed is not None:  # the reason may quote an address or a number: it stays on the row
                 log.info("notification %s (%s to %s) failed for good", row.id, row.kind, row.channel)
-                await outbox.mark_failed(session, row.id, failed, now)
-                if await outbox.fallback_to_sms(session, row.id, now) is not None:
+                await outbox.mark_failed(session, notification_id, failed, now)
+                if await outbox.fallback_to_sms(session, notification_id, now) is not None:
                     log.info("notification %s goes by SMS instead", row.id)
                 await _show_on_card(session, row, now)
                 return
@@ -217,13 +248,23 @@ class OutboxWorker:
             if now - as_utc(row.created_at) > GIVE_UP_AFTER:
                 log.warning("notification %s (%s) given up after %s attempts", row.id, row.kind, row.attempts)
                 await outbox.mark_failed(
-                    session, row.id, f"gave up after {row.attempts} attempts: {reason}", now
+                    session, notification_id, f"gave up after {row.attempts} attempts: {reason}", now
                 )
-                await outbox.fallback_to_sms(session, row.id, now)
+                await outbox.fallback_to_sms(session, notification_id, now)
                 await _show_on_card(session, row, now)
                 return
             delay = backoff(row.attempts, retry_after)
-            await outbox.retry_later(session, row.id, reason, now + timedelta(seconds=delay))
+            await outbox.retry_later(session, notification_id, reason, now + timedelta(seconds=delay))
+
+        await self._write(row, record)
+
+
+def _failed(what: str, exc: Exception) -> None:
+    """While the database is away a failure is expected: one line; anything else with its traceback."""
+    if storage_unavailable(exc):
+        log.warning("%s (the database is away: %s)", what, type(exc).__name__)
+    else:
+        log.exception(what)
 
 
 async def _show_on_card(session: AsyncSession, row: Notification, now: datetime) -> None:
