@@ -127,6 +127,9 @@ class Isiqbot:
                 WHATSAPP_API_URL=world.graph.url,
                 SMS_GATEWAY_URL=world.sms.url,
                 SMS_GATEWAY_TOKEN=SMS_TOKEN,
+                # The fakes answer from the test's own process: on a busy machine an answer may be late,
+                # and a timeout would send the SMS again (at least once is the gateway's contract).
+                SMS_GATEWAY_TIMEOUT="60",
                 SMTP_HOST="127.0.0.1",
                 SMTP_PORT=str(world.mail.port),
                 SMTP_FROM="bot@azerisiq.az",

@@ -115,6 +115,11 @@ async def storm(world: World, db: Database, services: list[Isiqbot], count: int,
         f"registration SMS/e-mail/card not exactly once: {result['sms_not_1']}/{result['email_not_1']}/"
         f"{result['card_not_1']}; {result['seconds']} s"
     )
+    twice = [n for n in numbers if sms[n] > 1]
+    if twice:  # how the repeated ones went: attempts on the row, and when each reached the gateway
+        rows = [r for r in await notifications(db) if r.kind == "sms_registered"]
+        attempts = sorted(r.attempts for r in rows)
+        figure(f"  SMS more than once: {len(twice)}; attempts of the registration SMS rows: {attempts}")
     stuck = next((s for s in subscribers if not s.done), None)
     if stuck is not None:  # what a person who did not get through last saw
         figure(f"  stuck after {stuck.steps} actions, last seen: {stuck.texts()[-3:]!r}"[:2000])
