@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -14,7 +15,7 @@ from isiqbot.bot.service import Conversations
 from isiqbot.bot.telegram.channel import SECRET_HEADER, TelegramChannel, webhook_handler
 from isiqbot.bot.telegram.client import TelegramClient, make_bot
 from isiqbot.bot.telegram.limits import RateLimiter
-from isiqbot.bot.telegram.mapping import map_update
+from isiqbot.bot.telegram.mapping import map_update, within_64_bits
 from isiqbot.bot.telegram.render import render, split_text
 from isiqbot.bot.web import make_app
 from isiqbot.dialogs.events import Command, Contact, Pressed, Text, Unsupported
@@ -22,9 +23,11 @@ from isiqbot.dialogs.ports import Subscriber
 from isiqbot.dialogs.replies import Choice, Message, Outcome, Request
 from isiqbot.locales import Msg
 from isiqbot.storage.db import Database
-from isiqbot.storage.models import Application, ProcessedUpdate
+from isiqbot.storage.models import Application, Conversation, ProcessedUpdate, StaffAction
 from tests.chat import BOTH, PLAIN, Chat, fill_residential
+from tests.conftest import Clock
 from tests.fake_telegram import TOKEN, FakeTelegram, TelegramUser
+from tests.test_staff_chat import BAKI, make_desk
 
 
 @pytest.fixture
@@ -220,6 +223,95 @@ async def test_webhook_needs_the_secret_and_answers_after_storing(
     assert await count(channel.service.db, ProcessedUpdate) == 1
 
 
+async def post_all(channel: TelegramChannel, port: int, updates: list[dict[str, object]]) -> list[int]:
+    """Each update posted to the webhook, its lone surrogates escaped ("\\ud800") as JSON allows."""
+    runner = aiohttp.web.AppRunner(
+        make_app(channel.service.db, [("POST", "/telegram/webhook", webhook_handler(channel, "s"))])
+    )
+    await runner.setup()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+    statuses = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            for update in updates:
+                body = json.dumps(update).encode()
+                url = f"http://127.0.0.1:{port}/telegram/webhook"
+                async with http.post(url, data=body, headers={SECRET_HEADER: "s"}) as response:
+                    statuses.append(response.status)
+    finally:
+        await runner.cleanup()
+    return statuses
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
+
+
+async def test_webhook_lone_surrogates_and_ids_beyond_64_bits_are_no_500(
+    fake: FakeTelegram, channel: TelegramChannel, unused_tcp_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by the chaos suite (tests/chaos/test_hostile.py): "\\ud800" is valid JSON but no character,
+    and a press whose id held one made its answer to Telegram fail (500, a traceback): lone surrogates
+    become U+FFFD. An id beyond 64 bits, which no Telegram update has, made PostgreSQL refuse the
+    conversation (an error logged) where SQLite kept it: such an update is refused, 400."""
+    user = TelegramUser(fake, 508)
+    press = {
+        "id": "\ud800",
+        "from": user._sender(),
+        "chat_instance": "\udfff",
+        "data": "1|\udcff",
+        "message": {"message_id": 1, "date": 0, "chat": {"id": 508, "type": "private"}},
+    }
+    updates = [
+        {"update_id": 1, **user._message(text="/start \ud800")},
+        {"update_id": 2, "callback_query": press},
+        {"update_id": 3, **user._message(text="x\udfff\x00y", extra={"k\ud800": "\udc80"})},
+        {"update_id": 10**200, **user._message(text="/start")},
+        {"update_id": 4, **TelegramUser(fake, 10**80)._message(text="/start")},
+        {"update_id": 5, "callback_query": {**press, "id": "5", "from": {**user._sender(), "id": -(10**70)}}},
+    ]
+    assert await post_all(channel, unused_tcp_port, updates) == [200, 200, 200, 400, 400, 400]
+    assert errors(caplog) == []
+    assert await count(channel.service.db, ProcessedUpdate) == 3  # the ids beyond 64 bits: none stored
+    assert await count(channel.service.db, Conversation) == 1
+    answered = [p["callback_query_id"] for m, p in fake.calls if m == "answerCallbackQuery"]
+    assert answered == ["\ufffd"]  # the press answered, its id as a UTF-8 reader reads it
+    assert user.replies().count("Nə etmək istəyirsiniz?") == 3  # each one answered with the question
+
+
+async def test_webhook_presses_in_a_staff_chat_with_a_nul_or_an_id_beyond_64_bits_are_no_500(
+    fake: FakeTelegram,
+    sample_db: Database,
+    clock: Clock,
+    unused_tcp_port: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Found by the chaos suite: a press in a staff chat is recorded with the name and id of who pressed.
+    A name holding U+0000 failed on PostgreSQL, an id beyond 64 bits on SQLite: a 500, a traceback."""
+    async for desk in make_desk(fake, sample_db, clock):
+        channel = TelegramChannel(desk.chat.client, desk.service, desk.chat)
+        press = {
+            "id": "7",
+            "chat_instance": "1",
+            "data": "1|take",
+            "message": {"message_id": 1, "date": 0, "chat": {"id": BAKI, "type": "supergroup"}},
+        }
+        updates = [
+            {
+                "update_id": 1,
+                "callback_query": press | {"from": {"id": 42, "is_bot": False, "first_name": "R\x00uf"}},
+            },
+            {
+                "update_id": 2,
+                "callback_query": press | {"from": {"id": 2**64, "is_bot": False, "first_name": "R"}},
+            },
+        ]
+        assert await post_all(channel, unused_tcp_port, updates) == [200, 400]
+        actions = await desk.rows(StaffAction)
+    assert [(a.user_id, a.user_name, a.allowed) for a in actions] == [(42, "R\ufffduf", False)]
+    assert errors(caplog) == []
+
+
 # ---- the mappers and the renderer, on their own ------------------------------------------------
 
 
@@ -235,6 +327,18 @@ def _message(**content: object) -> dict[str, object]:
         "from": {"id": 42, "is_bot": False, "first_name": "A", "language_code": "ru"},
         **content,
     }
+
+
+def test_an_update_with_an_integer_beyond_64_bits_is_none_of_telegrams() -> None:
+    assert within_64_bits(_update(message=_message(text="x", chat={"id": -(2**63), "type": "supergroup"})))
+    press = {"id": "1", "chat_instance": "1", "data": "1|take", "from": {"id": 2**63 - 1, "is_bot": False}}
+    press["message"] = {"message_id": 1, "date": 0, "chat": {"id": -1001000000001, "type": "supergroup"}}
+    assert within_64_bits(_update(callback_query=press | {"from": {**press["from"], "first_name": "A"}}))
+    for beyond in (2**63, -(2**63) - 1, 10**200):
+        assert not within_64_bits(_update(update_id=beyond))
+        sender = {"id": beyond, "is_bot": False, "first_name": "A"}
+        assert not within_64_bits(_update(callback_query=press | {"from": sender}))  # a staff chat's
+        assert not within_64_bits(_update(message=_message(text="x", isiqbot={"n": [beyond]})))  # unknown
 
 
 def test_messages_map_to_neutral_events() -> None:

@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -37,22 +38,50 @@ class TooDeep(ValueError):
 
 
 def loads_json(raw: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """A request body as JSON. ValueError when it is not JSON; TooDeep when it is nested too deeply."""
+    """A request body as JSON. ValueError when it is not JSON; TooDeep when it is nested too deeply.
+
+    What no text column can hold becomes U+FFFD: a lone surrogate ("\\ud800" is valid JSON, but no
+    character: it cannot be encoded for a request to Telegram, the database or the log) and U+0000
+    (PostgreSQL refuses it in any text).
+    """
     try:
         value = json.loads(raw)
     except RecursionError:
         raise TooDeep("too deeply nested") from None
+    if not isinstance(value, dict | list):
+        return _text(value) if isinstance(value, str) else value
     # Walked with a list, not with recursion: the walk itself never runs out of stack.
-    pending: list[tuple[Any, int]] = [(value, 1)]
+    pending: list[tuple[dict[Any, Any] | list[Any], int]] = [(value, 1)]
     while pending:
         item, depth = pending.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
         if depth > max_depth:
             raise TooDeep("too deeply nested")
+        _clean(item)
+        children = item.values() if isinstance(item, dict) else item
         pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return value
+
+
+# NUL, and what json.loads leaves of a "\\ud800" that is not one half of a pair
+_UNWRITABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _text(text: str) -> str:
+    return _UNWRITABLE.sub("\ufffd", text)
+
+
+def _clean(item: dict[Any, Any] | list[Any]) -> None:
+    """The strings of one object or array (not those within it) made writable, in place."""
+    if isinstance(item, list):
+        for index, child in enumerate(item):
+            if isinstance(child, str):
+                item[index] = _text(child)
+        return
+    for key, child in list(item.items()):
+        clean = _text(key)
+        if clean != key:
+            del item[key]
+        item[clean] = _text(child) if isinstance(child, str) else child
 
 
 def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from isiqbot.bot.service import Conversations, storage_unavailable
 from isiqbot.bot.telegram import CHANNEL
 from isiqbot.bot.telegram.client import Sent, TelegramClient
-from isiqbot.bot.telegram.mapping import Inbound, map_update
+from isiqbot.bot.telegram.mapping import Inbound, map_update, within_64_bits
 from isiqbot.bot.telegram.render import Outgoing, render
 from isiqbot.bot.web import Handler, TooDeep, error, loads_json, try_again
 from isiqbot.dialogs.events import COMMANDS
@@ -189,6 +189,8 @@ def webhook_handler(channel: TelegramChannel, secret: str) -> Handler:
         except TooDeep:
             return error(400, "too deeply nested")
         except (ValueError, ValidationError):
+            return error(400, "not a Telegram update")
+        if not within_64_bits(update):  # an id no Telegram update has, nor any column could keep
             return error(400, "not a Telegram update")
         try:
             await channel.process(update)

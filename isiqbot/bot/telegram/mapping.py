@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from aiogram.types import CallbackQuery, Message, Update
+from pydantic import BaseModel
 
 from isiqbot.bot.telegram import CHANNEL
 from isiqbot.dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text, Unsupported
@@ -14,6 +16,7 @@ from isiqbot.dialogs.ports import Subscriber
 # Our callback data: "<question revision>|<choice id>", at most 64 bytes (Telegram's limit).
 CALLBACK_RE = re.compile(r"^(\d{1,10})\|([A-Za-z0-9_:.\-]{1,50})$")
 COMMAND_RE = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@\w+)?(?:\s+(.*))?$", re.DOTALL)
+INT64 = range(-(2**63), 2**63)  # Telegram's ids and numbers: 64-bit integers at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,24 @@ def callback_data(rev: int, choice: str) -> str:
     if len(data.encode()) > 64 or not CALLBACK_RE.fullmatch(data):
         raise ValueError(f"choice id {choice!r} does not fit Telegram's callback data")
     return data
+
+
+def within_64_bits(update: Update) -> bool:
+    """Whether every integer in an update fits 64 bits, as all of Telegram's do. A larger one (JSON
+    allows any) fits no stored id: SQLite cannot hold it, PostgreSQL refuses it as a key."""
+    pending: list[Any] = [update]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, BaseModel):
+            pending.extend(item.__dict__.values())
+            pending.extend((item.__pydantic_extra__ or {}).values())  # fields unknown to aiogram
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+        elif isinstance(item, int) and item not in INT64:
+            return False
+    return True
 
 
 def map_update(update: Update) -> Inbound | None:
