@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CODE := isiqbot bot dialogs storage locales bench
 
 .PHONY: demo test lint run migrate bench chaos clean
 
@@ -24,8 +25,8 @@ migrate: $(STAMP)
 	$(BIN)/isiqbot migrate
 
 lint: $(STAMP)
-	$(BIN)/ruff check isiqbot tests
-	$(BIN)/ruff format --check isiqbot tests
+	$(BIN)/ruff check $(CODE) tests
+	$(BIN)/ruff format --check $(CODE) tests
 	$(BIN)/mypy
 
 test: lint

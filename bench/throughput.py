@@ -20,15 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from isiqbot.bot.links import LinkSigner, PublicLinks
-from isiqbot.bot.outbox import OutboxWorker
-from isiqbot.bot.service import Conversations
-from isiqbot.bot.sms import GatewaySms, LogSmsGateway, SmsSender
-from isiqbot.dialogs.events import Command, Contact, Event, Pressed, Text
-from isiqbot.dialogs.ports import Subscriber
-from isiqbot.storage import outbox, registry
-from isiqbot.storage.db import Database
-from isiqbot.storage.migrate import upgrade
+from bot.links import LinkSigner, PublicLinks
+from bot.outbox import OutboxWorker
+from bot.service import Conversations
+from bot.sms import GatewaySms, LogSmsGateway, SmsSender
+from dialogs.events import Command, Contact, Event, Pressed, Text
+from dialogs.ports import Subscriber
+from storage import outbox, registry
+from storage.db import Database
+from storage.migrate import upgrade
 
 PHONES = ["+994996510079", "+994993491065", "+994998406430"]
 

@@ -1,4 +1,4 @@
-"""The service as `isiqbot run` builds it (`isiqbot.bot.app.build`), for tests that drive it in-process.
+"""The service as `isiqbot run` builds it (`bot.app.build`), for tests that drive it in-process.
 
 Settings come from an env file, as an operator's `.env` does; the developer's own settings never
 reach the tests (conftest clears them).
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from isiqbot.bot.app import Pace
-from isiqbot.bot.settings import Settings
-from isiqbot.bot.telegram.limits import RateLimiter
+from bot.app import Pace
+from bot.settings import Settings
+from bot.telegram.limits import RateLimiter
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_DEPARTMENTS = (ROOT / "departments.example.toml").read_text(encoding="utf-8")

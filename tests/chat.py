@@ -5,17 +5,17 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from isiqbot.bot.service import Conversations
-from isiqbot.dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
-from isiqbot.dialogs.ports import Subscriber
-from isiqbot.dialogs.replies import Message
-from isiqbot.dialogs.state import State, Step
-from isiqbot.locales import Msg, translate
-from isiqbot.storage import conversations
+from bot.service import Conversations
+from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
+from dialogs.ports import Subscriber
+from dialogs.replies import Message
+from dialogs.state import State, Step
+from locales import Msg, translate
+from storage import conversations
 
 _update_ids = itertools.count(1)
 
-# Sample registry people (fake numbers from isiqbot/storage/sample_registry.csv).
+# Sample registry people (fake numbers from storage/sample_registry.csv).
 PLAIN = "+994996510079"  # one residential account
 PLAIN_CODE = "168808605066007"
 LANDLORD = "+994993491065"  # ten residential accounts

@@ -13,10 +13,10 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from isiqbot.bot.service import Conversations
-from isiqbot.storage import registry
-from isiqbot.storage.db import Database
-from isiqbot.storage.migrate import upgrade
+from bot.service import Conversations
+from storage import registry
+from storage.db import Database
+from storage.migrate import upgrade
 from tests.chat import ALL_SETTINGS, Chat, SmsRecorder
 from tests.fake_graph import FakeGraph
 from tests.fake_telegram import FakeTelegram

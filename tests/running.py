@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 import aiohttp
 from sqlmodel import select
 
-from isiqbot.locales import Msg, translate
-from isiqbot.storage import registry
-from isiqbot.storage.db import Database
-from isiqbot.storage.models import Application
+from locales import Msg, translate
+from storage import registry
+from storage.db import Database
+from storage.models import Application
 from tests.assembly import EXAMPLE_DEPARTMENTS
 from tests.fake_graph import APP_SECRET, GRAPH_TOKEN, PHONE_NUMBER_ID, VERIFY_TOKEN, FakeGraph, WaUser
 from tests.fake_telegram import TOKEN, FakeTelegram, StaffMember, TelegramUser

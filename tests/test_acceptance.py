@@ -20,9 +20,9 @@ import aiohttp
 from sqlalchemy import update
 from sqlmodel import select
 
-from isiqbot.storage import outbox
-from isiqbot.storage.db import Database
-from isiqbot.storage.models import Conversation, Notification
+from storage import outbox
+from storage.db import Database
+from storage.models import Conversation, Notification
 from tests.assembly import EXAMPLE_DEPARTMENTS
 from tests.fake_telegram import PHOTO, StaffMember, TelegramUser
 from tests.processes import isiqbot_env

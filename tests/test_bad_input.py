@@ -24,15 +24,15 @@ from sqlalchemy import func, inspect
 from sqlalchemy.engine import make_url
 from sqlmodel import select
 
-from isiqbot.bot.service import Conversations
-from isiqbot.dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
-from isiqbot.dialogs.replies import Message
-from isiqbot.dialogs.state import Step
-from isiqbot.locales import catalog, translate
-from isiqbot.storage import registry
-from isiqbot.storage.db import Database
-from isiqbot.storage.migrate import upgrade
-from isiqbot.storage.models import Application, StatusChange
+from bot.service import Conversations
+from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
+from dialogs.replies import Message
+from dialogs.state import Step
+from locales import catalog, translate
+from storage import registry
+from storage.db import Database
+from storage.migrate import upgrade
+from storage.models import Application, StatusChange
 from tests.chat import LANDLORD, PLAIN, PLAIN_CODE, SHOP, Chat, SmsRecorder, fill_residential, identify
 from tests.conftest import POSTGRES_URL, Clock, _drop_postgres_database, _postgres_database
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from isiqbot.dialogs.machine import EDITABLE, REASONS
-from isiqbot.locales import CATALOG_DIR, LANGUAGES, MissingMessage, Msg, catalog, placeholders, translate
-from isiqbot.storage.lifecycle import Status
+from dialogs.machine import EDITABLE, REASONS
+from locales import CATALOG_DIR, LANGUAGES, MissingMessage, Msg, catalog, placeholders, translate
+from storage.lifecycle import Status
 
-SOURCE = Path(__file__).parents[1] / "isiqbot"
+ROOT = Path(__file__).parents[1]
+SOURCE = [ROOT / folder for folder in ("isiqbot", "bot", "dialogs", "storage", "locales")]
 # A literal key in a call that makes a message: Msg("x.y"), note("x.y"), self.t("x.y"), …
 KEY_CALL = re.compile(r"""(?:Msg|note|\.t|IllegalTransition|Invalid|DialogError)\(\s*"([a-z_]+\.[a-z_]+)\"""")
 # Keys that are the same in every language on purpose: formats, names of languages, emoji labels.
@@ -45,7 +46,7 @@ AZ_LETTERS = set("əğıöüçşƏĞİÖÜÇŞ")
 
 def keys_in_code() -> set[str]:
     keys = set()
-    for path in SOURCE.rglob("*.py"):
+    for path in (path for folder in SOURCE for path in folder.rglob("*.py")):
         keys |= set(KEY_CALL.findall(path.read_text(encoding="utf-8")))
     keys |= {f"reason.{r}" for r in REASONS}
     keys |= {f"status.{s.value}" for s in Status}

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from isiqbot.storage import registry
-from isiqbot.storage.db import Database
-from isiqbot.storage.models import Account
+from storage import registry
+from storage.db import Database
+from storage.models import Account
 from tests.processes import ISIQBOT, free_port, isiqbot_env, run_isiqbot
 
 APPLICATION_IN_AZERBAIJANI = [

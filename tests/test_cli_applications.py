@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from isiqbot.bot.cli_applications import add_applications_parser, cmd_applications, deadlines
-from isiqbot.bot.departments import Departments
-from isiqbot.bot.policy import StaffPolicy
-from isiqbot.bot.service import Conversations
-from isiqbot.bot.settings import Settings
-from isiqbot.storage import applications, outbox, staff
-from isiqbot.storage.db import Database
-from isiqbot.storage.models import Application, Notification, StatusChange
+from bot.cli_applications import add_applications_parser, cmd_applications, deadlines
+from bot.departments import Departments
+from bot.policy import StaffPolicy
+from bot.service import Conversations
+from bot.settings import Settings
+from storage import applications, outbox, staff
+from storage.db import Database
+from storage.models import Application, Notification, StatusChange
 from tests.chat import BOTH, PLAIN, PLAIN_CODE, Chat, SmsRecorder, fill_residential, identify
 from tests.conftest import Clock
 

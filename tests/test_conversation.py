@@ -6,9 +6,9 @@ import re
 
 from sqlmodel import select
 
-from isiqbot.dialogs.events import Pressed
-from isiqbot.dialogs.state import Step
-from isiqbot.storage.models import Application, ApplicationCounter, StatusChange
+from dialogs.events import Pressed
+from dialogs.state import Step
+from storage.models import Application, ApplicationCounter, StatusChange
 from tests.chat import (
     BOTH,
     CHAIN,
@@ -335,7 +335,7 @@ async def test_stale_button_gets_the_current_question(chat: Chat) -> None:
 
 
 async def test_a_week_old_button_after_a_restart(chat: Chat, service, sms, clock) -> None:
-    from isiqbot.bot.service import Conversations
+    from bot.service import Conversations
 
     await identify(chat)
     old = chat.rev
@@ -499,11 +499,11 @@ async def test_unknown_code(chat: Chat, sms) -> None:
 
 async def test_an_unexpected_failure_gets_an_apology_and_changes_nothing(chat: Chat) -> None:
     """A state left by an older release (a review without its account) must not crash the chat."""
-    from isiqbot.dialogs.state import State
+    from dialogs.state import State
 
     await identify(chat)
     async with chat.service.db.transaction() as session:
-        from isiqbot.storage import conversations
+        from storage import conversations
 
         row = await conversations.get(session, chat.subscriber.channel, chat.subscriber.user_key)
         assert row is not None
@@ -625,7 +625,7 @@ async def test_no_more_than_two_extra_numbers(chat: Chat) -> None:
 
 
 async def test_metering_points_of_an_account_moved_away_are_not_shown(chat: Chat) -> None:
-    from isiqbot.storage import registry
+    from storage import registry
 
     await identify(chat, BOTH)
     await chat.press("Baş kod")
@@ -669,7 +669,7 @@ async def test_the_review_card_has_back(chat: Chat) -> None:
 
 
 async def test_withdrawing_queues_no_message_to_oneself(chat: Chat) -> None:
-    from isiqbot.storage.models import Notification
+    from storage.models import Notification
 
     await fill_residential(chat)
     await chat.press("send")

@@ -11,7 +11,7 @@ from hypothesis import event as statistic
 from hypothesis import given
 from hypothesis import strategies as st
 
-from isiqbot.bot.departments import (
+from bot.departments import (
     FALLBACK_KEY,
     Department,
     Departments,
@@ -21,7 +21,7 @@ from isiqbot.bot.departments import (
 
 ROOT = Path(__file__).parents[1]
 SAMPLE = ROOT / "departments.example.toml"
-REGISTRY = ROOT / "isiqbot" / "storage" / "sample_registry.csv"
+REGISTRY = ROOT / "storage" / "sample_registry.csv"
 STAFF_CHAT = -1009999999999
 SOURCE = "test-departments.toml"
 

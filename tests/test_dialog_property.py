@@ -21,14 +21,14 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlmodel import col, select
 
-from isiqbot.bot.service import Conversations
-from isiqbot.dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
-from isiqbot.dialogs.state import State, Step
-from isiqbot.locales import LANGUAGES
-from isiqbot.storage import conversations
-from isiqbot.storage.db import Database
-from isiqbot.storage.lifecycle import Status
-from isiqbot.storage.models import Application, ApplicationCounter, Notification, OtpRequest, StatusChange
+from bot.service import Conversations
+from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
+from dialogs.state import State, Step
+from locales import LANGUAGES
+from storage import conversations
+from storage.db import Database
+from storage.lifecycle import Status
+from storage.models import Application, ApplicationCounter, Notification, OtpRequest, StatusChange
 from tests.chat import (
     BOTH,
     CHAIN,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlmodel import select
 
-from isiqbot.bot.service import payload_msg
-from isiqbot.locales import translate
-from isiqbot.storage import applications, lifecycle
-from isiqbot.storage.lifecycle import IllegalTransition, Role, Status
-from isiqbot.storage.models import Application, Notification, StatusChange
+from bot.service import payload_msg
+from locales import translate
+from storage import applications, lifecycle
+from storage.lifecycle import IllegalTransition, Role, Status
+from storage.models import Application, Notification, StatusChange
 from tests.chat import Chat, fill_residential
 
 LEGAL = [

@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from isiqbot.bot.links import TOKEN_LENGTH, LinkSigner
-from isiqbot.bot.service import Conversations
-from isiqbot.dialogs.state import Step
-from isiqbot.storage.models import Application
+from bot.links import TOKEN_LENGTH, LinkSigner
+from bot.service import Conversations
+from dialogs.state import Step
+from storage.models import Application
 from tests.chat import BOTH, PLAIN, PLAIN_CODE, Chat, fill_residential
 
 SIGNER = LinkSigner(b"k" * 32)

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from isiqbot.bot import logs
-from isiqbot.bot.logs import redact
+from bot import logs
+from bot.logs import redact
 
 
 @pytest.mark.parametrize(

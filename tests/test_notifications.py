@@ -13,19 +13,19 @@ import pytest
 from aiohttp import web
 from sqlmodel import select
 
-from isiqbot.bot.app import build
-from isiqbot.bot.links import LinkSigner, PublicLinks
-from isiqbot.bot.outbox import OutboxWorker
-from isiqbot.bot.service import Conversations
-from isiqbot.bot.sms import delivery_handler, sms_parts
-from isiqbot.bot.staff import StaffDesk
-from isiqbot.bot.telegram import CHANNEL
-from isiqbot.bot.web import make_app
-from isiqbot.locales import LANGUAGES, Msg, translate
-from isiqbot.storage import outbox
-from isiqbot.storage.db import Database
-from isiqbot.storage.lifecycle import Status
-from isiqbot.storage.models import Notification
+from bot.app import build
+from bot.links import LinkSigner, PublicLinks
+from bot.outbox import OutboxWorker
+from bot.service import Conversations
+from bot.sms import delivery_handler, sms_parts
+from bot.staff import StaffDesk
+from bot.telegram import CHANNEL
+from bot.web import make_app
+from locales import LANGUAGES, Msg, translate
+from storage import outbox
+from storage.db import Database
+from storage.lifecycle import Status
+from storage.models import Notification
 from tests.assembly import FAST, settings_in
 from tests.chat import PLAIN, Chat, SmsRecorder, identify
 from tests.conftest import Clock

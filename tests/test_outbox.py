@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from isiqbot.bot.app import build
-from isiqbot.bot.outbox import GIVE_UP_AFTER, LEASE, OutboxWorker, backoff
-from isiqbot.bot.service import Conversations
-from isiqbot.bot.staff import StaffDesk
-from isiqbot.bot.telegram import CHANNEL
-from isiqbot.storage import conversations, outbox
-from isiqbot.storage.db import Database
-from isiqbot.storage.lifecycle import Status
-from isiqbot.storage.models import Notification
+from bot.app import build
+from bot.outbox import GIVE_UP_AFTER, LEASE, OutboxWorker, backoff
+from bot.service import Conversations
+from bot.staff import StaffDesk
+from bot.telegram import CHANNEL
+from storage import conversations, outbox
+from storage.db import Database
+from storage.lifecycle import Status
+from storage.models import Notification
 from tests.assembly import FAST, settings_in
 from tests.chat import Chat, SmsRecorder, fill_residential
 from tests.conftest import Clock

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import SQLModel, col, select
 
-from isiqbot.storage import registry
-from isiqbot.storage.db import Database
-from isiqbot.storage.models import Account, MeteringPoint, Person
-from isiqbot.storage.registry import ImportReport, LineError, RegistryImportError, TooManyDeactivations
+from storage import registry
+from storage.db import Database
+from storage.models import Account, MeteringPoint, Person
+from storage.registry import ImportReport, LineError, RegistryImportError, TooManyDeactivations
 from tests.processes import isiqbot_env, run_isiqbot
 
 HEADER = ",".join(registry.HEADER)

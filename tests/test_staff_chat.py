@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from isiqbot.bot.app import build
-from isiqbot.bot.departments import Departments
-from isiqbot.bot.outbox import OutboxWorker
-from isiqbot.bot.policy import StaffPolicy
-from isiqbot.bot.service import Conversations
-from isiqbot.bot.telegram import CHANNEL
-from isiqbot.bot.telegram.staffchat import StaffChat, check_deadlines
-from isiqbot.locales import Msg, translate
-from isiqbot.storage.db import Database
-from isiqbot.storage.models import Application, Notification, StaffAction, StatusChange
+from bot.app import build
+from bot.departments import Departments
+from bot.outbox import OutboxWorker
+from bot.policy import StaffPolicy
+from bot.service import Conversations
+from bot.telegram import CHANNEL
+from bot.telegram.staffchat import StaffChat, check_deadlines
+from locales import Msg, translate
+from storage.db import Database
+from storage.models import Application, Notification, StaffAction, StatusChange
 from tests.assembly import EXAMPLE_DEPARTMENTS, FAST, settings_in
 from tests.chat import BOTH, PLAIN, Chat, SmsRecorder, describe_and_finish, fill_residential, identify
 from tests.conftest import Clock

@@ -13,18 +13,18 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from isiqbot.bot.links import LinkSigner
-from isiqbot.bot.policy import StaffPolicy
-from isiqbot.bot.service import Conversations
-from isiqbot.bot.settings import Settings, networks
-from isiqbot.bot.staff import StaffDesk
-from isiqbot.bot.statuspage import WRONG_LIMIT, StatusPage, Throttle, mask_code
-from isiqbot.bot.web import client_address, make_app
-from isiqbot.locales import LANGUAGES
-from isiqbot.storage import outbox
-from isiqbot.storage.db import Database
-from isiqbot.storage.lifecycle import Status
-from isiqbot.storage.models import Application
+from bot.links import LinkSigner
+from bot.policy import StaffPolicy
+from bot.service import Conversations
+from bot.settings import Settings, networks
+from bot.staff import StaffDesk
+from bot.statuspage import WRONG_LIMIT, StatusPage, Throttle, mask_code
+from bot.web import client_address, make_app
+from locales import LANGUAGES
+from storage import outbox
+from storage.db import Database
+from storage.lifecycle import Status
+from storage.models import Application
 from tests.chat import BOTH, Chat, SmsRecorder, fill_residential
 from tests.conftest import Clock
 from tests.processes import free_port

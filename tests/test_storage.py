@@ -11,13 +11,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlmodel import SQLModel, func, select
 
-from isiqbot.bot.service import Conversations
-from isiqbot.dialogs.events import Photo
-from isiqbot.dialogs.state import State, Step
-from isiqbot.storage import applications, conversations, registry
-from isiqbot.storage.db import Database
-from isiqbot.storage.migrate import config, upgrade
-from isiqbot.storage.models import Application, ProcessedUpdate
+from bot.service import Conversations
+from dialogs.events import Photo
+from dialogs.state import State, Step
+from storage import applications, conversations, registry
+from storage.db import Database
+from storage.migrate import config, upgrade
+from storage.models import Application, ProcessedUpdate
 from tests.chat import PLAIN, Chat, SmsRecorder, fill_residential, identify
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
@@ -204,7 +204,7 @@ async def test_database_errors_never_carry_the_bound_values(sample_db: Database)
 def test_which_database_errors_are_worth_a_retry() -> None:
     from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-    from isiqbot.bot.service import is_transient
+    from bot.service import is_transient
 
     class Orig(Exception):
         def __init__(self, sqlstate: str) -> None:

@@ -11,19 +11,19 @@ import pytest
 from aiogram.types import Update
 from sqlmodel import func, select
 
-from isiqbot.bot.service import Conversations
-from isiqbot.bot.telegram.channel import SECRET_HEADER, TelegramChannel, webhook_handler
-from isiqbot.bot.telegram.client import TelegramClient, make_bot
-from isiqbot.bot.telegram.limits import RateLimiter
-from isiqbot.bot.telegram.mapping import map_update, within_64_bits
-from isiqbot.bot.telegram.render import render, split_text
-from isiqbot.bot.web import make_app
-from isiqbot.dialogs.events import Command, Contact, Pressed, Text, Unsupported
-from isiqbot.dialogs.ports import Subscriber
-from isiqbot.dialogs.replies import Choice, Message, Outcome, Request
-from isiqbot.locales import Msg
-from isiqbot.storage.db import Database
-from isiqbot.storage.models import Application, Conversation, ProcessedUpdate, StaffAction
+from bot.service import Conversations
+from bot.telegram.channel import SECRET_HEADER, TelegramChannel, webhook_handler
+from bot.telegram.client import TelegramClient, make_bot
+from bot.telegram.limits import RateLimiter
+from bot.telegram.mapping import map_update, within_64_bits
+from bot.telegram.render import render, split_text
+from bot.web import make_app
+from dialogs.events import Command, Contact, Pressed, Text, Unsupported
+from dialogs.ports import Subscriber
+from dialogs.replies import Choice, Message, Outcome, Request
+from locales import Msg
+from storage.db import Database
+from storage.models import Application, Conversation, ProcessedUpdate, StaffAction
 from tests.chat import BOTH, PLAIN, Chat, fill_residential
 from tests.conftest import Clock
 from tests.fake_telegram import TOKEN, FakeTelegram, TelegramUser
@@ -442,7 +442,7 @@ async def test_fifty_chats_at_once_each_in_its_own_order(
 async def test_an_unreachable_chat_is_recorded_then_cleared(
     fake: FakeTelegram, polling: TelegramChannel, status: int, description: str, reason: str
 ) -> None:
-    from isiqbot.storage import conversations
+    from storage import conversations
 
     user = TelegramUser(fake, 508)
     fake.fail_next("sendmessage", status, {"ok": False, "error_code": status, "description": description})

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from isiqbot.bot.terminal import parse_input, render
-from isiqbot.dialogs.events import Command, Contact, Location, Photo, Pressed, Text
-from isiqbot.dialogs.replies import Choice, Message, Request
-from isiqbot.locales import Msg
+from bot.terminal import parse_input, render
+from dialogs.events import Command, Contact, Location, Photo, Pressed, Text
+from dialogs.replies import Choice, Message, Request
+from locales import Msg
 
 QUESTION = Message(
     (Msg("reason.ask"),),

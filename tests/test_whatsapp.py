@@ -16,21 +16,21 @@ import pytest
 from aiohttp import web
 from sqlmodel import select
 
-from isiqbot.bot.app import build
-from isiqbot.bot.links import LinkSigner, PublicLinks
-from isiqbot.bot.outbox import OutboxWorker
-from isiqbot.bot.service import Conversations
-from isiqbot.bot.staff import StaffDesk
-from isiqbot.bot.web import make_app
-from isiqbot.bot.whatsapp import CHANNEL
-from isiqbot.bot.whatsapp.channel import Pacer, WhatsAppChannel
-from isiqbot.bot.whatsapp.render import render
-from isiqbot.dialogs.replies import Choice, Message, Outcome
-from isiqbot.locales import Msg, translate
-from isiqbot.storage import outbox
-from isiqbot.storage.db import Database
-from isiqbot.storage.lifecycle import Status
-from isiqbot.storage.models import Application, Conversation, Notification, ProcessedUpdate
+from bot.app import build
+from bot.links import LinkSigner, PublicLinks
+from bot.outbox import OutboxWorker
+from bot.service import Conversations
+from bot.staff import StaffDesk
+from bot.web import make_app
+from bot.whatsapp import CHANNEL
+from bot.whatsapp.channel import Pacer, WhatsAppChannel
+from bot.whatsapp.render import render
+from dialogs.replies import Choice, Message, Outcome
+from locales import Msg, translate
+from storage import outbox
+from storage.db import Database
+from storage.lifecycle import Status
+from storage.models import Application, Conversation, Notification, ProcessedUpdate
 from tests.assembly import EXAMPLE_DEPARTMENTS, FAST, settings_in
 from tests.chat import CHAIN, PLAIN, SmsRecorder
 from tests.conftest import Clock

@@ -38,10 +38,10 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from isiqbot.bot.telegram.channel import SECRET_HEADER
-from isiqbot.storage import registry
-from isiqbot.storage.db import Database
-from isiqbot.storage.models import Application, Conversation, ProcessedUpdate
+from bot.telegram.channel import SECRET_HEADER
+from storage import registry
+from storage.db import Database
+from storage.models import Application, Conversation, ProcessedUpdate
 from tests.chaos.conftest import HOSTILE, figure
 from tests.fake_telegram import BOT_ID
 from tests.running import BAKI, FALLBACK, RAUF, Isiqbot, World

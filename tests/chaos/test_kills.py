@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from isiqbot.storage.db import Database
-from isiqbot.storage.models import Application, Notification
+from storage.db import Database
+from storage.models import Application, Notification
 from tests.chaos.conftest import figure
 from tests.chaos.crowd import SECRET, Subscriber, Webhooks, people, registry_csv
 from tests.processes import run_isiqbot

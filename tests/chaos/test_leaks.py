@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from isiqbot.storage.db import Database
+from storage.db import Database
 from tests.chaos.conftest import figure
 from tests.fake_telegram import StaffMember, TelegramUser
 from tests.running import (

@@ -29,12 +29,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
-from isiqbot.bot import outbox as worker
-from isiqbot.bot.outbox import LEASE, OutboxWorker
-from isiqbot.storage import outbox
-from isiqbot.storage.db import Database, as_utc
-from isiqbot.storage.migrate import upgrade
-from isiqbot.storage.models import Application, Notification
+from bot import outbox as worker
+from bot.outbox import LEASE, OutboxWorker
+from storage import outbox
+from storage.db import Database, as_utc
+from storage.migrate import upgrade
+from storage.models import Application, Notification
 from tests.chaos.conftest import figure
 from tests.chaos.crowd import SECRET, Subscriber, Webhooks, people, registry_csv
 from tests.chaos.test_kills import DEPARTMENT_CHATS, applications, import_registry, notifications

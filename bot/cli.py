@@ -1,0 +1,174 @@
+"""The `isiqbot` command line: chat, run, migrate, registry import."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot import logs
+from bot.cli_applications import add_applications_parser, cmd_applications
+from bot.service import Conversations
+from bot.settings import Settings, SettingsError
+from bot.staff import StaffDesk
+from bot.terminal import Terminal, TerminalSms, stdin_reader
+from locales import LANGUAGES
+from storage import migrate, registry
+from storage.db import Database
+
+log = logging.getLogger("isiqbot")
+
+
+async def open_database(settings: Settings) -> Database:
+    return await migrate.open_database(settings.database.database_url)
+
+
+async def load_sample_registry_if_empty(db: Database) -> bool:
+    async with db.transaction() as session:
+        if not await registry.is_empty(session):
+            return False
+        await registry.import_csv(session, registry.SAMPLE_CSV.read_bytes())
+    return True
+
+
+async def cmd_chat(settings: Settings, lang: str) -> int:
+    db = await open_database(settings)
+    try:
+        if await load_sample_registry_if_empty(db):
+            log.info("the sample registry was loaded into an empty database")
+        out = sys.stdout
+        sms = TerminalSms(lambda text: print(text, file=out, flush=True))
+        service = Conversations(db, sms)
+        terminal = Terminal(service, StaffDesk(db), stdin_reader, out=out, lang=lang)
+        await terminal.run()
+    finally:
+        await db.dispose()
+    return 0
+
+
+async def cmd_migrate(settings: Settings) -> int:
+    db = await open_database(settings)
+    await db.dispose()
+    print("database schema is up to date")
+    return 0
+
+
+async def cmd_registry_import(settings: Settings, path: Path, max_deactivate: float | None) -> int:
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    db = await open_database(settings)
+    try:
+        async with db.transaction() as session:
+            report = await registry.import_csv(session, data, max_deactivate=max_deactivate)
+    except registry.TooManyDeactivations as exc:
+        print(f"{path}: nothing was imported: {exc.reason}.", file=sys.stderr)
+        print(
+            "  An export that was cut short looks like this: check the file first. If these accounts are\n"
+            "  really gone, import it again with --allow-deactivate, or set another limit with\n"
+            "  --max-deactivate PERCENT.",
+            file=sys.stderr,
+        )
+        return 1
+    except registry.RegistryImportError as exc:
+        print(f"{path}: nothing was imported; {len(exc.errors)} problem(s):", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    finally:
+        await db.dispose()
+    print(
+        f"{path}: imported {report.persons} persons, {report.accounts} accounts, "
+        f"{report.metering_points} metering points\n"
+        f"  persons: {report.persons_added} added, {report.persons_changed} changed\n"
+        f"  accounts: {report.accounts_added} added, {report.accounts_changed} changed, "
+        f"{report.accounts_deactivated} deactivated\n"
+        f"  metering points: {report.metering_points_added} added, {report.metering_points_changed} changed, "
+        f"{report.metering_points_deactivated} deactivated"
+    )
+    return 0
+
+
+def percent(text: str) -> float:
+    """A share for --max-deactivate: 0 to 100, a trailing % allowed."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 100:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"a percentage from 0 to 100, not {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="isiqbot", description="Technical-service applications of Azərişıq")
+    commands = parser.add_subparsers(dest="command", required=True)
+    chat = commands.add_parser("chat", help="the whole service in this terminal, as subscriber and staff")
+    chat.add_argument("--lang", choices=LANGUAGES, default="az", help="the language to start in (default az)")
+    commands.add_parser("run", help="the service: channels with credentials, the web server")
+    commands.add_parser("migrate", help="bring the database schema up to date")
+    add_applications_parser(commands)
+    reg = commands.add_parser("registry", help="the registry of subscribers")
+    reg_commands = reg.add_subparsers(dest="registry_command", required=True)
+    imp = reg_commands.add_parser("import", help="load or refresh the registry from a billing CSV export")
+    imp.add_argument("file", type=Path)
+    guard = imp.add_mutually_exclusive_group()
+    guard.add_argument(
+        "--max-deactivate",
+        type=percent,
+        default=registry.MAX_DEACTIVATE_PERCENT,
+        metavar="PERCENT",
+        help="refuse a refresh that sets more than this share of the active accounts inactive "
+        f"(default {registry.MAX_DEACTIVATE_PERCENT:g})",
+    )
+    guard.add_argument(
+        "--allow-deactivate",
+        action="store_true",
+        help="the accounts missing from the file are really gone: set them inactive, however many",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # A terminal may send bytes that are not UTF-8: they become "�", never a crash.
+    for stream in (sys.stdin, sys.stdout):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8", errors="replace")
+    try:
+        settings = Settings()
+        if args.command == "run":
+            settings.staff.policy()  # a bad DEPARTMENTS_FILE stops the start, with every problem named
+    except SettingsError as exc:
+        print(f"isiqbot: settings: {exc}", file=sys.stderr)
+        return 2
+    logs.setup("WARNING" if args.command in ("chat", "applications") else settings.http.log_level)
+    if args.command == "chat":
+        return asyncio.run(cmd_chat(settings, args.lang))
+    if args.command == "migrate":
+        return asyncio.run(cmd_migrate(settings))
+    if args.command == "applications":
+        return asyncio.run(cmd_applications(settings, args))
+    if args.command == "registry":
+        limit = None if args.allow_deactivate else args.max_deactivate
+        return asyncio.run(cmd_registry_import(settings, args.file, limit))
+    if settings.http.link_secret is None:
+        # Links in SMS, e-mail and /start must still open after a restart, and on every process.
+        print(
+            "isiqbot: settings: LINK_SECRET is not set; `run` needs it to sign application links "
+            '(make one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))")',
+            file=sys.stderr,
+        )
+        return 2
+    from bot import app  # the service's parts are imported only by the command that runs them
+
+    return asyncio.run(app.run(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""How applications reach staff: the departments and the deadlines, as one value the service holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from bot.departments import Departments
+
+DEFAULT_TAKE_WITHIN = timedelta(hours=4)
+DEFAULT_DONE_WITHIN = timedelta(days=5)
+
+
+@dataclass(frozen=True, slots=True)
+class StaffPolicy:
+    departments: Departments = field(default_factory=lambda: Departments((), None))
+    take_within: timedelta = DEFAULT_TAKE_WITHIN  # SLA_TAKE_HOURS
+    done_within: timedelta = DEFAULT_DONE_WITHIN  # SLA_DONE_DAYS

@@ -1,0 +1,73 @@
+"""The outbox's sender for subscribers in Telegram: status changes and the department's messages."""
+
+from __future__ import annotations
+
+from aiogram.methods import SendMessage, SendPhoto
+
+from bot.outbox import chat_text
+from bot.policy import StaffPolicy
+from bot.service import Clock
+from bot.telegram import CHANNEL
+from bot.telegram.client import TelegramClient
+from bot.telegram.render import split_text
+from storage import outbox, staff
+from storage.db import Database
+from storage.models import Notification
+
+CAPTION_LIMIT = 1024
+
+
+class TelegramNotifier:
+    """Sends a notification to the subscriber's private chat, in the subscriber's language.
+
+    Every message about an application is remembered, so the subscriber's reply to it goes to the
+    application's staff thread.
+    """
+
+    def __init__(self, client: TelegramClient, db: Database, clock: Clock, policy: StaffPolicy) -> None:
+        self.client = client
+        self.db = db
+        self.clock = clock
+        self.policy = policy
+
+    async def deliver(self, notification: Notification) -> str | None:
+        chat_id = int(notification.user_key)
+        if notification.kind == outbox.REPLY:  # an answer that could not leave at once, as it was
+            payload = notification.payload
+            method = SendMessage(
+                chat_id=chat_id, text=str(payload["text"]), reply_markup=payload.get("markup")
+            )
+            return str((await self.client.request(chat_id, method)).message_id)
+        text, photo = self._content(notification)
+        if photo:
+            caption, rest = (text, "") if len(text) <= CAPTION_LIMIT else ("", text)
+            sent = await self.client.request(
+                chat_id, SendPhoto(chat_id=chat_id, photo=photo, caption=caption)
+            )
+            message_ids = [sent.message_id]
+            if rest:
+                for piece in split_text(rest):
+                    reply = await self.client.request(chat_id, SendMessage(chat_id=chat_id, text=piece))
+                    message_ids.append(reply.message_id)
+        else:
+            message_ids = []
+            for piece in split_text(text):
+                reply = await self.client.request(chat_id, SendMessage(chat_id=chat_id, text=piece))
+                message_ids.append(reply.message_id)
+        if notification.application_id is not None:
+            async with self.db.transaction() as session:
+                for message_id in message_ids:
+                    await staff.link(
+                        session,
+                        CHANNEL,
+                        chat_id,
+                        message_id,
+                        notification.application_id,
+                        "to_subscriber",
+                        self.clock(),
+                    )
+        return str(message_ids[-1])
+
+    def _content(self, notification: Notification) -> tuple[str, str | None]:
+        photo = notification.payload.get("photo") if notification.kind == "staff_message" else None
+        return chat_text(notification, self.policy.departments), photo or None

@@ -1,0 +1,379 @@
+"""The WhatsApp channel: the webhook (verified, signed, each message once, each user in order), sends.
+
+`GET /whatsapp/webhook` answers Meta's verification handshake. `POST /whatsapp/webhook` checks
+`X-Hub-Signature-256` over the raw body with `WHATSAPP_APP_SECRET` before anything is parsed (401
+otherwise), reads the payload with typed models (400 for what is not one), and answers 200 once every
+message in it is stored (the answers are sent after that); 503 while the database is unreachable, so
+Meta delivers it again.
+Sends go to `{WHATSAPP_API_URL}/{WHATSAPP_PHONE_NUMBER_ID}/messages`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from pydantic import ValidationError
+
+from bot.links import PublicLinks
+from bot.outbox import Permanent, Temporary, backoff, chat_text
+from bot.policy import StaffPolicy
+from bot.service import Conversations, payload_msg, storage_unavailable
+from bot.web import Handler, try_again
+from bot.whatsapp import CHANNEL
+from bot.whatsapp.mapping import Inbound, map_message
+from bot.whatsapp.payload import Status, Webhook
+from bot.whatsapp.render import Body, render
+from dialogs.events import Command, Text
+from dialogs.ports import Subscriber
+from dialogs.validate import mask_phone
+from locales import Msg, translate
+from storage import conversations, outbox, staff
+from storage.models import Notification
+
+log = logging.getLogger(__name__)
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+RATE_LIMITED = {130429, 131056, 80007, 4, 80008}  # throughput, pair rate, account rate: back off, retry
+WINDOW = timedelta(hours=24)
+SEND_ATTEMPTS = 5
+MAX_BODY = 3 * 1024 * 1024
+
+
+class Pacer:
+    """At most `per_second` messages a second in all, and one a second to each person (bursts of 3)."""
+
+    def __init__(self, per_second: float, per_user: float = 1.0, burst: float = 3.0) -> None:
+        self.interval = 1.0 / per_second
+        self.per_user = per_user
+        self.burst = burst
+        self.next_free = 0.0
+        self.users: dict[str, tuple[float, float]] = {}  # user → (tokens, stamp)
+        self.lock = asyncio.Lock()
+
+    async def acquire(self, user: str) -> None:
+        while True:
+            async with self.lock:
+                now = time.monotonic()
+                tokens, stamp = self.users.get(user, (self.burst, now))
+                tokens = min(self.burst, tokens + (now - stamp) * self.per_user)
+                wait = max(self.next_free - now, (1 - tokens) / self.per_user if tokens < 1 else 0.0)
+                if wait <= 0:
+                    self.users[user] = (tokens - 1, now)
+                    self.next_free = max(self.next_free, now) + self.interval
+                    if len(self.users) > 10_000:
+                        self.users = {u: v for u, v in self.users.items() if now - v[1] < 10}
+                    return
+            await asyncio.sleep(wait)
+
+
+class GraphClient:
+    """The Cloud API: send a message, read a media file."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        api_url: str,
+        phone_number_id: str,
+        token: str,
+        mps: float = 80.0,
+        per_user: float = 1.0,
+    ) -> None:
+        self.session = session
+        self.api_url = api_url.rstrip("/")
+        self.phone_number_id = phone_number_id
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.pacer = Pacer(mps, per_user)
+        self.timeout = aiohttp.ClientTimeout(total=20)
+
+    async def send(self, to: str, body: Body) -> str:
+        """One message; its wamid. Raises Temporary (retry later) or Permanent."""
+        await self.pacer.acquire(to)
+        message = {"messaging_product": "whatsapp", "recipient_type": "individual", "to": to, **body}
+        status, answer = await self._call("POST", f"{self.phone_number_id}/messages", json=message)
+        if status < 300 and isinstance(answer, dict) and answer.get("messages"):
+            return str(answer["messages"][0].get("id", ""))
+        raise _refusal("WhatsApp", status, answer)
+
+    async def upload(self, data: bytes, mime: str) -> str:
+        """Put a file in WhatsApp's media store; its media id."""
+        form = aiohttp.FormData()
+        form.add_field("messaging_product", "whatsapp")
+        form.add_field("type", mime)
+        form.add_field("file", data, filename="photo.jpg", content_type=mime)
+        status, answer = await self._call("POST", f"{self.phone_number_id}/media", data=form)
+        if status < 300 and isinstance(answer, dict) and answer.get("id"):
+            return str(answer["id"])
+        raise _refusal("WhatsApp media upload", status, answer)
+
+    async def media(self, media_id: str) -> tuple[bytes, str]:
+        """A media file's bytes and type: first its address, then the file, both with the token."""
+        status, info = await self._call("GET", media_id)
+        if status >= 300 or not isinstance(info, dict) or "url" not in info:
+            raise _refusal(f"WhatsApp media {media_id}", status, info)
+        try:
+            async with self.session.get(info["url"], headers=self.headers, timeout=self.timeout) as r:
+                if r.status >= 300:
+                    raise _refusal("WhatsApp media download", r.status, None)
+                data = await r.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise Temporary(f"WhatsApp media download: {type(exc).__name__}") from exc
+        return data, str(info.get("mime_type") or "image/jpeg")
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """A Graph API call: its status and JSON answer; a network failure is Temporary."""
+        url = f"{self.api_url}/{path}"
+        try:
+            async with self.session.request(
+                method, url, headers=self.headers, timeout=self.timeout, **kwargs
+            ) as r:
+                return r.status, await r.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise Temporary(f"Graph API unreachable: {type(exc).__name__}") from exc
+
+
+def _refusal(what: str, status: int, answer: Any) -> Temporary | Permanent:
+    """Rate limits, 429 and 5xx may work later; any other refusal will not."""
+    error = answer.get("error", {}) if isinstance(answer, dict) else {}
+    code = int(error.get("code") or 0) if isinstance(error, dict) else 0
+    message = error.get("message", "") if isinstance(error, dict) else ""
+    reason = f"{what} {status} ({code}): {message}"[:200]
+    if code in RATE_LIMITED or status == 429 or status >= 500:
+        return Temporary(reason)
+    return Permanent(reason)
+
+
+class WhatsAppChannel:
+    def __init__(
+        self,
+        service: Conversations,
+        client: GraphClient,
+        app_secret: str,
+        verify_token: str,
+        policy: StaffPolicy,
+        links: PublicLinks,
+        template: str | None = None,
+        template_language: Callable[[str], str] | None = None,
+        photos: Callable[[str], Awaitable[tuple[bytes, str]]] | None = None,
+    ) -> None:
+        self.service = service
+        self.links = links
+        self.client = client
+        self.app_secret = app_secret.encode()
+        self.verify_token = verify_token
+        self.policy = policy
+        self.template = template
+        self.template_language = template_language or (lambda lang: lang)
+        self._users: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._replies: dict[str, asyncio.Task[None]] = {}
+        self.photos = photos  # staff photos, by Telegram file id
+
+    # ---- the webhook --------------------------------------------------------------------------------
+
+    async def verify(self, request: web.Request) -> web.Response:
+        query = request.query
+        given = query.get("hub.verify_token", "")
+        if query.get("hub.mode") == "subscribe" and hmac.compare_digest(
+            given.encode(), self.verify_token.encode()
+        ):
+            return web.Response(text=query.get("hub.challenge", ""))
+        return web.Response(status=403, text="verification failed")
+
+    async def receive(self, request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return web.json_response({"error": "too large"}, status=413)
+        raw = await request.read()
+        given = request.headers.get(SIGNATURE_HEADER, "")
+        expected = "sha256=" + hmac.new(self.app_secret, raw, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return web.json_response({"error": "bad signature"}, status=401)
+        try:
+            payload = Webhook.model_validate_json(raw)
+        except ValidationError:
+            return web.json_response({"error": "not a WhatsApp webhook"}, status=400)
+        try:
+            await self.process(payload)
+        except Exception as exc:
+            if not storage_unavailable(exc):
+                raise
+            log.warning("storage unavailable; asking Meta to deliver the webhook again")
+            return try_again()
+        return web.json_response({"ok": True})
+
+    async def process(self, payload: Webhook) -> None:
+        """Every message of a user one after another (in the order given); users and statuses alongside."""
+        by_user: defaultdict[str, list[Inbound]] = defaultdict(list)
+        statuses: list[Status] = []
+        for entry in payload.entry:
+            for change in entry.changes:
+                for message in change.value.messages:
+                    inbound = map_message(change.value, message)
+                    if inbound is None:
+                        log.warning("a WhatsApp message without a sender was ignored (%s)", message.type)
+                        continue
+                    by_user[inbound.user_key].append(inbound)
+                statuses.extend(change.value.statuses)
+                for error in change.value.errors:
+                    log.warning("WhatsApp reported an error: %s %s", error.code, error.title)
+
+        async def run(items: list[Inbound]) -> None:
+            async with self._users[items[0].user_key]:
+                for inbound in items:  # in the order the payload gives them
+                    self._reply(inbound.user_key, await self.answer(inbound))
+
+        await asyncio.gather(*(run(items) for items in by_user.values()))
+        for status in statuses:
+            await self.status(status)
+
+    def _reply(self, user_key: str, bodies: list[Body]) -> None:
+        """Send the answers after the webhook is acknowledged; each person's in order, behind the last."""
+        if not bodies:
+            return
+        previous = self._replies.get(user_key)
+
+        async def send() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            for body in bodies:
+                if not await self._send_now(user_key, body):
+                    break
+
+        task = asyncio.create_task(send())
+        self._replies[user_key] = task
+
+        def forget(done: asyncio.Task[None]) -> None:
+            if self._replies.get(user_key) is done:
+                del self._replies[user_key]
+
+        task.add_done_callback(forget)
+
+    async def settle(self) -> None:
+        """Wait for the answers still being sent (tests; a clean stop)."""
+        while self._replies:
+            await asyncio.gather(*list(self._replies.values()), return_exceptions=True)
+
+    async def answer(self, inbound: Inbound) -> list[Body]:
+        """Store the message's effect; the answer to send."""
+        subscriber = Subscriber(CHANNEL, inbound.user_key)
+        if inbound.event is None:  # "More": the same question, the next rows
+            handled = await self.service.handle(subscriber, None, update_id=inbound.message_id, inbound=True)
+            more_from = 0
+            if handled is None:  # delivered again
+                handled = await self.service.again(subscriber, inbound.message_id)
+            elif inbound.rev != handled.outcome.rev:  # a "More" of an older question: the current one
+                handled = await self.service.handle(subscriber, None)
+            else:
+                more_from = inbound.more_from
+        else:
+            event = inbound.event
+            if isinstance(event, Text) and await self.service.language(subscriber) is None:
+                event = Command("start")  # a first "Salam" is how people start in WhatsApp: welcome them
+            handled = await self.service.handle(subscriber, event, update_id=inbound.message_id, inbound=True)
+            more_from = 0
+            if handled is None:  # delivered again: its effect stays single; the current question, once
+                handled = await self.service.again(subscriber, inbound.message_id)
+        if handled is None:
+            return []
+        return render(handled.outcome, handled.lang, inbound.phone, more_from)
+
+    async def _send_now(self, to: str, body: Body) -> bool:
+        """An answer to what the person just wrote: retried a few times here, then given up and logged."""
+        for attempt in range(SEND_ATTEMPTS):
+            try:
+                await self.client.send(to, body)
+                return True
+            except Temporary as exc:
+                await asyncio.sleep(min(backoff(attempt + 1) / 5, 10))
+                log.info("WhatsApp send retried: %s", exc.reason)
+            except Permanent as exc:
+                log.error(
+                    "WhatsApp refused an answer to %s (%s)", mask_phone("+" + to), exc.reason.split(":")[0]
+                )
+                return False
+        return False
+
+    async def status(self, status: Status) -> None:
+        """sent, delivered, read or failed, for a message we sent: the notification's state follows it."""
+        now = self.service.clock()
+        async with self.service.db.transaction() as session:
+            row = await outbox.by_provider_id(session, CHANNEL, status.id)
+            if row is None or row.id is None or row.state == outbox.FAILED:
+                return  # not ours, or a failure already acted on (Meta re-delivers statuses)
+            if status.status in ("delivered", "read"):
+                outbox.mark_delivered(row, now)
+            elif status.status == "failed":
+                error = status.errors[0] if status.errors else None
+                reason = f"WhatsApp failed ({error.code}): {error.title}" if error else "WhatsApp failed"
+                await outbox.mark_failed(session, row.id, reason[:200], now)
+                await outbox.fallback_to_sms(session, row.id, now)
+                if row.application_id is not None:
+                    await staff.to_thread(session, row.application_id, "card_refresh", {}, now)
+        if status.status == "failed" and self.service.on_commit is not None:
+            self.service.on_commit()
+
+    # ---- the outbox's sender for WhatsApp subscribers ------------------------------------------------
+
+    async def deliver(self, notification: Notification) -> str | None:
+        """In the 24-hour window, free text; outside it, the approved template, or else SMS (by failing)."""
+        async with self.service.db.transaction() as session:
+            last = await conversations.last_inbound(session, CHANNEL, notification.user_key)
+        now = self.service.clock()
+        text = chat_text(notification, self.policy.departments)
+        if last is not None and now - last < WINDOW:
+            body: Body = {"type": "text", "text": {"body": text[:4096]}}
+            photo = notification.payload.get("photo") if notification.kind == "staff_message" else None
+            if photo:  # a staff member's photo, a Telegram file: fetched, uploaded, sent with the text
+                if self.photos is None:
+                    raise Permanent("a staff photo, and no Telegram channel to read it from")
+                data, mime = await self.photos(str(photo))
+                media_id = await self.client.upload(data, mime)
+                body = {"type": "image", "image": {"id": media_id, "caption": text[:1024]}}
+            wamid = await self.client.send(notification.user_key, body)
+            if notification.application_id is not None:  # the person's reply to it goes to the thread
+                async with self.service.db.transaction() as session:
+                    await staff.link(
+                        session,
+                        CHANNEL,
+                        notification.user_key,
+                        wamid,
+                        notification.application_id,
+                        "to_subscriber",
+                        now,
+                    )
+            return wamid
+        if self.template and notification.kind == "status" and notification.application_id is not None:
+            params = payload_msg(notification.payload).params
+            status = params.get("status")
+            words = translate(status, notification.lang) if isinstance(status, Msg) else str(status or "")
+            link = self.links.status_page(notification.application_id)
+            body = {
+                "type": "template",
+                "template": {
+                    "name": self.template,
+                    "language": {"code": self.template_language(notification.lang)},
+                    "components": [
+                        {
+                            "type": "body",
+                            "parameters": [
+                                {"type": "text", "text": str(params.get("number", ""))},
+                                {"type": "text", "text": words},
+                                {"type": "text", "text": link},
+                            ],
+                        }
+                    ],
+                },
+            }
+            return await self.client.send(notification.user_key, body)
+        raise Permanent("outside WhatsApp's 24-hour window and no template for it")
+
+
+def routes(channel: WhatsAppChannel) -> list[tuple[str, str, Handler]]:
+    return [("GET", "/whatsapp/webhook", channel.verify), ("POST", "/whatsapp/webhook", channel.receive)]

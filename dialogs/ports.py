@@ -1,0 +1,164 @@
+"""What the dialog needs from the rest of the service, as protocols and small frozen records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from locales import Msg
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A person on file in the registry."""
+
+    full_name: str
+    fin: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountView:
+    id: int
+    code: str
+    kind: str  # "residential" | "non_residential"
+    address: str | None
+    region: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MeteringPointView:
+    id: int
+    code: str
+    address: str
+    region: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEntry:
+    status: str
+    at: datetime
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationView:
+    id: int
+    number: str
+    kind: str
+    account_code: str
+    metering_point_code: str | None
+    reason: str
+    status: str
+    created_at: datetime
+    result: str | None
+    history: tuple[StatusEntry, ...] = ()
+    due_at: datetime | None = None  # by when a result is due, while it is open
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    """Who is talking: the channel and the user's id on it."""
+
+    channel: str
+    user_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationDraft:
+    """A complete application as the subscriber confirmed it on the review card."""
+
+    number: str
+    subscriber: Subscriber
+    applicant_phone: str
+    lang: str
+    account_id: int
+    metering_point_id: int | None
+    reason: str
+    description: str
+    photo_ref: str | None
+    latitude: float | None
+    longitude: float | None
+    mobile: str
+    extra_phones: tuple[str, ...]
+    email: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    number: str
+    created: bool  # false: this number was registered before (a repeated "Send")
+
+
+class Registry(Protocol):
+    async def holders_by_phone(self, phone: str) -> Sequence[Holder]: ...
+
+    async def accounts_by_phone(self, phone: str) -> Sequence[AccountView]: ...
+
+    async def phone_for_code(self, code: str) -> str | None:
+        """The phone on file for the owner of a subscriber code or main code."""
+        ...
+
+    async def metering_points(self, account_id: int) -> Sequence[MeteringPointView]: ...
+
+
+class Applications(Protocol):
+    async def reserve_number(self) -> str: ...
+
+    async def register(self, draft: ApplicationDraft) -> Registered: ...
+
+    async def list_mine(self, subscriber: Subscriber, phone: str | None) -> Sequence[ApplicationView]: ...
+
+    async def get_mine(
+        self, subscriber: Subscriber, phone: str | None, application_id: int
+    ) -> ApplicationView | None: ...
+
+    async def cancel(self, application_id: int, actor: str) -> None:
+        """Cancel on the subscriber's behalf; raises `dialogs.errors.DialogError` when too late."""
+        ...
+
+    async def replied_to(self, subscriber: Subscriber, message_ref: str) -> int | None:
+        """The application a message we sent to this chat was about (the subscriber answers it)."""
+        ...
+
+    async def message_staff(self, application_id: int, text: str, photo_ref: str | None) -> bool:
+        """Queue the subscriber's message for the application's staff thread; False when it has none."""
+        ...
+
+
+class Sms(Protocol):
+    async def send(self, phone: str, text: Msg, lang: str) -> None:
+        """Queue an SMS; it leaves only once the update's transaction is committed."""
+        ...
+
+
+class CodeLog(Protocol):
+    """Which one-time codes were sent: the limits must survive /cancel, /new and a second chat."""
+
+    async def sent_to(self, phone: str, since: datetime) -> Sequence[datetime]: ...
+
+    async def count_by(self, subscriber: Subscriber, since: datetime) -> int: ...
+
+    async def record(self, phone: str, subscriber: Subscriber, at: datetime) -> None: ...
+
+
+class Links(Protocol):
+    """Reads the signed tokens of application links (`/start <token>`, the status page)."""
+
+    def application_id(self, token: str) -> int | None:
+        """The application a token names; None for anything forged, damaged or not a token."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The ports one event may use, and the time it happens at."""
+
+    subscriber: Subscriber
+    registry: Registry
+    applications: Applications
+    sms: Sms
+    codes: CodeLog
+    links: Links
+    now: datetime

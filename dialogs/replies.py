@@ -1,0 +1,41 @@
+"""What the dialog asks a channel to show: data, never platform types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from locales import Msg
+
+
+class Request(StrEnum):
+    """Something the channel should ask the platform for, beside the text."""
+
+    CONTACT = "contact"
+    LOCATION = "location"
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One button: `id` comes back in a `Pressed` event, `label` is shown."""
+
+    id: str
+    label: Msg
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message: its text as paragraphs, optional buttons and an optional platform request."""
+
+    parts: tuple[Msg, ...]
+    choices: tuple[Choice, ...] = ()
+    request: Request | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The messages to send for one event, and the question revision their buttons belong to."""
+
+    messages: tuple[Message, ...]
+    rev: int
+    changed: bool

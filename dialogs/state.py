@@ -1,0 +1,69 @@
+"""The stored state of one conversation: a step, JSON data, the language and the question revision."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from locales import DEFAULT_LANGUAGE, LANGUAGES
+
+
+class Step(StrEnum):
+    """Where a conversation stands; the graph between them is in `machine.py`."""
+
+    MENU = "menu"
+    ASK_PHONE = "ask_phone"
+    ASK_CODE = "ask_code"
+    ASK_OTP = "ask_otp"
+    ACCOUNT = "account"
+    METERING_POINT = "metering_point"
+    REASON = "reason"
+    DESCRIPTION = "description"
+    ATTACHMENTS = "attachments"
+    MOBILE = "mobile"
+    EXTRA_PHONES = "extra_phones"
+    EMAIL = "email"
+    REVIEW = "review"
+    MY_LIST = "my_list"
+    APP_DETAIL = "app_detail"
+    CONFIRM_CANCEL = "confirm_cancel"
+    LANGUAGE = "language"
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Everything the dialog remembers between two events; `data` holds JSON primitives only."""
+
+    step: Step = Step.MENU
+    data: dict[str, Any] = field(default_factory=dict)
+    lang: str = DEFAULT_LANGUAGE
+    rev: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"step": self.step.value, "data": self.data, "lang": self.lang, "rev": self.rev},
+            ensure_ascii=False,
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | None, lang: str = DEFAULT_LANGUAGE) -> State:
+        """Read a stored state; anything unreadable becomes a fresh menu rather than a crash."""
+        if not raw:
+            return cls(lang=lang)
+        try:
+            obj = json.loads(raw)
+            step = Step(obj["step"])
+            data = obj.get("data") or {}
+            stored_lang = obj.get("lang") or lang
+            rev = int(obj.get("rev") or 0)
+        except (ValueError, KeyError, TypeError):
+            return cls(lang=lang)
+        if not isinstance(data, dict):
+            data = {}
+        return cls(step=step, data=data, lang=stored_lang if stored_lang in LANGUAGES else lang, rev=rev)
+
+    def evolve(self, **changes: Any) -> State:
+        return replace(self, **changes)

@@ -1,0 +1,278 @@
+"""Applications: numbers, registration exactly once, listings and status changes with their trail."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from storage import lifecycle, outbox, staff
+from storage.lifecycle import IllegalTransition, Role, Status
+from storage.models import (
+    Account,
+    Application,
+    ApplicationCounter,
+    MeteringPoint,
+    StatusChange,
+)
+
+NUMBER_PREFIX = "TX"
+LOCAL_TZ = ZoneInfo("Asia/Baku")
+LIST_LIMIT = 50
+
+
+def format_number(year: int, serial: int) -> str:
+    """TX-2026-000123."""
+    return f"{NUMBER_PREFIX}-{year:04d}-{serial:06d}"
+
+
+async def reserve_number(session: AsyncSession, now: datetime) -> str:
+    """The next application number of the year; the counter row is locked until the transaction ends."""
+    year = now.astimezone(LOCAL_TZ).year  # the year in Baku, not in UTC, on the night of 31 December
+    bump = (
+        update(ApplicationCounter)
+        .where(col(ApplicationCounter.year) == year)
+        .values(last=col(ApplicationCounter.last) + 1)
+        .returning(col(ApplicationCounter.last))
+    )
+    serial = (await session.execute(bump)).scalar_one_or_none()
+    if serial is None:
+        try:
+            async with session.begin_nested():
+                session.add(ApplicationCounter(year=year, last=1))
+            serial = 1
+        except IntegrityError:  # another transaction created the year's row first
+            serial = (await session.execute(bump)).scalar_one()
+    return format_number(year, serial)
+
+
+@dataclass(frozen=True, slots=True)
+class NewApplication:
+    number: str
+    channel: str
+    user_key: str
+    applicant_phone: str
+    lang: str
+    account_id: int
+    metering_point_id: int | None
+    reason: str
+    description: str
+    photo_ref: str | None
+    latitude: float | None
+    longitude: float | None
+    mobile: str
+    extra_phones: tuple[str, ...]
+    email: str | None
+
+
+async def register(session: AsyncSession, new: NewApplication, now: datetime) -> tuple[Application, bool]:
+    """Register once: a second call with the same number returns the first application and False."""
+    existing = await by_number(session, new.number)
+    if existing is not None:
+        return existing, False
+    account = await session.get(Account, new.account_id)
+    if account is None:
+        raise LookupError(f"account {new.account_id} does not exist")
+    point = await session.get(MeteringPoint, new.metering_point_id) if new.metering_point_id else None
+    if point is not None and (point.account_id != account.id or not point.active):
+        raise LookupError(f"metering point {point.id} is not an active point of account {account.id}")
+    application = Application(
+        number=new.number,
+        channel=new.channel,
+        user_key=new.user_key,
+        applicant_phone=new.applicant_phone,
+        lang=new.lang,
+        person_id=account.person_id,
+        account_id=account.id,
+        kind=account.kind,
+        account_code=account.code,
+        metering_point_id=point.id if point else None,
+        metering_point_code=point.code if point else None,
+        address=point.address if point else account.address,
+        region=point.region if point else account.region,
+        reason=new.reason,
+        description=new.description,
+        photo_ref=new.photo_ref,
+        latitude=new.latitude,
+        longitude=new.longitude,
+        mobile=new.mobile,
+        extra_phones=list(new.extra_phones),
+        email=new.email,
+        status=Status.REGISTERED.value,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(application)
+            await session.flush()
+    except IntegrityError:  # the same number registered concurrently: that one stands
+        existing = await by_number(session, new.number)
+        if existing is None:
+            raise
+        return existing, False
+    assert application.id is not None
+    session.add(
+        StatusChange(
+            application_id=application.id,
+            old_status=None,
+            new_status=Status.REGISTERED.value,
+            actor=f"subscriber:{new.channel}",
+            created_at=now,
+        )
+    )
+    notify_contacts(session, application, "registered", now)
+    return application, True
+
+
+def notify_contacts(session: AsyncSession, application: Application, event: str, now: datetime) -> None:
+    """The portal's promise, kept: an SMS, and an e-mail when one was given, on registration and result."""
+    params: dict[str, Any] = {"number": application.number}
+    if event == "result":
+        params["status"] = {"$msg": f"status.{application.status}"}
+    outbox.enqueue(
+        session,
+        channel=outbox.SMS,
+        user_key=application.mobile,
+        lang=application.lang,
+        kind=f"sms_{event}",
+        payload={"key": f"sms.{event}", "params": params},
+        now=now,
+        application_id=application.id,
+    )
+    if application.email:
+        outbox.enqueue(
+            session,
+            channel=outbox.EMAIL,
+            user_key=application.email,
+            lang=application.lang,
+            kind=f"email_{event}",
+            payload={"event": event},
+            now=now,
+            application_id=application.id,
+        )
+
+
+def account_label(application: Application) -> str:
+    """The subscriber code, or the main code and the metering point, as staff and subscribers read them."""
+    if application.metering_point_code:
+        return f"{application.account_code} / {application.metering_point_code}"
+    return application.account_code
+
+
+async def by_number(session: AsyncSession, number: str) -> Application | None:
+    return (await session.scalars(select(Application).where(Application.number == number))).first()
+
+
+async def list_for_subscriber(
+    session: AsyncSession, channel: str, user_key: str, phone: str | None, limit: int = LIST_LIMIT
+) -> Sequence[Application]:
+    """Applications filed from this chat or by the verified phone on any channel, newest first."""
+    mine = (col(Application.channel) == channel) & (col(Application.user_key) == user_key)
+    condition = or_(mine, col(Application.applicant_phone) == phone) if phone else mine
+    query = (
+        select(Application)
+        .where(condition)
+        .order_by(col(Application.created_at).desc(), col(Application.id).desc())
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def list_all(
+    session: AsyncSession, statuses: Sequence[str] = (), limit: int = 100
+) -> Sequence[Application]:
+    """For staff: the oldest open first when filtering, else the newest first."""
+    query = select(Application)
+    if statuses:
+        query = query.where(col(Application.status).in_(statuses)).order_by(
+            col(Application.created_at), col(Application.id)
+        )
+    else:
+        query = query.order_by(col(Application.created_at).desc(), col(Application.id).desc())
+    return (await session.scalars(query.limit(limit))).all()
+
+
+async def histories(session: AsyncSession, application_ids: Sequence[int]) -> dict[int, list[StatusChange]]:
+    """The status changes of several applications in one query, oldest first."""
+    result: dict[int, list[StatusChange]] = defaultdict(list)
+    if not application_ids:
+        return result
+    query = (
+        select(StatusChange)
+        .where(col(StatusChange.application_id).in_(application_ids))
+        .order_by(col(StatusChange.created_at), col(StatusChange.id))
+    )
+    for change in (await session.scalars(query)).all():
+        result[change.application_id].append(change)
+    return result
+
+
+async def change_status(
+    session: AsyncSession,
+    application_id: int,
+    new: Status,
+    *,
+    actor: str,
+    role: Role,
+    note: str | None,
+    now: datetime,
+) -> Application:
+    """Check the lifecycle, record the change, and queue the subscriber's message, all in one transaction."""
+    query = select(Application).where(Application.id == application_id).with_for_update()
+    application = (await session.scalars(query)).first()
+    if application is None:
+        raise IllegalTransition("status.error_not_found")
+    current = Status(application.status)
+    result = lifecycle.check(current, new, role, note)
+    application.status = new.value
+    application.updated_at = now
+    if new in lifecycle.NEEDS_RESULT:
+        application.result = result
+    session.add(
+        StatusChange(
+            application_id=application_id,
+            old_status=current.value,
+            new_status=new.value,
+            actor=actor[:64],
+            note=result,
+            created_at=now,
+        )
+    )
+    # The card in the staff chat shows the new status; a cancellation is also said in its thread.
+    await staff.to_thread(session, application_id, "card_refresh", {}, now)
+    if role == Role.SUBSCRIBER:  # the subscriber made this change and saw it confirmed in the chat
+        said = {"key": "staff.note_cancelled", "params": {"number": application.number}}
+        await staff.to_thread(session, application_id, "note", said, now)
+        await session.flush()
+        return application
+    params: dict[str, Any] = {"number": application.number, "status": {"$msg": f"status.{new.value}"}}
+    key = "notify.status"
+    if new in lifecycle.NEEDS_RESULT:
+        key, params["result"] = "notify.status_result", result
+        notify_contacts(session, application, "result", now)
+    outbox.enqueue(
+        session,
+        channel=application.channel,
+        user_key=application.user_key,
+        lang=application.lang,
+        kind="status",
+        payload={"key": key, "params": params},
+        now=now,
+        application_id=application_id,
+    )
+    await session.flush()
+    return application
+
+
+async def count_by_status(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(select(Application.status, func.count()).group_by(Application.status))
+    return {status: count for status, count in rows}

@@ -1,0 +1,423 @@
+"""The registry of subscribers: its CSV import (all or nothing) and the look-ups the dialog needs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+from sqlalchemy import Row, bindparam, func, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from storage.models import Account, MeteringPoint, Person
+
+HEADER = ("fin", "full_name", "phone", "kind", "code", "metering_point", "address", "region")
+KINDS = ("residential", "non_residential")
+SAMPLE_CSV = Path(__file__).with_name("sample_registry.csv")
+MAX_ERRORS = 200
+# A refresh may set at most this share (percent) of the active accounts inactive: a cut-short export
+# must not switch off everyone missing from it.
+MAX_DEACTIVATE_PERCENT = 5.0
+TEXT_COLUMNS = ("full_name", "address", "region")  # free text; the other columns have strict formats
+
+_FIN_RE = re.compile(r"^[0-9A-HJ-NP-Z]{7}$")
+_CODE_RE = re.compile(r"^[0-9]{6,20}$")
+_POINT_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z\-_/.]{0,39}$")
+_MOBILE = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+# What a spreadsheet runs as a formula after a leading + or -. A bare sign, a number or plain words
+# after it are left alone (a "-" placeholder); these are what makes it a formula.
+_FORMULA_AFTER_SIGN = re.compile(
+    r"""[\s+\-]*                                # more signs and spaces: --1+1, + -SUM(
+    (?: [=@("'{]                               # another formula start, a bracket, a string, an array
+      | [^\W\d][\w.]*\s*\(                     # a function call: SUM(, HYPERLINK (, СУММ(
+      | [\w.]+\s*[|!]                          # DDE (cmd|'/C calc'!A0), a sheet reference (Sheet1!A1)
+      | \$?[A-Za-z]{1,3}\$?[0-9]+(?![\w.])      # a cell reference: A1, $B$2
+      | [0-9][0-9.,]*\s*[-+*/^&=<>%:]           # arithmetic: 1+1, 2*3, 1:2
+    )""",
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}" if self.line else self.reason
+
+
+class RegistryImportError(Exception):
+    """The file was refused as a whole; `errors` names each bad line and why."""
+
+    def __init__(self, errors: Sequence[LineError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+def _percent(value: Fraction | float, over: float | None = None, digits: int = 2) -> str:
+    """60%, 4.65%: `digits` decimals, or more where a share would read as 0% or as no more than `over`."""
+    for shown in range(digits, 10):
+        text = f"{float(value):.{shown}f}".rstrip("0").rstrip(".")
+        if (text != "0" or not value) and (over is None or float(text) > over):
+            break
+    return text + "%"
+
+
+class TooManyDeactivations(RegistryImportError):
+    """A well-formed file that would set more than the allowed share of the active accounts inactive."""
+
+    def __init__(self, active: int, deactivating: int, max_percent: float) -> None:
+        self.active, self.deactivating, self.max_percent = active, deactivating, max_percent
+        self.share = Fraction(100 * deactivating, active)  # percent
+        share, limit = _percent(self.share, over=max_percent), _percent(max_percent, digits=6)
+        self.reason = (
+            f"it would set {deactivating} of {active} active accounts inactive ({share}), "
+            f"more than the limit of {limit}"
+        )
+        super().__init__([LineError(0, self.reason)])
+
+
+def check_deactivation(active: int, deactivating: int, max_percent: float | None) -> None:
+    """Refuse setting `deactivating` of `active` accounts inactive when that is over `max_percent` percent.
+
+    None is no limit. An empty registry (nothing active) is never refused: there is nothing to lose.
+    """
+    if max_percent is None or deactivating == 0:
+        return
+    if Fraction(100 * deactivating) > Fraction(str(max_percent)) * active:
+        raise TooManyDeactivations(active, deactivating, max_percent)
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """How many of each the file holds, and what the import added, changed and set inactive."""
+
+    persons: int = 0
+    accounts: int = 0
+    metering_points: int = 0
+    persons_added: int = 0
+    persons_changed: int = 0
+    accounts_added: int = 0
+    accounts_changed: int = 0  # another owner, kind, address or region, or active again
+    accounts_deactivated: int = 0
+    metering_points_added: int = 0
+    metering_points_changed: int = 0
+    metering_points_deactivated: int = 0
+
+    @property
+    def deactivated(self) -> int:
+        return self.accounts_deactivated + self.metering_points_deactivated
+
+
+@dataclass(slots=True)
+class _Row:
+    line: int
+    fin: str
+    full_name: str
+    phone: str
+    kind: str
+    code: str
+    point: str
+    address: str
+    region: str
+
+
+@dataclass(slots=True)
+class _Parsed:
+    persons: dict[str, tuple[str, str]] = field(default_factory=dict)  # fin → (name, phone)
+    accounts: dict[str, _Row] = field(default_factory=dict)  # code → first row
+    points: dict[tuple[str, str], _Row] = field(default_factory=dict)
+
+
+def _clean(value: str | None) -> str:
+    return unicodedata.normalize("NFC", (value or "").strip())
+
+
+def _has_hidden(value: str) -> bool:
+    """Control and format characters (bidi overrides, zero-width spaces) have no place in the registry."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in value)
+
+
+def _formula(value: str) -> str | None:
+    """The start of a text cell that a spreadsheet would run as a formula, or None.
+
+    `value` is already stripped, so a tab or carriage return before the sign is gone too.
+    """
+    head = unicodedata.normalize("NFKC", value[:64])  # a full-width ＝ is an = to some spreadsheets
+    if head[:1] in ("=", "@"):
+        return head[:1]
+    if head[:1] in ("+", "-"):
+        match = _FORMULA_AFTER_SIGN.match(head, 1)
+        if match:
+            return head[: min(match.end(), 24)]
+    return None
+
+
+def _phone(value: str) -> str | None:
+    if any(ch.isalpha() for ch in value):  # phonenumbers would read letters as keypad digits
+        return None
+    try:
+        number = phonenumbers.parse(value, "AZ")
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number) or phonenumbers.region_code_for_number(number) != "AZ":
+        return None
+    if phonenumbers.number_type(number) not in _MOBILE:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def parse_csv(data: bytes) -> _Parsed:
+    """Check every line of an export; raise with all the reasons, or return the rows grouped."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RegistryImportError([LineError(0, f"the file is not UTF-8 (byte {exc.start})")]) from exc
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise RegistryImportError([LineError(0, "the file is empty")]) from None
+    except csv.Error as exc:
+        raise RegistryImportError([LineError(1, f"unreadable CSV: {exc}")]) from exc
+    names = tuple(_clean(h).lower() for h in header)
+    if names != HEADER:
+        raise RegistryImportError([LineError(1, f"the header must be: {','.join(HEADER)}")])
+
+    errors: list[LineError] = []
+    parsed = _Parsed()
+
+    def bad(line: int, reason: str) -> None:
+        errors.append(LineError(line, reason))
+
+    try:
+        while True:
+            line = reader.line_num + 1  # where the record starts, even when a quoted field spans lines
+            try:
+                raw = next(reader)
+            except StopIteration:
+                break
+            if not any(cell.strip() for cell in raw):
+                continue
+            if len(errors) >= MAX_ERRORS:
+                bad(line, f"stopped after {MAX_ERRORS} problems; fix these and import again")
+                break
+            if len(raw) != len(HEADER):
+                bad(line, f"expected {len(HEADER)} fields, found {len(raw)}")
+                continue
+            cells = [_clean(c) for c in raw]
+            if any(_has_hidden(c) for c in cells):
+                bad(line, "control characters or invisible formatting in a field")
+                continue
+            fin, name, phone_raw, kind, code, point, address, region = cells
+            fin, kind = fin.upper(), kind.lower()
+            reasons = []
+            if not _FIN_RE.fullmatch(fin):
+                reasons.append("bad FİN: 7 characters of 0-9 and A-Z without I and O")
+            if not name or len(name) > 200:
+                reasons.append("full_name is empty or longer than 200 characters")
+            phone = _phone(phone_raw)
+            if phone is None:
+                reasons.append("bad phone: not a valid Azerbaijani mobile number")
+            if kind not in KINDS:
+                reasons.append(f"unknown kind {kind[:32]!r}: residential or non_residential")
+            if not _CODE_RE.fullmatch(code):
+                reasons.append("bad code: 6 to 20 digits")
+            if kind == "residential" and point:
+                reasons.append("a residential row has a metering point")
+            if kind == "non_residential" and not point:
+                reasons.append("a non-residential row needs a metering point")
+            if point and not _POINT_RE.fullmatch(point):
+                reasons.append("bad metering point: up to 40 letters, digits, - _ / .")
+            if not address or len(address) > 300:
+                reasons.append("address is empty or longer than 300 characters")
+            if not region or len(region) > 100:
+                reasons.append("region is empty or longer than 100 characters")
+            for column, value in zip(TEXT_COLUMNS, (name, address, region), strict=True):
+                start = _formula(value)
+                if start is not None:
+                    reasons.append(f"{column} looks like a spreadsheet formula (it starts with {start!r})")
+            if reasons:
+                bad(line, "; ".join(reasons))
+                continue
+            assert phone is not None
+            row = _Row(line, fin, name, phone, kind, code, point, address, region)
+            known = parsed.persons.get(fin)
+            if known and known != (name, phone):
+                bad(line, f"FİN {fin[:2]}***** has another name or phone on an earlier line")
+                continue
+            first = parsed.accounts.get(code)
+            if first is not None:
+                if first.fin != fin:
+                    bad(line, f"duplicate code {code} with another owner (line {first.line})")
+                    continue
+                if first.kind != kind:
+                    bad(line, f"code {code} is {first.kind} on line {first.line}")
+                    continue
+                if kind == "residential":
+                    bad(line, f"duplicate subscriber code {code} (line {first.line})")
+                    continue
+                if (code, point) in parsed.points:
+                    bad(
+                        line,
+                        f"duplicate metering point {point} of {code} (line {parsed.points[code, point].line})",  # noqa: E501
+                    )
+                    continue
+            parsed.persons[fin] = (name, phone)
+            parsed.accounts.setdefault(code, row)
+            if point:
+                parsed.points[code, point] = row
+    except csv.Error as exc:
+        bad(reader.line_num, f"unreadable CSV: {exc}")
+    if errors:
+        raise RegistryImportError(errors)
+    if not parsed.accounts:
+        raise RegistryImportError([LineError(0, "the file has no rows")])
+    return parsed
+
+
+async def import_csv(
+    session: AsyncSession, data: bytes, *, max_deactivate: float | None = MAX_DEACTIVATE_PERCENT
+) -> ImportReport:
+    """Load or refresh the registry inside the caller's transaction; accounts not in the file go inactive.
+
+    Applications keep their own snapshot of the account, so nothing is deleted. A refresh that would set
+    more than `max_deactivate` percent of the active accounts inactive raises `TooManyDeactivations`
+    before anything is written (None: no limit).
+    """
+    parsed = parse_csv(data)
+    report = ImportReport()
+
+    accounts = {a.code: a for a in (await session.scalars(select(Account))).all()}
+    stale_accounts = [a.id for code, a in accounts.items() if code not in parsed.accounts and a.active]
+    check_deactivation(sum(a.active for a in accounts.values()), len(stale_accounts), max_deactivate)
+
+    persons = {p.fin: p for p in (await session.scalars(select(Person))).all()}
+    for fin, (name, phone) in parsed.persons.items():
+        person = persons.get(fin)
+        if person is None:
+            person = Person(fin=fin, full_name=name, phone=phone)
+            session.add(person)
+            persons[fin] = person
+            report.persons_added += 1
+        elif (person.full_name, person.phone) != (name, phone):
+            person.full_name, person.phone = name, phone
+            report.persons_changed += 1
+        report.persons += 1
+    await session.flush()
+
+    for code, row in parsed.accounts.items():
+        residential = row.kind == "residential"
+        person_id = persons[row.fin].id
+        assert person_id is not None
+        values = (
+            row.kind,
+            person_id,
+            row.address if residential else None,
+            row.region if residential else None,
+        )
+        account = accounts.get(code)
+        if account is None:
+            account = Account(code=code, kind=row.kind, person_id=person_id)
+            session.add(account)
+            accounts[code] = account
+            report.accounts_added += 1
+        else:
+            before = (account.kind, account.person_id, account.address, account.region, account.active)
+            if before != (*values, True):
+                report.accounts_changed += 1
+        account.kind, account.person_id, account.address, account.region = values
+        account.active = True
+        report.accounts += 1
+    await session.flush()
+
+    points = {
+        (accounts_by_id_code, p.code): p
+        for p, accounts_by_id_code in (
+            await session.execute(select(MeteringPoint, Account.code).join(Account))
+        )
+    }
+    for (code, point_code), row in parsed.points.items():
+        point = points.get((code, point_code))
+        if point is None:
+            account_id = accounts[code].id
+            assert account_id is not None
+            session.add(
+                MeteringPoint(account_id=account_id, code=point_code, address=row.address, region=row.region)
+            )
+            report.metering_points_added += 1
+        else:
+            if (point.address, point.region, point.active) != (row.address, row.region, True):
+                report.metering_points_changed += 1
+            point.address, point.region, point.active = row.address, row.region, True
+        report.metering_points += 1
+    stale_points = [p.id for key, p in points.items() if key not in parsed.points and p.active]
+    if stale_accounts:
+        await session.execute(update(Account).where(col(Account.id).in_(stale_accounts)).values(active=False))
+    if stale_points:
+        await session.execute(
+            update(MeteringPoint).where(col(MeteringPoint.id).in_(stale_points)).values(active=False)
+        )
+    report.accounts_deactivated, report.metering_points_deactivated = len(stale_accounts), len(stale_points)
+    await session.flush()
+    return report
+
+
+async def is_empty(session: AsyncSession) -> bool:
+    return (await session.scalar(select(func.count()).select_from(Account))) == 0
+
+
+# The look-ups below run for most updates: built once, they return plain rows, not ORM objects.
+_PERSON = Person.__table__  # type: ignore[attr-defined]
+_ACCOUNT = Account.__table__  # type: ignore[attr-defined]
+_POINT = MeteringPoint.__table__  # type: ignore[attr-defined]
+_PERSONS_BY_PHONE = (
+    select(_PERSON)
+    .where(
+        _PERSON.c.phone == bindparam("phone"),
+        _PERSON.c.id.in_(select(_ACCOUNT.c.person_id).where(_ACCOUNT.c.active)),
+    )
+    .order_by(_PERSON.c.full_name)
+)
+_ACCOUNTS_BY_PHONE = (
+    select(_ACCOUNT)
+    .join(_PERSON)
+    .where(_PERSON.c.phone == bindparam("phone"), _ACCOUNT.c.active)
+    .order_by(_ACCOUNT.c.kind.desc(), _ACCOUNT.c.code)  # descending: residential before non_residential
+)
+_PHONE_FOR_CODE = (
+    select(_PERSON.c.phone).join(_ACCOUNT).where(_ACCOUNT.c.code == bindparam("code"), _ACCOUNT.c.active)
+)
+_METERING_POINTS = (
+    select(_POINT)
+    .where(_POINT.c.account_id == bindparam("account_id"), _POINT.c.active)
+    .order_by(_POINT.c.code)
+)
+
+
+async def persons_by_phone(session: AsyncSession, phone: str) -> Sequence[Row[Any]]:
+    """The people on file with this phone (a family may share one) who have an active account."""
+    return (await session.execute(_PERSONS_BY_PHONE, {"phone": phone})).all()
+
+
+async def accounts_by_phone(session: AsyncSession, phone: str) -> Sequence[Row[Any]]:
+    """Active accounts whose owner's phone on file is `phone`: residential first, then by code."""
+    return (await session.execute(_ACCOUNTS_BY_PHONE, {"phone": phone})).all()
+
+
+async def phone_for_code(session: AsyncSession, code: str) -> str | None:
+    phone: str | None = (await session.execute(_PHONE_FOR_CODE, {"code": code})).scalar()
+    return phone
+
+
+async def metering_points(session: AsyncSession, account_id: int) -> Sequence[Row[Any]]:
+    return (await session.execute(_METERING_POINTS, {"account_id": account_id})).all()

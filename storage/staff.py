@@ -1,0 +1,333 @@
+"""The staff side of an application: its department and thread, the messages tied to it, the audit."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col, select
+
+from storage import outbox
+from storage.db import as_utc
+from storage.lifecycle import OPEN, Status
+from storage.models import (
+    Application,
+    LinkedMessage,
+    Notification,
+    StaffAction,
+    StaffThread,
+    StatusChange,
+)
+
+OPEN_VALUES = tuple(s.value for s in OPEN)
+CLOSED_WITH_RESULT = (Status.COMPLETED.value, Status.REJECTED.value)
+_SERIAL = re.compile(r"^\d{1,6}$")
+_NUMBER = re.compile(r"^TX-\d{4}-\d{6}$")
+_DIGITS = re.compile(r"^\+?\d{6,15}$")
+
+
+def route(
+    session: AsyncSession, application: Application, department: str, chat_id: int, now: datetime
+) -> None:
+    """Give a new application to its department and queue its card for the department's chat."""
+    assert application.id is not None
+    application.department = department
+    session.add(StaffThread(application_id=application.id, chat_id=chat_id, created_at=now))
+    attachments: list[tuple[str, dict[str, Any]]] = [("card", {})]
+    if application.photo_ref:  # a Telegram file id, or a WhatsApp media id the staff chat fetches
+        attachments.append(("photo", {"photo": application.photo_ref}))
+    if application.latitude is not None and application.longitude is not None:
+        attachments.append(
+            ("location", {"latitude": application.latitude, "longitude": application.longitude})
+        )
+    for kind, payload in attachments:  # one recipient's messages leave in order: the card first
+        outbox.enqueue(
+            session,
+            channel=outbox.STAFF,
+            user_key=str(chat_id),
+            kind=kind,
+            payload=payload,
+            now=now,
+            application_id=application.id,
+        )
+
+
+async def thread(session: AsyncSession, application_id: int) -> StaffThread | None:
+    return await session.get(StaffThread, application_id)
+
+
+async def thread_by_topic(session: AsyncSession, chat_id: int, topic_id: int) -> StaffThread | None:
+    query = select(StaffThread).where(StaffThread.chat_id == chat_id, StaffThread.topic_id == topic_id)
+    return (await session.scalars(query)).first()
+
+
+async def to_thread(
+    session: AsyncSession, application_id: int, kind: str, payload: dict[str, Any], now: datetime
+) -> bool:
+    """Queue a message into the application's staff thread; False when it has none (no department)."""
+    found = await thread(session, application_id)
+    if found is None:
+        return False
+    outbox.enqueue(
+        session,
+        channel=outbox.STAFF,
+        user_key=str(found.chat_id),
+        kind=kind,
+        payload=payload,
+        now=now,
+        application_id=application_id,
+    )
+    return True
+
+
+async def link(
+    session: AsyncSession,
+    channel: str,
+    chat_id: int | str,
+    message_id: int | str,
+    application_id: int,
+    kind: str,
+    now: datetime,
+    action: str | None = None,
+    user_id: int | None = None,
+) -> None:
+    """Remember that a message belongs to an application, so a reply to it finds the application."""
+    key = (channel, str(chat_id), str(message_id))
+    existing = await session.get(LinkedMessage, key)
+    if existing is not None:
+        existing.application_id, existing.kind, existing.action, existing.user_id = (
+            application_id,
+            kind,
+            action,
+            user_id,
+        )
+        return
+    session.add(
+        LinkedMessage(
+            channel=channel,
+            chat_id=key[1],
+            message_id=key[2],
+            application_id=application_id,
+            kind=kind,
+            action=action,
+            user_id=user_id,
+            created_at=now,
+        )
+    )
+
+
+async def linked(
+    session: AsyncSession, channel: str, chat_id: int | str, message_id: int | str
+) -> LinkedMessage | None:
+    return await session.get(LinkedMessage, (channel, str(chat_id), str(message_id)))
+
+
+def audit(
+    session: AsyncSession,
+    *,
+    chat_id: int,
+    user_id: int,
+    user_name: str,
+    action: str,
+    allowed: bool,
+    now: datetime,
+    application_id: int | None = None,
+    detail: str | None = None,
+) -> None:
+    session.add(
+        StaffAction(
+            application_id=application_id,
+            chat_id=chat_id,
+            user_id=user_id,
+            user_name=user_name[:128],
+            action=action[:32],
+            allowed=allowed,
+            detail=detail[:500] if detail else None,
+            created_at=now,
+        )
+    )
+
+
+async def actions(session: AsyncSession, application_id: int | None = None) -> Sequence[StaffAction]:
+    query = select(StaffAction).order_by(col(StaffAction.id))
+    if application_id is not None:
+        query = query.where(StaffAction.application_id == application_id)
+    return (await session.scalars(query)).all()
+
+
+async def get_for_update(session: AsyncSession, application_id: int) -> Application | None:
+    query = select(Application).where(Application.id == application_id).with_for_update()
+    return (await session.scalars(query)).first()
+
+
+def assign(application: Application, user_id: int, name: str, now: datetime) -> None:
+    application.assignee_id = user_id
+    application.assignee_name = name[:128]
+    application.taken_at = now
+    application.updated_at = now
+
+
+async def open_applications(
+    session: AsyncSession, department: str | None, limit: int = 200
+) -> Sequence[Application]:
+    """Open applications, oldest first; of one department, or of all when `department` is None."""
+    query = select(Application).where(col(Application.status).in_(OPEN_VALUES))
+    if department is not None:
+        query = query.where(Application.department == department)
+    query = query.order_by(col(Application.created_at), col(Application.id)).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def find(
+    session: AsyncSession, text: str, department: str | None, limit: int = 20
+) -> Sequence[Application]:
+    """By number (TX-2026-000001 or its serial), subscriber or main code, or phone; newest first."""
+    text = text.strip()
+    upper = text.upper()
+    conditions = []
+    if _NUMBER.fullmatch(upper):
+        conditions.append(col(Application.number) == upper)
+    if _SERIAL.fullmatch(text):
+        conditions.append(col(Application.number).endswith(f"-{int(text):06d}"))
+    compact = re.sub(r"[\s()-]", "", text)
+    if _DIGITS.fullmatch(compact):
+        conditions.append(col(Application.account_code) == compact.lstrip("+"))
+        conditions.append(col(Application.metering_point_code) == compact.lstrip("+"))
+        phone = _e164(compact)
+        if phone:
+            conditions += [col(Application.applicant_phone) == phone, col(Application.mobile) == phone]
+    if not conditions:
+        return []
+    query = select(Application).where(or_(*conditions))
+    if department is not None:
+        query = query.where(Application.department == department)
+    query = query.order_by(col(Application.created_at).desc(), col(Application.id).desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+def _e164(digits: str) -> str | None:
+    """+994 50 123 45 67, 994501234567, 0501234567 or 501234567 as +994501234567."""
+    bare = digits.lstrip("+")
+    if bare.startswith("994") and len(bare) == 12:
+        return "+" + bare
+    if bare.startswith("0") and len(bare) == 10:
+        return "+994" + bare[1:]
+    if len(bare) == 9:
+        return "+994" + bare
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    by_status: dict[str, int]
+    median_7: timedelta | None  # from registration to a result, over results of the last 7 days
+    median_30: timedelta | None
+    results_7: int
+    results_30: int
+
+
+async def stats(session: AsyncSession, department: str | None, now: datetime) -> Stats:
+    counts = select(Application.status, func.count()).group_by(Application.status)
+    since = now - timedelta(days=30)
+    closed = (
+        select(Application.created_at, StatusChange.created_at)
+        .join(StatusChange, col(StatusChange.application_id) == col(Application.id))
+        .where(col(StatusChange.new_status).in_(CLOSED_WITH_RESULT), col(StatusChange.created_at) >= since)
+    )
+    if department is not None:
+        counts = counts.where(Application.department == department)
+        closed = closed.where(Application.department == department)
+    by_status = {status: int(n) for status, n in await session.execute(counts)}
+    durations: list[tuple[datetime, timedelta]] = [
+        (as_utc(done), as_utc(done) - as_utc(created)) for created, done in await session.execute(closed)
+    ]
+    week = [d for at, d in durations if at >= now - timedelta(days=7)]
+    month = [d for _, d in durations]
+    return Stats(by_status, _median(week), _median(month), len(week), len(month))
+
+
+def _median(values: list[timedelta]) -> timedelta | None:
+    if not values:
+        return None
+    return timedelta(seconds=statistics.median(v.total_seconds() for v in values))
+
+
+async def flag_overdue(
+    session: AsyncSession, now: datetime, take_within: timedelta, done_within: timedelta, limit: int = 100
+) -> list[tuple[Application, str]]:
+    """Open applications past a deadline not flagged before, flagged now: each deadline once.
+
+    "take": registered and nobody took it within `take_within`; "done": no result within `done_within`.
+    """
+    flagged: list[tuple[Application, str]] = []
+    late_take = (
+        select(Application)
+        .where(
+            Application.status == Status.REGISTERED.value,
+            col(Application.assignee_id).is_(None),
+            col(Application.take_flagged_at).is_(None),
+            col(Application.created_at) <= now - take_within,
+        )
+        .order_by(col(Application.id))
+        .limit(limit)
+    )
+    late_done = (
+        select(Application)
+        .where(
+            col(Application.status).in_(OPEN_VALUES),
+            col(Application.done_flagged_at).is_(None),
+            col(Application.created_at) <= now - done_within,
+        )
+        .order_by(col(Application.id))
+        .limit(limit)
+    )
+    skip_locked = session.get_bind().dialect.name == "postgresql"
+    for query, which in ((late_take, "take"), (late_done, "done")):
+        if skip_locked:
+            query = query.with_for_update(skip_locked=True)
+        for application in (await session.scalars(query)).all():
+            if which == "take":
+                application.take_flagged_at = now
+            else:
+                application.done_flagged_at = now
+            flagged.append((application, which))
+    await session.flush()
+    return flagged
+
+
+def due_at(application: Application, done_within: timedelta) -> datetime:
+    return as_utc(application.created_at) + done_within
+
+
+def overdue(application: Application, now: datetime, take_within: timedelta, done_within: timedelta) -> bool:
+    if application.status not in OPEN_VALUES:
+        return False
+    created = as_utc(application.created_at)
+    if now - created > done_within:
+        return True
+    return (
+        application.status == Status.REGISTERED.value
+        and application.assignee_id is None
+        and (now - created > take_within)
+    )
+
+
+async def relays_since(session: AsyncSession, application_id: int, since: datetime) -> int:
+    """Messages a subscriber sent to the application's thread since `since`."""
+    query = (
+        select(func.count())
+        .select_from(Notification)
+        .where(
+            Notification.application_id == application_id,
+            Notification.channel == outbox.STAFF,
+            Notification.kind == "relay",
+            col(Notification.created_at) >= since,
+        )
+    )
+    return int(await session.scalar(query) or 0)
