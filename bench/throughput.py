@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.links import LinkSigner, PublicLinks
-from bot.outbox import OutboxWorker
-from bot.service import Conversations
-from bot.sms import GatewaySms, LogSmsGateway, SmsSender
+from bot.core.links import LinkSigner, PublicLinks
+from bot.core.service import Conversations
+from bot.notify.outbox import OutboxWorker
+from bot.notify.sms import GatewaySms, LogSmsGateway, SmsSender
 from dialogs.events import Command, Contact, Event, Pressed, Text
 from dialogs.ports import Subscriber
 from storage import outbox, registry

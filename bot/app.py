@@ -28,23 +28,23 @@ import aiohttp
 from aiogram.exceptions import TelegramAPIError
 from aiohttp import web
 
-from bot.links import PublicLinks
-from bot.mail import EmailSender, LogMailer, Mailer, SmtpConfig, SmtpMailer
-from bot.outbox import OutboxWorker, Sender
-from bot.service import Clock, Conversations, system_clock
-from bot.settings import Settings
-from bot.sms import GatewaySms, HttpSmsGateway, LogSmsGateway, SmsGateway, SmsSender, delivery_handler
-from bot.statuspage import StatusPage
-from bot.telegram import CHANNEL as TELEGRAM
-from bot.telegram.channel import ALLOWED_UPDATES, TelegramChannel, webhook_handler
-from bot.telegram.client import TelegramClient, make_bot
-from bot.telegram.limits import RateLimiter
-from bot.telegram.notify import TelegramNotifier
-from bot.telegram.staffchat import StaffChat, check_deadlines
-from bot.web import Route, serve
-from bot.whatsapp import CHANNEL as WHATSAPP
-from bot.whatsapp.channel import GraphClient, WhatsAppChannel
-from bot.whatsapp.channel import routes as whatsapp_routes
+from bot.channels.telegram import CHANNEL as TELEGRAM
+from bot.channels.telegram.channel import ALLOWED_UPDATES, TelegramChannel, webhook_handler
+from bot.channels.telegram.client import TelegramClient, make_bot
+from bot.channels.telegram.limits import RateLimiter
+from bot.channels.telegram.notify import TelegramNotifier
+from bot.channels.telegram.staffchat import StaffChat, check_deadlines
+from bot.channels.whatsapp import CHANNEL as WHATSAPP
+from bot.channels.whatsapp.channel import GraphClient, WhatsAppChannel
+from bot.channels.whatsapp.channel import routes as whatsapp_routes
+from bot.core.links import PublicLinks
+from bot.core.service import Clock, Conversations, system_clock
+from bot.core.settings import Settings
+from bot.notify.mail import EmailSender, LogMailer, Mailer, SmtpConfig, SmtpMailer
+from bot.notify.outbox import OutboxWorker, Sender
+from bot.notify.sms import GatewaySms, HttpSmsGateway, LogSmsGateway, SmsGateway, SmsSender, delivery_handler
+from bot.web.server import Route, serve
+from bot.web.statuspage import StatusPage
 from dialogs import ports
 from storage import outbox
 from storage.db import Database, as_utc

@@ -9,12 +9,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot import logs
-from bot.cli_applications import add_applications_parser, cmd_applications
-from bot.service import Conversations
-from bot.settings import Settings, SettingsError
-from bot.staff import StaffDesk
-from bot.terminal import Terminal, TerminalSms, stdin_reader
+from bot.channels.terminal import Terminal, TerminalSms, stdin_reader
+from bot.core import logs
+from bot.core.service import Conversations
+from bot.core.settings import Settings, SettingsError
+from bot.staff.cli import add_applications_parser, cmd_applications
+from bot.staff.desk import StaffDesk
 from locales import LANGUAGES
 from storage import migrate, registry
 from storage.db import Database

@@ -14,8 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from storage import lifecycle, outbox, staff
-from storage.lifecycle import IllegalTransition, Role, Status
+from dialogs import lifecycle
+from dialogs.lifecycle import IllegalTransition, Role, Status
+from storage import outbox, staff
 from storage.models import (
     Account,
     Application,

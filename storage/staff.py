@@ -13,9 +13,9 @@ from sqlalchemy import func, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from dialogs.lifecycle import OPEN, Status
 from storage import outbox
 from storage.db import as_utc
-from storage.lifecycle import OPEN, Status
 from storage.models import (
     Application,
     LinkedMessage,

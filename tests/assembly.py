@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.app import Pace
-from bot.settings import Settings
-from bot.telegram.limits import RateLimiter
+from bot.channels.telegram.limits import RateLimiter
+from bot.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_DEPARTMENTS = (ROOT / "departments.example.toml").read_text(encoding="utf-8")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from bot.service import Conversations
+from bot.core.service import Conversations
 from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
 from dialogs.ports import Subscriber
 from dialogs.replies import Message

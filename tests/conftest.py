@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from bot.service import Conversations
+from bot.core.service import Conversations
 from storage import registry
 from storage.db import Database
 from storage.migrate import upgrade

@@ -24,7 +24,7 @@ from sqlalchemy import func, inspect
 from sqlalchemy.engine import make_url
 from sqlmodel import select
 
-from bot.service import Conversations
+from bot.core.service import Conversations
 from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
 from dialogs.replies import Message
 from dialogs.state import Step

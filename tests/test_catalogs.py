@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
+from dialogs.lifecycle import Status
 from dialogs.machine import EDITABLE, REASONS
 from locales import CATALOG_DIR, LANGUAGES, MissingMessage, Msg, catalog, placeholders, translate
-from storage.lifecycle import Status
 
 ROOT = Path(__file__).parents[1]
 SOURCE = [ROOT / folder for folder in ("isiqbot", "bot", "dialogs", "storage", "locales")]

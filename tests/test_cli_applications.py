@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli_applications import add_applications_parser, cmd_applications, deadlines
-from bot.departments import Departments
-from bot.policy import StaffPolicy
-from bot.service import Conversations
-from bot.settings import Settings
+from bot.core.service import Conversations
+from bot.core.settings import Settings
+from bot.staff.cli import add_applications_parser, cmd_applications, deadlines
+from bot.staff.departments import Departments
+from bot.staff.policy import StaffPolicy
 from storage import applications, outbox, staff
 from storage.db import Database
 from storage.models import Application, Notification, StatusChange

@@ -335,7 +335,7 @@ async def test_stale_button_gets_the_current_question(chat: Chat) -> None:
 
 
 async def test_a_week_old_button_after_a_restart(chat: Chat, service, sms, clock) -> None:
-    from bot.service import Conversations
+    from bot.core.service import Conversations
 
     await identify(chat)
     old = chat.rev

@@ -21,13 +21,13 @@ from hypothesis import strategies as st
 from sqlalchemy import delete
 from sqlmodel import col, select
 
-from bot.service import Conversations
+from bot.core.service import Conversations
 from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
+from dialogs.lifecycle import Status
 from dialogs.state import State, Step
 from locales import LANGUAGES
 from storage import conversations
 from storage.db import Database
-from storage.lifecycle import Status
 from storage.models import Application, ApplicationCounter, Notification, OtpRequest, StatusChange
 from tests.chat import (
     BOTH,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import DEFAULT_DATABASE_URL, Settings
+from bot.core.settings import DEFAULT_DATABASE_URL, Settings
 from tests.chat import ALL_SETTINGS as SETTINGS
 
 ROOT = Path(__file__).parents[1]

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from bot.links import TOKEN_LENGTH, LinkSigner
-from bot.service import Conversations
+from bot.core.links import TOKEN_LENGTH, LinkSigner
+from bot.core.service import Conversations
 from dialogs.state import Step
 from storage.models import Application
 from tests.chat import BOTH, PLAIN, PLAIN_CODE, Chat, fill_residential

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from bot import logs
-from bot.logs import redact
+from bot.core import logs
+from bot.core.logs import redact
 
 
 @pytest.mark.parametrize(

@@ -14,17 +14,17 @@ from aiohttp import web
 from sqlmodel import select
 
 from bot.app import build
-from bot.links import LinkSigner, PublicLinks
-from bot.outbox import OutboxWorker
-from bot.service import Conversations
-from bot.sms import delivery_handler, sms_parts
-from bot.staff import StaffDesk
-from bot.telegram import CHANNEL
-from bot.web import make_app
+from bot.channels.telegram import CHANNEL
+from bot.core.links import LinkSigner, PublicLinks
+from bot.core.service import Conversations
+from bot.notify.outbox import OutboxWorker
+from bot.notify.sms import delivery_handler, sms_parts
+from bot.staff.desk import StaffDesk
+from bot.web.server import make_app
+from dialogs.lifecycle import Status
 from locales import LANGUAGES, Msg, translate
 from storage import outbox
 from storage.db import Database
-from storage.lifecycle import Status
 from storage.models import Notification
 from tests.assembly import FAST, settings_in
 from tests.chat import PLAIN, Chat, SmsRecorder, identify

@@ -11,13 +11,13 @@ import pytest
 from sqlmodel import select
 
 from bot.app import build
-from bot.outbox import GIVE_UP_AFTER, LEASE, OutboxWorker, backoff
-from bot.service import Conversations
-from bot.staff import StaffDesk
-from bot.telegram import CHANNEL
+from bot.channels.telegram import CHANNEL
+from bot.core.service import Conversations
+from bot.notify.outbox import GIVE_UP_AFTER, LEASE, OutboxWorker, backoff
+from bot.staff.desk import StaffDesk
+from dialogs.lifecycle import Status
 from storage import conversations, outbox
 from storage.db import Database
-from storage.lifecycle import Status
 from storage.models import Notification
 from tests.assembly import FAST, settings_in
 from tests.chat import Chat, SmsRecorder, fill_residential

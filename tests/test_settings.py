@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
+from bot.core.settings import DEFAULT_DATABASE_URL, Settings, SettingsError
 from tests.chat import ALL_SETTINGS
 from tests.processes import isiqbot_env, run_isiqbot
 

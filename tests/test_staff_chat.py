@@ -13,12 +13,12 @@ import pytest
 from sqlmodel import select
 
 from bot.app import build
-from bot.departments import Departments
-from bot.outbox import OutboxWorker
-from bot.policy import StaffPolicy
-from bot.service import Conversations
-from bot.telegram import CHANNEL
-from bot.telegram.staffchat import StaffChat, check_deadlines
+from bot.channels.telegram import CHANNEL
+from bot.channels.telegram.staffchat import StaffChat, check_deadlines
+from bot.core.service import Conversations
+from bot.notify.outbox import OutboxWorker
+from bot.staff.departments import Departments
+from bot.staff.policy import StaffPolicy
 from locales import Msg, translate
 from storage.db import Database
 from storage.models import Application, Notification, StaffAction, StatusChange

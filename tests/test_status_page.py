@@ -13,17 +13,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from bot.links import LinkSigner
-from bot.policy import StaffPolicy
-from bot.service import Conversations
-from bot.settings import Settings, networks
-from bot.staff import StaffDesk
-from bot.statuspage import WRONG_LIMIT, StatusPage, Throttle, mask_code
-from bot.web import client_address, make_app
+from bot.core.links import LinkSigner
+from bot.core.service import Conversations
+from bot.core.settings import Settings, networks
+from bot.staff.desk import StaffDesk
+from bot.staff.policy import StaffPolicy
+from bot.web.server import client_address, make_app
+from bot.web.statuspage import WRONG_LIMIT, StatusPage, Throttle, mask_code
+from dialogs.lifecycle import Status
 from locales import LANGUAGES
 from storage import outbox
 from storage.db import Database
-from storage.lifecycle import Status
 from storage.models import Application
 from tests.chat import BOTH, Chat, SmsRecorder, fill_residential
 from tests.conftest import Clock

@@ -11,7 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlmodel import SQLModel, func, select
 
-from bot.service import Conversations
+from bot.core.service import Conversations
 from dialogs.events import Photo
 from dialogs.state import State, Step
 from storage import applications, conversations, registry
@@ -204,7 +204,7 @@ async def test_database_errors_never_carry_the_bound_values(sample_db: Database)
 def test_which_database_errors_are_worth_a_retry() -> None:
     from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-    from bot.service import is_transient
+    from bot.core.service import is_transient
 
     class Orig(Exception):
         def __init__(self, sqlstate: str) -> None:

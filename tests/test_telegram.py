@@ -11,13 +11,13 @@ import pytest
 from aiogram.types import Update
 from sqlmodel import func, select
 
-from bot.service import Conversations
-from bot.telegram.channel import SECRET_HEADER, TelegramChannel, webhook_handler
-from bot.telegram.client import TelegramClient, make_bot
-from bot.telegram.limits import RateLimiter
-from bot.telegram.mapping import map_update, within_64_bits
-from bot.telegram.render import render, split_text
-from bot.web import make_app
+from bot.channels.telegram.channel import SECRET_HEADER, TelegramChannel, webhook_handler
+from bot.channels.telegram.client import TelegramClient, make_bot
+from bot.channels.telegram.limits import RateLimiter
+from bot.channels.telegram.mapping import map_update, within_64_bits
+from bot.channels.telegram.render import render, split_text
+from bot.core.service import Conversations
+from bot.web.server import make_app
 from dialogs.events import Command, Contact, Pressed, Text, Unsupported
 from dialogs.ports import Subscriber
 from dialogs.replies import Choice, Message, Outcome, Request

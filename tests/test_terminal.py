@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from bot.terminal import parse_input, render
+from bot.channels.terminal import parse_input, render
 from dialogs.events import Command, Contact, Location, Photo, Pressed, Text
 from dialogs.replies import Choice, Message, Request
 from locales import Msg

@@ -20,10 +20,10 @@ import pytest
 from aiohttp import web
 from sqlmodel import func, select
 
-from bot import web as web_module
 from bot.app import Service, build
-from bot.telegram.channel import SECRET_HEADER
-from bot.web import MAX_JSON_DEPTH, RETRY_AFTER_SECONDS, TooDeep, loads_json, make_app
+from bot.channels.telegram.channel import SECRET_HEADER
+from bot.web import server as web_module
+from bot.web.server import MAX_JSON_DEPTH, RETRY_AFTER_SECONDS, TooDeep, loads_json, make_app
 from storage.db import Database
 from storage.models import Application, Notification, ProcessedUpdate
 from tests.assembly import FAST, settings_in
@@ -219,7 +219,7 @@ async def test_a_bug_is_500_internal_and_logged_once(
     with caplog.at_level(logging.INFO):
         assert error_of(*await call("GET", f"{site.url}/bug")) == (500, {"error": "internal"})
     logged = tracebacks(caplog)
-    assert [(r.name, r.levelno) for r in logged] == [("bot.web", logging.ERROR)]
+    assert [(r.name, r.levelno) for r in logged] == [("bot.web.server", logging.ERROR)]
     assert "GET /bug failed" in logged[0].getMessage() and "a bug in a handler" in caplog.text
     assert not [r for r in caplog.records if r.name.startswith("aiohttp") and r.levelno >= logging.ERROR]
 

@@ -17,19 +17,19 @@ from aiohttp import web
 from sqlmodel import select
 
 from bot.app import build
-from bot.links import LinkSigner, PublicLinks
-from bot.outbox import OutboxWorker
-from bot.service import Conversations
-from bot.staff import StaffDesk
-from bot.web import make_app
-from bot.whatsapp import CHANNEL
-from bot.whatsapp.channel import Pacer, WhatsAppChannel
-from bot.whatsapp.render import render
+from bot.channels.whatsapp import CHANNEL
+from bot.channels.whatsapp.channel import Pacer, WhatsAppChannel
+from bot.channels.whatsapp.render import render
+from bot.core.links import LinkSigner, PublicLinks
+from bot.core.service import Conversations
+from bot.notify.outbox import OutboxWorker
+from bot.staff.desk import StaffDesk
+from bot.web.server import make_app
+from dialogs.lifecycle import Status
 from dialogs.replies import Choice, Message, Outcome
 from locales import Msg, translate
 from storage import outbox
 from storage.db import Database
-from storage.lifecycle import Status
 from storage.models import Application, Conversation, Notification, ProcessedUpdate
 from tests.assembly import EXAMPLE_DEPARTMENTS, FAST, settings_in
 from tests.chat import CHAIN, PLAIN, SmsRecorder

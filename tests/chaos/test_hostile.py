@@ -38,7 +38,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from bot.telegram.channel import SECRET_HEADER
+from bot.channels.telegram.channel import SECRET_HEADER
 from storage import registry
 from storage.db import Database
 from storage.models import Application, Conversation, ProcessedUpdate

@@ -29,8 +29,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
-from bot import outbox as worker
-from bot.outbox import LEASE, OutboxWorker
+from bot.notify import outbox as worker
+from bot.notify.outbox import LEASE, OutboxWorker
 from storage import outbox
 from storage.db import Database, as_utc
 from storage.migrate import upgrade

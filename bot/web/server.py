@@ -19,9 +19,9 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import text
 
-from bot.metrics import METRICS
-from bot.service import storage_unavailable
-from bot.settings import Network, Settings
+from bot.core.service import storage_unavailable
+from bot.core.settings import Network, Settings
+from bot.web.metrics import METRICS
 from storage import applications, outbox
 from storage.db import Database
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.whatsapp.payload import Value, WaContact, WaMessage
+from bot.channels.whatsapp.payload import Value, WaContact, WaMessage
 from dialogs.events import Contact, Event, Location, Photo, Pressed, Text, Unsupported
 
 CHOICE_RE = re.compile(r"^(\d{1,9})\|([A-Za-z0-9_:.\-]{1,64})$")

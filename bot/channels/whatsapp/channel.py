@@ -24,15 +24,15 @@ import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot.links import PublicLinks
-from bot.outbox import Permanent, Temporary, backoff, chat_text
-from bot.policy import StaffPolicy
-from bot.service import Conversations, payload_msg, storage_unavailable
-from bot.web import Handler, try_again
-from bot.whatsapp import CHANNEL
-from bot.whatsapp.mapping import Inbound, map_message
-from bot.whatsapp.payload import Status, Webhook
-from bot.whatsapp.render import Body, render
+from bot.channels.whatsapp import CHANNEL
+from bot.channels.whatsapp.mapping import Inbound, map_message
+from bot.channels.whatsapp.payload import Status, Webhook
+from bot.channels.whatsapp.render import Body, render
+from bot.core.links import PublicLinks
+from bot.core.service import Conversations, payload_msg, storage_unavailable
+from bot.notify.outbox import Permanent, Temporary, backoff, chat_text
+from bot.staff.policy import StaffPolicy
+from bot.web.server import Handler, try_again
 from dialogs.events import Command, Text
 from dialogs.ports import Subscriber
 from dialogs.validate import mask_phone

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.telegram.render import split_text
-from bot.whatsapp.mapping import OWN_PHONE
+from bot.channels.telegram.render import split_text
+from bot.channels.whatsapp.mapping import OWN_PHONE
 from dialogs.replies import Message, Outcome, Request
 from dialogs.validate import display_phone
 from locales import Msg, translate

@@ -18,17 +18,17 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from bot.links import LinkSigner
-from bot.mail import TEMPLATES
-from bot.policy import StaffPolicy
-from bot.service import Clock, system_clock
-from bot.settings import Network
-from bot.web import client_address
+from bot.core.links import LinkSigner
+from bot.core.service import Clock, system_clock
+from bot.core.settings import Network
+from bot.notify.mail import TEMPLATES
+from bot.staff.policy import StaffPolicy
+from bot.web.server import client_address
+from dialogs.lifecycle import OPEN, Status
 from dialogs.validate import mask_phone
 from locales import DEFAULT_LANGUAGE, LANGUAGES, Msg, translate
 from storage import applications, outbox, staff
 from storage.db import Database, as_utc
-from storage.lifecycle import OPEN, Status
 from storage.models import Application
 
 EXPIRES_AFTER = timedelta(days=180)  # after the application is closed, its link stops working

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 import aiosmtplib
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from bot.links import PublicLinks
-from bot.outbox import Permanent, Temporary
+from bot.core.links import PublicLinks
+from bot.notify.outbox import Permanent, Temporary
 from dialogs.validate import mask_email
 from locales import Msg, translate
 from storage import applications

@@ -9,7 +9,7 @@ from typing import Any
 from aiogram.types import CallbackQuery, Message, Update
 from pydantic import BaseModel
 
-from bot.telegram import CHANNEL
+from bot.channels.telegram import CHANNEL
 from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text, Unsupported
 from dialogs.ports import Subscriber
 

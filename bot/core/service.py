@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.links import LinkSigner
-from bot.metrics import METRICS
-from bot.policy import StaffPolicy
-from dialogs import ports
+from bot.core.links import LinkSigner
+from bot.staff.policy import StaffPolicy
+from bot.web.metrics import METRICS
+from dialogs import lifecycle, ports
 from dialogs.errors import DialogError
 from dialogs.events import Event
 from dialogs.machine import Dialog
@@ -29,7 +29,7 @@ from dialogs.replies import Message, Outcome
 from dialogs.state import State
 from dialogs.validate import mask_phone
 from locales import Msg, normalize_language
-from storage import applications, codes, conversations, lifecycle, registry, staff
+from storage import applications, codes, conversations, registry, staff
 from storage.db import Database, as_utc
 from storage.models import Application
 

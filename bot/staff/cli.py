@@ -21,14 +21,14 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from bot.settings import Settings
-from bot.staff import StaffDesk
+from bot.core.settings import Settings
+from bot.staff.desk import StaffDesk
+from dialogs.lifecycle import ALLOWED_BY, OPEN, IllegalTransition, Role, Status
 from dialogs.validate import display_phone
 from locales import LOCAL_TZ, Msg, translate
 from storage import outbox, staff
 from storage.applications import account_label
 from storage.db import Database, as_utc
-from storage.lifecycle import ALLOWED_BY, OPEN, IllegalTransition, Role, Status
 from storage.migrate import upgrade
 from storage.models import Application
 

@@ -12,7 +12,7 @@ from aiogram.types import (
     ReplyKeyboardRemove,
 )
 
-from bot.telegram.mapping import callback_data
+from bot.channels.telegram.mapping import callback_data
 from dialogs.replies import Message, Outcome, Request
 from locales import Msg, translate
 

@@ -12,16 +12,16 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO
 
-from bot.service import Conversations, Handled, payload_msg
-from bot.staff import StaffDesk
+from bot.core.service import Conversations, Handled, payload_msg
+from bot.staff.desk import StaffDesk
 from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
+from dialogs.lifecycle import IllegalTransition, Status
 from dialogs.ports import Subscriber
 from dialogs.replies import Message, Request
 from dialogs.validate import display_phone, mask_phone
 from locales import LANGUAGES, Msg, translate
 from storage import conversations
 from storage.db import as_utc
-from storage.lifecycle import IllegalTransition, Status
 
 CHANNEL = "terminal"
 STAFF_ACTOR = "staff:terminal"

@@ -27,11 +27,11 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import SendMessage, TelegramMethod
 
-from bot.outbox import Permanent, Temporary
-from bot.service import Clock
-from bot.telegram import CHANNEL
-from bot.telegram.limits import RateLimiter
-from bot.telegram.render import Outgoing
+from bot.channels.telegram import CHANNEL
+from bot.channels.telegram.limits import RateLimiter
+from bot.channels.telegram.render import Outgoing
+from bot.core.service import Clock
+from bot.notify.outbox import Permanent, Temporary
 from storage import conversations
 from storage.db import Database
 

@@ -15,12 +15,12 @@ from aiogram.types import BotCommand, Update
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot.service import Conversations, storage_unavailable
-from bot.telegram import CHANNEL
-from bot.telegram.client import Sent, TelegramClient
-from bot.telegram.mapping import Inbound, map_update, within_64_bits
-from bot.telegram.render import Outgoing, render
-from bot.web import Handler, TooDeep, error, loads_json, try_again
+from bot.channels.telegram import CHANNEL
+from bot.channels.telegram.client import Sent, TelegramClient
+from bot.channels.telegram.mapping import Inbound, map_update, within_64_bits
+from bot.channels.telegram.render import Outgoing, render
+from bot.core.service import Conversations, storage_unavailable
+from bot.web.server import Handler, TooDeep, error, loads_json, try_again
 from dialogs.events import COMMANDS
 from locales import LANGUAGES, Msg, translate
 from storage import outbox

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiogram.methods import SendMessage, SendPhoto
 
-from bot.outbox import chat_text
-from bot.policy import StaffPolicy
-from bot.service import Clock
-from bot.telegram import CHANNEL
-from bot.telegram.client import TelegramClient
-from bot.telegram.render import split_text
+from bot.channels.telegram import CHANNEL
+from bot.channels.telegram.client import TelegramClient
+from bot.channels.telegram.render import split_text
+from bot.core.service import Clock
+from bot.notify.outbox import chat_text
+from bot.staff.policy import StaffPolicy
 from storage import outbox, staff
 from storage.db import Database
 from storage.models import Notification

@@ -15,9 +15,9 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.departments import Departments
-from bot.metrics import METRICS
-from bot.service import Clock, payload_msg, storage_unavailable, system_clock
+from bot.core.service import Clock, payload_msg, storage_unavailable, system_clock
+from bot.staff.departments import Departments
+from bot.web.metrics import METRICS
 from locales import Msg, translate
 from storage import outbox, staff
 from storage.db import Database, as_utc

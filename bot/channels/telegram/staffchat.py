@@ -49,20 +49,21 @@ from aiogram.types import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.departments import Department
-from bot.outbox import Permanent, Temporary
-from bot.policy import StaffPolicy
-from bot.service import Clock, payload_msg
-from bot.telegram import CHANNEL
-from bot.telegram.client import TelegramClient
-from bot.telegram.render import split_text
-from bot.whatsapp.mapping import MEDIA_PREFIX
+from bot.channels.telegram import CHANNEL
+from bot.channels.telegram.client import TelegramClient
+from bot.channels.telegram.render import split_text
+from bot.channels.whatsapp.mapping import MEDIA_PREFIX
+from bot.core.service import Clock, payload_msg
+from bot.notify.outbox import Permanent, Temporary
+from bot.staff.departments import Department
+from bot.staff.policy import StaffPolicy
+from dialogs import lifecycle
+from dialogs.lifecycle import IllegalTransition, Role, Status
 from dialogs.validate import display_phone
 from locales import Msg, translate
-from storage import applications, conversations, lifecycle, outbox, staff
+from storage import applications, conversations, outbox, staff
 from storage.applications import account_label
 from storage.db import Database, as_utc
-from storage.lifecycle import IllegalTransition, Role, Status
 from storage.models import Application, Notification, Person, StaffThread
 
 log = logging.getLogger(__name__)

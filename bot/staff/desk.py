@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from bot.service import Clock, system_clock
+from bot.core.service import Clock, system_clock
+from dialogs.lifecycle import OPEN, IllegalTransition, Role, Status
 from storage import applications
 from storage.db import Database
-from storage.lifecycle import OPEN, IllegalTransition, Role, Status
 from storage.models import Application, StatusChange
 
 _SERIAL = re.compile(r"^\d{1,6}$")

@@ -17,10 +17,10 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from bot.links import PublicLinks
-from bot.outbox import Permanent, Temporary
-from bot.service import Clock, payload_msg
-from bot.web import Handler
+from bot.core.links import PublicLinks
+from bot.core.service import Clock, payload_msg
+from bot.notify.outbox import Permanent, Temporary
+from bot.web.server import Handler
 from dialogs.validate import mask_phone
 from locales import Msg, translate
 from storage import outbox, staff
