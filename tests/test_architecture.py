@@ -73,7 +73,8 @@ def test_outside_the_channels_only_the_composition_root_imports_one() -> None:
         if path == COMPOSITION_ROOT or CHANNELS in path.parents:
             continue
         for name in imports_of(path):
-            assert not any(under(name, channel) for channel in named), f"{path.relative_to(ROOT)} imports {name}"
+            where = path.relative_to(ROOT)
+            assert not any(under(name, channel) for channel in named), f"{where} imports {name}"
 
 
 @pytest.mark.xfail(strict=True, reason="#12: the channel port is being built")
@@ -86,4 +87,5 @@ def test_no_platform_is_named_outside_its_channel() -> None:
                 continue
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                    assert node.value.lower() not in platforms, f"{path.relative_to(ROOT)} names {node.value!r}"
+                    where = path.relative_to(ROOT)
+                    assert node.value.lower() not in platforms, f"{where} names {node.value!r}"
