@@ -3,14 +3,17 @@
 `isiqbot run` builds the service here, and so do the tests that drive it. Every part gets what it
 needs through its constructor, in the order of what depends on what:
 
-    database → SMS gateway, mailer, links → Telegram client, Graph API client
-    → staff chat (reads WhatsApp photos) and WhatsApp channel (reads Telegram photos)
-    → the outbox's senders, one per channel that is configured → the outbox worker
-    → the conversation service → the Telegram channel → the web routes
+    database → SMS gateway, mailer, links → the conversation service, the staff desk
+    → each channel that has credentials (`bot/channels/<name>/connector.py`), into the registry
+    → the outbox's senders: SMS, e-mail and what each channel sends → the outbox worker
+    → the web routes: the SMS gateway's reports, each channel's webhooks, the status page
 
 The outbox worker and the parts that queue messages meet at one `asyncio.Event` (`wakeup`), made
 first, so nothing is wired after it is built. `Service.run` serves until SIGTERM, then drains: the
 web server and polling stop taking updates, and the sends the worker has claimed finish.
+
+This is the only module outside `bot/channels/` that names a channel: adding one is a line in
+`build` (and its settings).
 """
 
 from __future__ import annotations
@@ -18,54 +21,39 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import aiohttp
-from aiogram.exceptions import TelegramAPIError
 from aiohttp import web
 
-from bot.channels.telegram import CHANNEL as TELEGRAM
-from bot.channels.telegram.channel import ALLOWED_UPDATES, TelegramChannel, webhook_handler
-from bot.channels.telegram.client import TelegramClient, make_bot
+from bot.channels.port import Channel, Channels, Parts, StartError
+from bot.channels.telegram import connector as telegram
 from bot.channels.telegram.limits import RateLimiter
-from bot.channels.telegram.notify import TelegramNotifier
-from bot.channels.telegram.staffchat import StaffChat, check_deadlines
-from bot.channels.whatsapp import CHANNEL as WHATSAPP
-from bot.channels.whatsapp.channel import GraphClient, WhatsAppChannel
-from bot.channels.whatsapp.channel import routes as whatsapp_routes
+from bot.channels.terminal import Terminal, TerminalChannel, TerminalSms, stdin_reader
+from bot.channels.whatsapp import connector as whatsapp
+from bot.core.clock import Clock, system_clock
 from bot.core.links import PublicLinks
-from bot.core.service import Clock, Conversations, system_clock
+from bot.core.service import Conversations
 from bot.core.settings import Settings
 from bot.notify.mail import EmailSender, LogMailer, Mailer, SmtpConfig, SmtpMailer
 from bot.notify.outbox import OutboxWorker, Sender
 from bot.notify.sms import GatewaySms, HttpSmsGateway, LogSmsGateway, SmsGateway, SmsSender, delivery_handler
+from bot.staff.desk import StaffDesk
 from bot.web.server import Route, serve
 from bot.web.statuspage import StatusPage
 from dialogs import ports
-from storage import outbox
+from storage import outbox, registry
 from storage.db import Database, as_utc
 from storage.migrate import open_database
 
+__all__ = ["Pace", "Service", "StartError", "build", "chat", "run"]
 log = logging.getLogger("isiqbot")
 DRAIN_SECONDS = 10.0  # at SIGTERM, how long the sends already claimed may take to finish
-WEBHOOK_CHECK_SECONDS = 60.0  # /readyz asks Telegram about the webhook at most this often
-
-
-class StartError(Exception):
-    """The service cannot start (a platform refused the credentials); the message says which."""
-
-
-@dataclass(slots=True)
-class Telegram:
-    client: TelegramClient
-    channel: TelegramChannel
-    staff_chat: StaffChat | None
-    webhook_secret: str | None
-    username: str | None
+SENDER = "isiqbot@localhost"  # the From of e-mails when SMTP_FROM is not set (they are only logged)
 
 
 @dataclass(slots=True)
@@ -76,14 +64,13 @@ class Service:
     db: Database
     http: aiohttp.ClientSession
     conversations: Conversations
+    desk: StaffDesk
     worker: OutboxWorker
-    telegram: Telegram | None
-    whatsapp: WhatsAppChannel | None
+    channels: Channels
     routes: list[Route]
     owns_db: bool = True
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    webhook_checked: tuple[float, str | None] = (0.0, None)  # (when, the problem found then)
     died: list[str] = field(default_factory=list)  # background parts that stopped on their own
 
     @property
@@ -92,25 +79,10 @@ class Service:
 
     async def start(self) -> None:
         """Register with the platforms and start the background parts (polling, the outbox worker)."""
-        telegram = self.telegram
-        if telegram is not None:
-            try:
-                await telegram.channel.set_commands()
-                if telegram.staff_chat is not None:
-                    await telegram.staff_chat.set_commands()
-                if telegram.webhook_secret is not None:
-                    url = self.settings.telegram.webhook_url or ""
-                    await telegram.client.bot.set_webhook(
-                        url, secret_token=telegram.webhook_secret, allowed_updates=ALLOWED_UPDATES
-                    )
-                    log.info("Telegram: webhook registered")
-            except (TelegramAPIError, aiohttp.ClientError) as exc:
-                raise StartError(f"Telegram refused to start: {type(exc).__name__}: {exc}") from exc
-            if telegram.webhook_secret is None:
-                self._background("telegram polling", telegram.channel.poll(self.stop))
-                log.info("Telegram: long polling")
-        if self.whatsapp is not None:
-            log.info("WhatsApp: webhook at /whatsapp/webhook")
+        for channel in self.channels:
+            await channel.start()
+            for name, work in channel.background(self.stop).items():
+                self._background(name, work)
         log.info("outbox: %s", ", ".join(self.senders))
         async with self.db.transaction() as session:
             waiting = await outbox.waiting_channels(session)
@@ -153,18 +125,18 @@ class Service:
                 log.warning("the outbox worker did not finish its sends within %ss", DRAIN_SECONDS)
             except Exception:  # noqa: S110 (its death was logged by `_died`)
                 pass
-        if self.whatsapp is not None:
+        for channel in self.channels:
             try:
-                await asyncio.wait_for(self.whatsapp.settle(), DRAIN_SECONDS)
+                await asyncio.wait_for(channel.settle(), DRAIN_SECONDS)
             except TimeoutError:
-                log.warning("some WhatsApp answers were not sent before the stop")
+                log.warning("some %s answers were not sent before the stop", channel.label)
         for task in self.tasks.values():
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
     async def close(self) -> None:
-        if self.telegram is not None:
-            await self.telegram.client.close()
+        for channel in self.channels:
+            await channel.close()
         await self.http.close()
         if self.owns_db:
             await self.db.dispose()
@@ -172,9 +144,10 @@ class Service:
     async def readyz(self, request: web.Request) -> web.Response:
         """200 when every background part runs and the outbox keeps up; 503 with the reasons otherwise."""
         problems = [f"{name} stopped" for name, task in self.tasks.items() if task.done()]
-        webhook = await self._webhook_problem()
-        if webhook is not None:
-            problems.append(webhook)
+        for channel in self.channels:
+            problem = await channel.problem()
+            if problem is not None:
+                problems.append(problem)
         now = self.conversations.clock()
         try:
             async with self.db.transaction() as session:
@@ -188,24 +161,6 @@ class Service:
         if problems:
             return web.json_response({"status": "not ready", "problems": problems}, status=503)
         return web.json_response({"status": "ready", "outbox": self.senders})
-
-    async def _webhook_problem(self) -> str | None:
-        """Whether Telegram still calls our webhook (asked at most once a minute)."""
-        telegram = self.telegram
-        if telegram is None or telegram.webhook_secret is None:
-            return None
-        when, problem = self.webhook_checked
-        if time.monotonic() - when < WEBHOOK_CHECK_SECONDS:
-            return problem
-        try:
-            info = await telegram.client.bot.get_webhook_info()
-        except (TelegramAPIError, aiohttp.ClientError) as exc:
-            problem = f"telegram webhook: not known ({type(exc).__name__})"
-        else:
-            expected = self.settings.telegram.webhook_url
-            problem = None if info.url == expected else "telegram webhook: no longer registered"
-        self.webhook_checked = (time.monotonic(), problem)
-        return problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,98 +193,85 @@ async def build(
     http = aiohttp.ClientSession()
     wakeup = asyncio.Event()  # set by whoever queues a message; the worker waits on it
 
-    gateway: SmsGateway = LogSmsGateway()
     sms = settings.sms
     sms_token = sms.gateway_token.get_secret_value() if sms.gateway_token else None
+    gateway: SmsGateway = LogSmsGateway()
     if sms.gateway_url:
         gateway = HttpSmsGateway(http, sms.gateway_url, sms.sender, sms_token, sms.gateway_timeout)
-    smtp = settings.smtp
-    mailer: Mailer = LogMailer()
-    if smtp.host and smtp.from_:
-        password = smtp.password.get_secret_value() if smtp.password else None
-        mailer = SmtpMailer(SmtpConfig(smtp.host, smtp.port, smtp.from_, smtp.user, password, smtp.security))
+    code_sms = code_sms if code_sms is not None else GatewaySms(gateway)
+    conversations = Conversations(
+        database, code_sms, clock=clock, links=signer, policy=policy, on_commit=wakeup.set
+    )
+    channels = Channels()
+    desk = StaffDesk(database, clock, policy, channels)
+    parts = Parts(database, clock, conversations, desk, links, http, wakeup.set, channels)
+    try:
+        built: list[Channel | None] = [
+            await telegram.connect(settings.telegram, parts, pace.telegram()),
+            whatsapp.connect(settings.whatsapp, parts, pace.whatsapp_mps, pace.whatsapp_per_user),
+        ]
+    except StartError:
+        await http.close()
+        if owns_db:
+            await database.dispose()
+        raise
+    for channel in built:
+        if channel is not None:
+            channels.add(channel)
+
     senders: dict[str, Sender] = {
         outbox.SMS: SmsSender(gateway, links),
-        outbox.EMAIL: EmailSender(database, mailer, smtp.from_ or "isiqbot@localhost", links),
+        outbox.EMAIL: EmailSender(
+            database, _mailer(settings), settings.smtp.from_ or "isiqbot@localhost", links
+        ),
     }
-
-    tg = settings.telegram
-    client = None
-    if tg.bot_token is not None:
-        client = TelegramClient(
-            make_bot(tg.bot_token.get_secret_value(), tg.api_url), database, clock, pace.telegram()
-        )
-    wa = settings.whatsapp
-    graph = None
-    if wa.token and wa.app_secret and wa.verify_token:
-        mps = pace.whatsapp_mps or wa.mps
-        token = wa.token.get_secret_value()
-        graph = GraphClient(http, wa.api_url, wa.phone_number_id or "", token, mps, pace.whatsapp_per_user)
-
-    staff_chat = None
-    if client is not None:
-        senders[TELEGRAM] = TelegramNotifier(client, database, clock, policy)
-        if policy.departments.chats:
-            media = graph.media if graph is not None else None
-            staff_chat = StaffChat(client, database, clock, policy, wake=wakeup.set, media=media)
-            senders[outbox.STAFF] = staff_chat
-    conversations = Conversations(
-        database,
-        code_sms if code_sms is not None else GatewaySms(gateway),
-        clock=clock,
-        links=signer,
-        policy=policy,
-        on_commit=wakeup.set,
-    )
-    whatsapp = None
-    if graph is not None and wa.app_secret and wa.verify_token:
-        whatsapp = WhatsAppChannel(
-            conversations,
-            graph,
-            wa.app_secret.get_secret_value(),
-            wa.verify_token.get_secret_value(),
-            policy,
-            links,
-            wa.template,
-            wa.template_language,
-            photos=client.photo if client is not None else None,
-        )
-        senders[WHATSAPP] = whatsapp
-    deadlines = partial(check_deadlines, database, policy)
-    period = settings.staff.deadline_check_seconds
-    worker = OutboxWorker(database, senders, clock, periodic=[deadlines], wakeup=wakeup, period=period)
-
     routes: list[Route] = [("POST", "/sms/delivery", delivery_handler(database, sms_token, clock))]
-    telegram = None
-    if client is not None:
-        channel = TelegramChannel(client, conversations, staff_chat)
-        try:
-            username = (await client.bot.me()).username
-        except (TelegramAPIError, aiohttp.ClientError) as exc:
-            await client.close()
-            await http.close()
-            if owns_db:
-                await database.dispose()
-            raise StartError(
-                f"Telegram refused to start (check TELEGRAM_BOT_TOKEN and TELEGRAM_API_URL): "
-                f"{type(exc).__name__}"
-            ) from exc
-        secret = tg.webhook_secret.get_secret_value() if tg.webhook_url and tg.webhook_secret else None
-        if secret is not None:
-            routes.append(("POST", "/telegram/webhook", webhook_handler(channel, secret)))
-        telegram = Telegram(client, channel, staff_chat, secret, username)
-    if whatsapp is not None:
-        routes.extend(whatsapp_routes(whatsapp))
-    username = telegram.username if telegram else None
+    for channel in channels:
+        senders.update(channel.senders())
+        routes.extend(channel.routes())
+    period = settings.staff.deadline_check_seconds
+    worker = OutboxWorker(
+        database, senders, clock, periodic=[desk.check_deadlines], wakeup=wakeup, period=period
+    )
     proxies = settings.http.trusted_proxies
-    page = StatusPage(database, signer, policy, username, wa.public_number, clock, trusted_proxies=proxies)
+    page = StatusPage(database, signer, policy, channels.chat_links, clock, trusted_proxies=proxies)
     routes.append(("GET", "/a/{token}", page.handle))
 
     if not policy.departments.chats:
         log.warning("no staff chat: set STAFF_CHAT_ID or DEPARTMENTS_FILE to show applications to staff")
     if len(settings.http.public_base_url) > 32:  # "/a/" and a 28-character token follow it
         log.warning("PUBLIC_BASE_URL is long: an Azerbaijani SMS with its link may take 3 parts, not 2")
-    return Service(settings, database, http, conversations, worker, telegram, whatsapp, routes, owns_db)
+    return Service(settings, database, http, conversations, desk, worker, channels, routes, owns_db)
+
+
+def _mailer(settings: Settings) -> Mailer:
+    smtp = settings.smtp
+    if not (smtp.host and smtp.from_):
+        return LogMailer()
+    password = smtp.password.get_secret_value() if smtp.password else None
+    return SmtpMailer(SmtpConfig(smtp.host, smtp.port, smtp.from_, smtp.user, password, smtp.security))
+
+
+async def chat(settings: Settings, lang: str) -> int:
+    """`isiqbot chat`: the service in this terminal, as subscriber and (after /staff) as staff.
+
+    SMS (the one-time codes) are shown in the terminal; the sample registry is loaded into an empty
+    database, so a newcomer can file an application at once.
+    """
+    db = await open_database(settings.database.database_url)
+    try:
+        async with db.transaction() as session:
+            if await registry.is_empty(session):
+                await registry.import_csv(session, registry.SAMPLE_CSV.read_bytes())
+                log.info("the sample registry was loaded into an empty database")
+        out = sys.stdout
+        sms = TerminalSms(lambda text: print(text, file=out, flush=True))
+        service = Conversations(db, sms)
+        desk = StaffDesk(db, channels=Channels([TerminalChannel()]))
+        await Terminal(service, desk, stdin_reader, out=out, lang=lang).run()
+    finally:
+        await db.dispose()
+    return 0
 
 
 async def run(settings: Settings) -> int:

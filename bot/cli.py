@@ -9,12 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.channels.terminal import Terminal, TerminalSms, stdin_reader
 from bot.core import logs
-from bot.core.service import Conversations
 from bot.core.settings import Settings, SettingsError
 from bot.staff.cli import add_applications_parser, cmd_applications
-from bot.staff.desk import StaffDesk
 from locales import LANGUAGES
 from storage import migrate, registry
 from storage.db import Database
@@ -24,29 +21,6 @@ log = logging.getLogger("isiqbot")
 
 async def open_database(settings: Settings) -> Database:
     return await migrate.open_database(settings.database.database_url)
-
-
-async def load_sample_registry_if_empty(db: Database) -> bool:
-    async with db.transaction() as session:
-        if not await registry.is_empty(session):
-            return False
-        await registry.import_csv(session, registry.SAMPLE_CSV.read_bytes())
-    return True
-
-
-async def cmd_chat(settings: Settings, lang: str) -> int:
-    db = await open_database(settings)
-    try:
-        if await load_sample_registry_if_empty(db):
-            log.info("the sample registry was loaded into an empty database")
-        out = sys.stdout
-        sms = TerminalSms(lambda text: print(text, file=out, flush=True))
-        service = Conversations(db, sms)
-        terminal = Terminal(service, StaffDesk(db), stdin_reader, out=out, lang=lang)
-        await terminal.run()
-    finally:
-        await db.dispose()
-    return 0
 
 
 async def cmd_migrate(settings: Settings) -> int:
@@ -149,7 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.setup("WARNING" if args.command in ("chat", "applications") else settings.http.log_level)
     if args.command == "chat":
-        return asyncio.run(cmd_chat(settings, args.lang))
+        from bot import app
+
+        return asyncio.run(app.chat(settings, args.lang))
     if args.command == "migrate":
         return asyncio.run(cmd_migrate(settings))
     if args.command == "applications":

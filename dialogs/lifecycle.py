@@ -6,10 +6,16 @@
 
 `completed` and `rejected` carry the result text that staff write; every change becomes a
 `StatusChange` record, so the audit trail and the subscriber's history are the same rows.
+
+This module is the one place a status is defined. The staff's buttons and commands (`STAFF_STEPS`),
+what the subscriber may do (`ALLOWED_BY`), the dialog's "open" and "cancellable", the cards and the
+command line all derive from it; a new status is a line here and its words in the catalogs
+(`status.<value>`, and `staff.btn_<button>` when staff set it).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -35,9 +41,25 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 NEEDS_RESULT = frozenset({Status.COMPLETED, Status.REJECTED})
 OPEN = frozenset({Status.REGISTERED, Status.IN_PROGRESS})
+
+
+@dataclass(frozen=True, slots=True)
+class StaffStep:
+    """A status staff set, as they name it: a button in the staff chat, commands in the terminal."""
+
+    status: Status
+    button: str  # the staff chat's button: callback `s:<id>:<button>`, label `staff.btn_<button>`
+    commands: tuple[str, ...]  # the terminal's staff commands: `<command> <number> [text]`
+
+
+STAFF_STEPS = (
+    StaffStep(Status.IN_PROGRESS, "work", ("take", "progress")),
+    StaffStep(Status.COMPLETED, "done", ("complete",)),
+    StaffStep(Status.REJECTED, "reject", ("reject",)),
+)
 ALLOWED_BY: dict[Role, frozenset[Status]] = {
     Role.SUBSCRIBER: frozenset({Status.CANCELLED}),
-    Role.STAFF: frozenset({Status.IN_PROGRESS, Status.COMPLETED, Status.REJECTED}),
+    Role.STAFF: frozenset(step.status for step in STAFF_STEPS),
 }
 RESULT_MAX = 2000
 
@@ -63,3 +85,25 @@ def check(current: Status, new: Status, role: Role, result: str | None) -> str |
     if len(text) > RESULT_MAX:
         raise IllegalTransition("status.error_result_long", max=str(RESULT_MAX))
     return text or None
+
+
+def is_open(status: str) -> bool:
+    """Still to be worked on: staff see it in /open, deadlines run."""
+    return status in OPEN
+
+
+def cancellable(status: str) -> bool:
+    """Whether the subscriber may still cancel it (not a status we know: no)."""
+    return Status.CANCELLED in _next(status) and Status.CANCELLED in ALLOWED_BY[Role.SUBSCRIBER]
+
+
+def next_steps(status: str) -> list[StaffStep]:
+    """The steps staff may take from this status, in lifecycle order."""
+    return [step for step in STAFF_STEPS if step.status in _next(status)]
+
+
+def _next(status: str) -> frozenset[Status]:
+    try:
+        return TRANSITIONS[Status(status)]
+    except ValueError:  # a status written by a newer version, or by hand
+        return frozenset()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from dialogs import lifecycle
 from locales import Msg
 
 
@@ -55,6 +56,18 @@ class ApplicationView:
     result: str | None
     history: tuple[StatusEntry, ...] = ()
     due_at: datetime | None = None  # by when a result is due, while it is open
+
+    # What the status means for the subscriber, so the dialog never spells a status itself.
+
+    @property
+    def open(self) -> bool:
+        """Still to be done: a due date means something only then."""
+        return lifecycle.is_open(self.status)
+
+    @property
+    def cancellable(self) -> bool:
+        """The lifecycle lets the subscriber cancel it from where it stands now."""
+        return lifecycle.cancellable(self.status)
 
 
 @dataclass(frozen=True, slots=True)

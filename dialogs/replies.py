@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from locales import Msg
 
@@ -30,6 +31,19 @@ class Message:
     parts: tuple[Msg, ...]
     choices: tuple[Choice, ...] = ()
     request: Request | None = None
+
+
+Notes = tuple[Message, ...]  # what a step says before the next question
+
+
+def note(key: str, **params: Any) -> Message:
+    """A message of one paragraph and no buttons."""
+    return Message((Msg(key, params),))
+
+
+# The two buttons most questions end with.
+BACK = Choice("back", Msg("common.back"))
+CANCEL = Choice("cancel", Msg("common.cancel"))
 
 
 @dataclass(frozen=True, slots=True)

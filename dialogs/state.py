@@ -11,7 +11,7 @@ from locales import DEFAULT_LANGUAGE, LANGUAGES
 
 
 class Step(StrEnum):
-    """Where a conversation stands; the graph between them is in `machine.py`."""
+    """Where a conversation stands; the graph between them is in `machine.py`, with a rule for each."""
 
     MENU = "menu"
     ASK_PHONE = "ask_phone"
@@ -67,3 +67,23 @@ class State:
 
     def evolve(self, **changes: Any) -> State:
         return replace(self, **changes)
+
+    @property
+    def draft(self) -> dict[str, Any]:
+        """The application being filled in; empty when there is none."""
+        draft = self.data.get("draft")
+        return draft if isinstance(draft, dict) else {}
+
+    def with_data(self, **changes: Any) -> State:
+        """A copy with data keys set (None removes a key)."""
+        data = dict(self.data)
+        for key, value in changes.items():
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+        return replace(self, data=data)
+
+    def go(self, step: Step, **changes: Any) -> State:
+        """Move to `step` on its first page, setting data keys on the way."""
+        return replace(self.with_data(page=None, **changes), step=step)

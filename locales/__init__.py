@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
@@ -79,3 +80,12 @@ def translate(msg: Msg, lang: str) -> str:
     if not msg.params:
         return template
     return template.format_map({k: _format_param(v, lang) for k, v in msg.params.items()})
+
+
+def payload_msg(payload: dict[str, Any]) -> Msg:
+    """A stored notification payload back into a `Msg` (`{"$msg": key}` values become nested messages)."""
+    params = {
+        name: Msg(value["$msg"]) if isinstance(value, dict) and "$msg" in value else value
+        for name, value in (payload.get("params") or {}).items()
+    }
+    return Msg(str(payload.get("key", "")), params)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, update
@@ -14,8 +12,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from dialogs import lifecycle
+from dialogs import lifecycle, notices
 from dialogs.lifecycle import IllegalTransition, Role, Status
+from dialogs.notices import Notice
+from dialogs.ports import ApplicationDraft
 from storage import outbox, staff
 from storage.models import (
     Account,
@@ -55,27 +55,12 @@ async def reserve_number(session: AsyncSession, now: datetime) -> str:
     return format_number(year, serial)
 
 
-@dataclass(frozen=True, slots=True)
-class NewApplication:
-    number: str
-    channel: str
-    user_key: str
-    applicant_phone: str
-    lang: str
-    account_id: int
-    metering_point_id: int | None
-    reason: str
-    description: str
-    photo_ref: str | None
-    latitude: float | None
-    longitude: float | None
-    mobile: str
-    extra_phones: tuple[str, ...]
-    email: str | None
+async def register(session: AsyncSession, new: ApplicationDraft, now: datetime) -> tuple[Application, bool]:
+    """Register once: a second call with the same number returns the first application and False.
 
-
-async def register(session: AsyncSession, new: NewApplication, now: datetime) -> tuple[Application, bool]:
-    """Register once: a second call with the same number returns the first application and False."""
+    The draft is the dialog's (`dialogs.ports.ApplicationDraft`, the one declaration of what a
+    subscriber files); what the registry knows (the account's kind, code, address) is copied in here.
+    """
     existing = await by_number(session, new.number)
     if existing is not None:
         return existing, False
@@ -87,8 +72,8 @@ async def register(session: AsyncSession, new: NewApplication, now: datetime) ->
         raise LookupError(f"metering point {point.id} is not an active point of account {account.id}")
     application = Application(
         number=new.number,
-        channel=new.channel,
-        user_key=new.user_key,
+        channel=new.subscriber.channel,
+        user_key=new.subscriber.user_key,
         applicant_phone=new.applicant_phone,
         lang=new.lang,
         person_id=account.person_id,
@@ -126,37 +111,38 @@ async def register(session: AsyncSession, new: NewApplication, now: datetime) ->
             application_id=application.id,
             old_status=None,
             new_status=Status.REGISTERED.value,
-            actor=f"subscriber:{new.channel}",
+            actor=f"subscriber:{new.subscriber.channel}",
             created_at=now,
         )
     )
-    notify_contacts(session, application, "registered", now)
+    await tell(session, application, notices.registered(application.number), now)
     return application, True
 
 
-def notify_contacts(session: AsyncSession, application: Application, event: str, now: datetime) -> None:
-    """The portal's promise, kept: an SMS, and an e-mail when one was given, on registration and result."""
-    params: dict[str, Any] = {"number": application.number}
-    if event == "result":
-        params["status"] = {"$msg": f"status.{application.status}"}
-    outbox.enqueue(
-        session,
-        channel=outbox.SMS,
-        user_key=application.mobile,
-        lang=application.lang,
-        kind=f"sms_{event}",
-        payload={"key": f"sms.{event}", "params": params},
-        now=now,
-        application_id=application.id,
-    )
-    if application.email:
+async def tell(
+    session: AsyncSession, application: Application, told: Sequence[Notice], now: datetime
+) -> None:
+    """Queue what the notification policy says, addressed to this application's chat, mobile, e-mail
+    (when it has one) or staff thread."""
+    assert application.id is not None
+    for notice in told:
+        if notice.via == notices.THREAD:
+            await staff.to_thread(session, application.id, notice.kind, notice.payload, now)
+            continue
+        if notice.via == notices.EMAIL and not application.email:
+            continue
+        channel, user_key = {
+            notices.CHAT: (application.channel, application.user_key),
+            notices.SMS: (outbox.SMS, application.mobile),
+            notices.EMAIL: (outbox.EMAIL, application.email or ""),
+        }[notice.via]
         outbox.enqueue(
             session,
-            channel=outbox.EMAIL,
-            user_key=application.email,
+            channel=channel,
+            user_key=user_key,
             lang=application.lang,
-            kind=f"email_{event}",
-            payload={"event": event},
+            kind=notice.kind,
+            payload=notice.payload,
             now=now,
             application_id=application.id,
         )
@@ -248,28 +234,7 @@ async def change_status(
             created_at=now,
         )
     )
-    # The card in the staff chat shows the new status; a cancellation is also said in its thread.
-    await staff.to_thread(session, application_id, "card_refresh", {}, now)
-    if role == Role.SUBSCRIBER:  # the subscriber made this change and saw it confirmed in the chat
-        said = {"key": "staff.note_cancelled", "params": {"number": application.number}}
-        await staff.to_thread(session, application_id, "note", said, now)
-        await session.flush()
-        return application
-    params: dict[str, Any] = {"number": application.number, "status": {"$msg": f"status.{new.value}"}}
-    key = "notify.status"
-    if new in lifecycle.NEEDS_RESULT:
-        key, params["result"] = "notify.status_result", result
-        notify_contacts(session, application, "result", now)
-    outbox.enqueue(
-        session,
-        channel=application.channel,
-        user_key=application.user_key,
-        lang=application.lang,
-        kind="status",
-        payload={"key": key, "params": params},
-        now=now,
-        application_id=application_id,
-    )
+    await tell(session, application, notices.status_changed(application.number, new, role, result), now)
     await session.flush()
     return application
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
@@ -92,3 +93,24 @@ class Database:
 def as_utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything we store is UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLSTATE classes a retry can cure: connection (08), transaction rollback such as a deadlock or a
+# serialization failure (40), insufficient resources (53), operator intervention and timeouts (57),
+# and "lock not available" (55P03).
+RETRYABLE_SQLSTATE = ("08", "40", "53", "57", "55P03")
+
+
+def is_transient(exc: DBAPIError) -> bool:
+    """Whether the database may well accept the same update a moment later."""
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        return True
+    state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    return state.startswith(RETRYABLE_SQLSTATE)
+
+
+def storage_unavailable(exc: BaseException) -> bool:
+    """Whether a failure means "the database is away for now": the update must come again later."""
+    if isinstance(exc, DBAPIError):
+        return is_transient(exc)
+    return isinstance(exc, OSError | TimeoutError)

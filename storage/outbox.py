@@ -16,6 +16,7 @@ from sqlalchemy import case, func, or_, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from dialogs import notices
 from storage.models import Application, Notification
 
 QUEUED = "queued"
@@ -27,7 +28,7 @@ STAFF = "staff"  # the channel of messages to a staff chat; `user_key` is the ch
 SMS = "sms"  # `user_key` is the phone in E.164
 EMAIL = "email"  # `user_key` is the address
 REPLY = "reply"  # an answer to what the person just did, that could not leave at once
-CHATS = ("telegram", "whatsapp")  # a permanent failure there falls back to an SMS with the link
+NOT_CHATS = (STAFF, SMS, EMAIL)  # every other channel is a subscriber's chat
 
 
 def enqueue(
@@ -204,25 +205,22 @@ def mark_delivered(row: Notification, now: datetime) -> None:
 
 
 async def fallback_to_sms(session: AsyncSession, notification_id: int, now: datetime) -> Notification | None:
-    """A chat message that can never arrive (blocked, chat gone) goes as an SMS with the link instead.
-
-    Not for a result: that has its own SMS already, as on the portal.
-    """
+    """A chat message that can never arrive (blocked, chat gone): what the policy says instead, if
+    anything (`dialogs.notices.chat_lost`: an SMS with the link)."""
     row = await session.get(Notification, notification_id)
-    if row is None or row.channel not in CHATS or row.application_id is None:
-        return None
-    if row.kind not in ("status", "staff_message") or row.payload.get("key") == "notify.status_result":
+    if row is None or row.channel in NOT_CHATS or row.application_id is None:
         return None
     application = await session.get(Application, row.application_id)
-    if application is None:
+    notice = notices.chat_lost(row.kind, row.payload, application.number) if application else None
+    if application is None or notice is None:
         return None
     return enqueue(
         session,
         channel=SMS,
         user_key=application.mobile,
         lang=application.lang,
-        kind="sms_fallback",
-        payload={"key": "sms.news", "params": {"number": application.number}},
+        kind=notice.kind,
+        payload=notice.payload,
         now=now,
         application_id=application.id,
     )

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
+from dialogs.catalog import EDITABLE, REASONS
 from dialogs.lifecycle import Status
-from dialogs.machine import EDITABLE, REASONS
 from locales import CATALOG_DIR, LANGUAGES, MissingMessage, Msg, catalog, placeholders, translate
 
 ROOT = Path(__file__).parents[1]

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlmodel import select
 
-from bot.core.service import payload_msg
 from dialogs import lifecycle
 from dialogs.lifecycle import IllegalTransition, Role, Status
-from locales import translate
+from locales import payload_msg, translate
 from storage import applications
 from storage.models import Application, Notification, StatusChange
 from tests.chat import Chat, fill_residential

@@ -14,7 +14,8 @@ from sqlmodel import select
 
 from bot.app import build
 from bot.channels.telegram import CHANNEL
-from bot.channels.telegram.staffchat import StaffChat, check_deadlines
+from bot.channels.telegram.connector import Telegram
+from bot.channels.telegram.staffchat import StaffChat
 from bot.core.service import Conversations
 from bot.notify.outbox import OutboxWorker
 from bot.staff.departments import Departments
@@ -119,11 +120,12 @@ async def make_desk(
             **settings,
         )
         service = await build(settings, db=sample_db, clock=clock, code_sms=SmsRecorder(), pace=FAST)
-    assert service.telegram is not None
+    telegram = service.channels["telegram"]
+    assert isinstance(telegram, Telegram)
     stop = asyncio.Event()
-    polling = asyncio.create_task(service.telegram.channel.poll(stop, long_poll_seconds=1))
+    polling = asyncio.create_task(telegram.channel.poll(stop, long_poll_seconds=1))
     conversations = service.conversations
-    chat = service.telegram.staff_chat
+    chat = telegram.staff_chat
     yield Desk(fake, conversations, service.worker, clock, conversations.policy, chat)  # type: ignore[arg-type]
     stop.set()
     polling.cancel()
@@ -447,18 +449,18 @@ async def test_forum_topic_mode(fake: FakeTelegram, sample_db: Database, clock: 
 
 async def test_each_deadline_is_flagged_once(desk: Desk) -> None:
     application = await desk.file()
-    assert await check_deadlines(desk.db, desk.policy, desk.clock()) == 0
+    assert await desk.chat.desk.check_deadlines(desk.clock()) == 0
     desk.clock.advance(hours=4, minutes=1)
-    assert await check_deadlines(desk.db, desk.policy, desk.clock()) == 1
-    assert await check_deadlines(desk.db, desk.policy, desk.clock()) == 0
+    assert await desk.chat.desk.check_deadlines(desk.clock()) == 1
+    assert await desk.chat.desk.check_deadlines(desk.clock()) == 0
     await desk.worker.drain()
     assert "4 saatdır heç kim götürməyib" in desk.fake.sent_to(BAKI)[-1]["text"]
 
     rauf = StaffMember(desk.fake, 100001, BAKI)
     await rauf.press(desk.buttons()[t("staff.btn_work")])
     desk.clock.advance(days=5)
-    assert await check_deadlines(desk.db, desk.policy, desk.clock()) == 1
-    assert await check_deadlines(desk.db, desk.policy, desk.clock()) == 0
+    assert await desk.chat.desk.check_deadlines(desk.clock()) == 1
+    assert await desk.chat.desk.check_deadlines(desk.clock()) == 0
     await desk.worker.drain()
     assert "5 gün keçib" in desk.fake.sent_to(BAKI)[-1]["text"]
 
@@ -597,7 +599,7 @@ async def test_take_is_refused_once_closed_and_a_reply_to_a_note_stays_with_staf
     application = await desk.file()
     rauf = StaffMember(desk.fake, 100001, BAKI)
     desk.clock.advance(hours=5)
-    await check_deadlines(desk.db, desk.policy, desk.clock())
+    await desk.chat.desk.check_deadlines(desk.clock())
     await desk.worker.drain()
     reminder = desk.fake.sent_to(BAKI)[-1]
     await rauf.text("Bu gün mən baxaram.", reply_to=reminder["message_id"])  # talk among staff

@@ -13,6 +13,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
+from bot.channels.port import ChatLink
+from bot.channels.telegram.connector import chat_link as telegram_link
+from bot.channels.whatsapp.connector import chat_link as whatsapp_link
 from bot.core.links import LinkSigner
 from bot.core.service import Conversations
 from bot.core.settings import Settings, networks
@@ -46,6 +49,11 @@ class Site:
         return f"{self.url}/a/{SIGNER.token(application_id)}{suffix}"
 
 
+def chat_links(token: str, number: str) -> list[ChatLink]:
+    """The links the Telegram and WhatsApp channels make, for this bot and this number."""
+    return [telegram_link("isiqbot_test_bot", token), whatsapp_link("994125551234", number)]
+
+
 @pytest.fixture
 async def site(sample_db: Database, clock: Clock) -> AsyncIterator[Site]:
     service = Conversations(sample_db, SmsRecorder(), clock=clock, policy=StaffPolicy(), links=SIGNER)
@@ -54,9 +62,7 @@ async def site(sample_db: Database, clock: Clock) -> AsyncIterator[Site]:
         await fill_residential(chat, phone)
         await chat.press("send")
     now = [0.0]
-    page = StatusPage(
-        sample_db, SIGNER, service.policy, "isiqbot_test_bot", "994125551234", clock, Throttle(lambda: now[0])
-    )
+    page = StatusPage(sample_db, SIGNER, service.policy, chat_links, clock, Throttle(lambda: now[0]))
     app = make_app(sample_db, [("GET", "/a/{token}", page.handle)])
     runner = web.AppRunner(app)
     await runner.setup()

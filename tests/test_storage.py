@@ -13,6 +13,7 @@ from sqlmodel import SQLModel, func, select
 
 from bot.core.service import Conversations
 from dialogs.events import Photo
+from dialogs.ports import ApplicationDraft, Subscriber
 from dialogs.state import State, Step
 from storage import applications, conversations, registry
 from storage.db import Database
@@ -96,10 +97,9 @@ async def test_register_is_idempotent_under_concurrency(sample_db: Database) -> 
     async with sample_db.transaction() as session:
         [account] = await registry.accounts_by_phone(session, PLAIN)
     assert account.id is not None
-    new = applications.NewApplication(
+    new = ApplicationDraft(
         number="TX-2026-000777",
-        channel="test",
-        user_key="u1",
+        subscriber=Subscriber("test", "u1"),
         applicant_phone=PLAIN,
         lang="az",
         account_id=account.id,
@@ -204,7 +204,7 @@ async def test_database_errors_never_carry_the_bound_values(sample_db: Database)
 def test_which_database_errors_are_worth_a_retry() -> None:
     from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-    from bot.core.service import is_transient
+    from storage.db import is_transient
 
     class Orig(Exception):
         def __init__(self, sqlstate: str) -> None:

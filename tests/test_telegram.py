@@ -11,6 +11,8 @@ import pytest
 from aiogram.types import Update
 from sqlmodel import func, select
 
+from bot.channels.port import HeldAnswers
+from bot.channels.telegram import CHANNEL
 from bot.channels.telegram.channel import SECRET_HEADER, TelegramChannel, webhook_handler
 from bot.channels.telegram.client import TelegramClient, make_bot
 from bot.channels.telegram.limits import RateLimiter
@@ -35,9 +37,8 @@ async def channel(fake: FakeTelegram, service: Conversations) -> AsyncIterator[T
     bot = make_bot(TOKEN, fake.url)
     # One person's replies may go faster than Telegram's 1 a second here, so the flows run quickly;
     # the limits themselves are tested on their own below, with their real values.
-    yield TelegramChannel(
-        TelegramClient(bot, service.db, service.clock, RateLimiter(private=(20.0, 20.0))), service
-    )
+    client = TelegramClient(bot, service.db, service.clock, RateLimiter(private=(20.0, 20.0)))
+    yield TelegramChannel(client, service, HeldAnswers(CHANNEL, service.db, service.clock, lambda: None))
     await bot.session.close()
 
 
@@ -289,7 +290,8 @@ async def test_webhook_presses_in_a_staff_chat_with_a_nul_or_an_id_beyond_64_bit
     """Found by the chaos suite: a press in a staff chat is recorded with the name and id of who pressed.
     A name holding U+0000 failed on PostgreSQL, an id beyond 64 bits on SQLite: a 500, a traceback."""
     async for desk in make_desk(fake, sample_db, clock):
-        channel = TelegramChannel(desk.chat.client, desk.service, desk.chat)
+        held = HeldAnswers(CHANNEL, desk.service.db, desk.clock, lambda: None)
+        channel = TelegramChannel(desk.chat.client, desk.service, held, desk.chat)
         press = {
             "id": "7",
             "chat_instance": "1",

@@ -17,14 +17,17 @@ from aiohttp import web
 from sqlmodel import select
 
 from bot.app import build
+from bot.channels.telegram.connector import Telegram
 from bot.channels.whatsapp import CHANNEL
 from bot.channels.whatsapp.channel import Pacer, WhatsAppChannel
+from bot.channels.whatsapp.connector import WhatsApp
 from bot.channels.whatsapp.render import render
 from bot.core.links import LinkSigner, PublicLinks
 from bot.core.service import Conversations
 from bot.notify.outbox import OutboxWorker
 from bot.staff.desk import StaffDesk
 from bot.web.server import make_app
+from dialogs.catalog import REASONS
 from dialogs.lifecycle import Status
 from dialogs.replies import Choice, Message, Outcome
 from locales import Msg, translate
@@ -97,16 +100,17 @@ async def make_wa(
             LINK_SECRET=LINK_SECRET,
         )
         service = await build(settings, db=sample_db, clock=clock, code_sms=sms, pace=FAST)
-    assert service.telegram is not None and service.whatsapp is not None
+    telegram, whatsapp = service.channels["telegram"], service.channels["whatsapp"]
+    assert isinstance(telegram, Telegram) and isinstance(whatsapp, WhatsApp)
     stop = asyncio.Event()
-    polling = asyncio.create_task(service.telegram.channel.poll(stop, long_poll_seconds=1))
+    polling = asyncio.create_task(telegram.channel.poll(stop, long_poll_seconds=1))
     app = make_app(sample_db, service.routes)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     webhook = f"http://127.0.0.1:{port}/whatsapp/webhook"
-    yield Wa(graph, service.conversations, service.whatsapp, service.worker, clock, sms, webhook, fake)
+    yield Wa(graph, service.conversations, whatsapp.channel, service.worker, clock, sms, webhook, fake)
     stop.set()
     polling.cancel()
     await asyncio.gather(polling, return_exceptions=True)
@@ -390,9 +394,6 @@ async def test_staff_see_a_whatsapp_application_with_its_photo_and_answer_it(wa:
 
 
 # ---- rendering -------------------------------------------------------------------------------------
-
-
-REASONS = ("no_power", "damaged_cable", "faulty_meter", "switchboard", "sparks", "low_voltage", "other")
 
 
 def _choices(n: int) -> tuple[Choice, ...]:

@@ -9,28 +9,69 @@ from __future__ import annotations
 import asyncio
 import shlex
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TextIO
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, TextIO
 
-from bot.core.service import Conversations, Handled, payload_msg
-from bot.staff.desk import StaffDesk
+from bot.channels.port import ChatLink
+from bot.core.service import Conversations, Handled
+from bot.notify.outbox import Permanent, Sender
+from bot.staff.desk import StaffDesk, refusal
+from bot.web.server import Route
 from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
-from dialogs.lifecycle import IllegalTransition, Status
+from dialogs.lifecycle import STAFF_STEPS, IllegalTransition, Status
 from dialogs.ports import Subscriber
 from dialogs.replies import Message, Request
 from dialogs.validate import display_phone, mask_phone
-from locales import LANGUAGES, Msg, translate
+from locales import LANGUAGES, Msg, payload_msg, translate
 from storage import conversations
 from storage.db import as_utc
 
 CHANNEL = "terminal"
+PHOTO_PREFIX = "terminal:"
 STAFF_ACTOR = "staff:terminal"
-STATUS_COMMANDS = {
-    "take": Status.IN_PROGRESS,
-    "progress": Status.IN_PROGRESS,
-    "complete": Status.COMPLETED,
-    "reject": Status.REJECTED,
-}
+STATUS_COMMANDS = {command: step.status for step in STAFF_STEPS for command in step.commands}
+
+
+class TerminalChannel:
+    """The terminal on the channel port: one person at a console, so no webhooks, senders or links.
+
+    Its messages are shown by `Terminal` as they come (`pending_notifications`), and its "photos" are
+    file names typed after /photo, which no other channel can show.
+    """
+
+    name = CHANNEL
+    label = "terminal"
+    photos = False
+
+    def routes(self) -> Sequence[Route]:
+        return []
+
+    def senders(self) -> Mapping[str, Sender]:
+        return {}
+
+    def background(self, stop: asyncio.Event) -> Mapping[str, Coroutine[Any, Any, None]]:
+        return {}
+
+    async def start(self) -> None:
+        return None
+
+    async def problem(self) -> str | None:
+        return None
+
+    async def settle(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def holds(self, ref: str) -> bool:
+        return ref.startswith(PHOTO_PREFIX)
+
+    async def media(self, ref: str) -> tuple[bytes, str]:
+        raise Permanent("a terminal photo is only a name")
+
+    def chat_link(self, token: str, number: str) -> ChatLink | None:
+        return None
 
 
 class TerminalSms:
@@ -73,7 +114,7 @@ def parse_input(line: str, last: Message | None, rev: int) -> Event | None:
         if name == "contact":
             return Contact(arg.strip(), own=True)
         if name == "photo":
-            return Photo(f"terminal:{arg.strip() or 'photo.jpg'}")
+            return Photo(f"{PHOTO_PREFIX}{arg.strip() or 'photo.jpg'}")
         if name == "location":
             try:
                 lat, lon = (float(v.replace(",", ".")) for v in arg.split())
@@ -191,7 +232,7 @@ class Terminal:
             self.write(self.t("terminal.staff_help"))
 
     async def _staff_list(self, open_only: bool) -> None:
-        rows = await self.desk.list(open_only=open_only)
+        rows = await self.desk.listed(open_only=open_only)
         if not rows:
             self.write(self.t("terminal.staff_empty"))
             return
@@ -246,11 +287,7 @@ class Terminal:
         try:
             app = await self.desk.set_status(ref, status, STAFF_ACTOR, note)
         except IllegalTransition as exc:
-            params = {
-                k: Msg(f"status.{v}") if k in ("current", "new", "status") else v
-                for k, v in exc.params.items()
-            }
-            self.write(translate(Msg(exc.key, params), self.lang))
+            self.write(translate(refusal(exc), self.lang))
             return
         self.write(self.t("terminal.staff_changed", number=app.number, status=Msg(f"status.{app.status}")))
 

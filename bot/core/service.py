@@ -12,12 +12,13 @@ import logging
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.clock import Clock, system_clock
 from bot.core.links import LinkSigner
 from bot.staff.policy import StaffPolicy
 from bot.web.metrics import METRICS
@@ -30,15 +31,10 @@ from dialogs.state import State
 from dialogs.validate import mask_phone
 from locales import Msg, normalize_language
 from storage import applications, codes, conversations, registry, staff
-from storage.db import Database, as_utc
+from storage.db import Database, as_utc, storage_unavailable
 from storage.models import Application
 
 log = logging.getLogger(__name__)
-Clock = Callable[[], datetime]
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 class PendingSms:
@@ -72,27 +68,6 @@ class CodeLogAdapter:
 
 def _requester(subscriber: ports.Subscriber) -> str:
     return f"{subscriber.channel}:{subscriber.user_key}"
-
-
-# SQLSTATE classes a retry can cure: connection (08), transaction rollback such as a deadlock or a
-# serialization failure (40), insufficient resources (53), operator intervention and timeouts (57),
-# and "lock not available" (55P03).
-RETRYABLE_SQLSTATE = ("08", "40", "53", "57", "55P03")
-
-
-def is_transient(exc: DBAPIError) -> bool:
-    """Whether the database may well accept the same update a moment later."""
-    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
-        return True
-    state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
-    return state.startswith(RETRYABLE_SQLSTATE)
-
-
-def storage_unavailable(exc: BaseException) -> bool:
-    """Whether a failure means "the database is away for now": the update must come again later."""
-    if isinstance(exc, DBAPIError):
-        return is_transient(exc)
-    return isinstance(exc, OSError | TimeoutError)
 
 
 class RegistryAdapter:
@@ -157,24 +132,7 @@ class ApplicationsAdapter:
         return await applications.reserve_number(self.session, self.now)
 
     async def register(self, draft: ports.ApplicationDraft) -> ports.Registered:
-        new = applications.NewApplication(
-            number=draft.number,
-            channel=draft.subscriber.channel,
-            user_key=draft.subscriber.user_key,
-            applicant_phone=draft.applicant_phone,
-            lang=draft.lang,
-            account_id=draft.account_id,
-            metering_point_id=draft.metering_point_id,
-            reason=draft.reason,
-            description=draft.description,
-            photo_ref=draft.photo_ref,
-            latitude=draft.latitude,
-            longitude=draft.longitude,
-            mobile=draft.mobile,
-            extra_phones=draft.extra_phones,
-            email=draft.email,
-        )
-        app, created = await applications.register(self.session, new, self.now)
+        app, created = await applications.register(self.session, draft, self.now)
         if created:
             department = self.policy.departments.for_region(app.region)
             if department is not None:
@@ -305,6 +263,25 @@ class Conversations:
                 lang = await self._record_failed(subscriber, update_id, language_hint)
                 return Handled(_apology(), lang)
 
+    async def receive(
+        self,
+        subscriber: ports.Subscriber,
+        event: Event | None,
+        update_id: str,
+        language_hint: str | None = None,
+        inbound: bool = False,
+    ) -> tuple[Handled | None, bool]:
+        """Every channel's way in: store the update's effect, then say what to answer.
+
+        Returns (what to show, whether the update was new). An update delivered again (the platform
+        did not see our confirmation, perhaps before the answer went out) changes nothing; the person
+        gets the current question, once per update id. None: nothing to show.
+        """
+        handled = await self.handle(subscriber, event, update_id, language_hint, inbound)
+        if handled is not None:
+            return handled, True
+        return await self.again(subscriber, update_id), False
+
     async def again(self, subscriber: ports.Subscriber, update_id: str) -> Handled | None:
         """The current question, for an update delivered again: once per update id, so a replayed
         webhook cannot make the bot write to the person again and again. None the other times."""
@@ -377,12 +354,3 @@ class Conversations:
 
 def _apology() -> Outcome:
     return Outcome((Message((Msg("error.internal"),)),), rev=-1, changed=False)
-
-
-def payload_msg(payload: dict[str, Any]) -> Msg:
-    """A stored notification payload back into a `Msg` (`{"$msg": key}` values become nested messages)."""
-    params = {
-        name: Msg(value["$msg"]) if isinstance(value, dict) and "$msg" in value else value
-        for name, value in (payload.get("params") or {}).items()
-    }
-    return Msg(str(payload.get("key", "")), params)

@@ -14,9 +14,9 @@ from email.utils import formatdate, make_msgid
 from typing import Any, Protocol
 
 import aiosmtplib
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from bot.core.links import PublicLinks
+from bot.core.templates import TEMPLATES
 from bot.notify.outbox import Permanent, Temporary
 from dialogs.validate import mask_email
 from locales import Msg, translate
@@ -26,13 +26,6 @@ from storage.db import Database, as_utc
 from storage.models import Application, Notification
 
 log = logging.getLogger(__name__)
-TEMPLATES = Environment(
-    loader=PackageLoader("bot", "templates"),
-    autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default_for_string=False),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,12 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.core.service import Clock, payload_msg, storage_unavailable, system_clock
+from bot.core.clock import Clock, system_clock
 from bot.staff.departments import Departments
 from bot.web.metrics import METRICS
-from locales import Msg, translate
+from locales import Msg, payload_msg, translate
 from storage import outbox, staff
-from storage.db import Database, as_utc
+from storage.db import Database, as_utc, storage_unavailable
 from storage.models import Notification
 
 log = logging.getLogger(__name__)

@@ -17,12 +17,12 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from bot.core.clock import Clock
 from bot.core.links import PublicLinks
-from bot.core.service import Clock, payload_msg
 from bot.notify.outbox import Permanent, Temporary
 from bot.web.server import Handler
 from dialogs.validate import mask_phone
-from locales import Msg, translate
+from locales import Msg, payload_msg, translate
 from storage import outbox, staff
 from storage.db import Database
 from storage.models import Notification

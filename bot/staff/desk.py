@@ -1,21 +1,100 @@
-"""What staff do with applications, whatever the front (terminal today, the staff chat and CLI next)."""
+"""The staff desk: what staff may do with applications, decided in one place that no transport owns.
+
+Take, change the status, write to the subscriber, /open, /find, /stats, the card's lines and the
+deadline reminders are decided here, over storage, and come back as neutral `Reaction`s and `Msg`
+lines. The Telegram staff chat turns them into toasts, prompts and messages; the terminal's staff view
+and `isiqbot applications` call the same methods. Which steps exist comes from `dialogs.lifecycle`,
+so a new status needs nothing here.
+
+The methods that take a `session` run inside the caller's transaction (the staff chat records the
+update as processed in the same one), and every action, allowed or refused, is written to the audit
+trail there.
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from bot.core.service import Clock, system_clock
-from dialogs.lifecycle import OPEN, IllegalTransition, Role, Status
-from storage import applications
-from storage.db import Database
-from storage.models import Application, StatusChange
+from bot.core.clock import Clock, system_clock
+from bot.staff.departments import Department
+from bot.staff.policy import StaffPolicy
+from dialogs import lifecycle
+from dialogs.lifecycle import IllegalTransition, Role, Status
+from dialogs.validate import display_phone
+from locales import Msg, translate
+from storage import applications, outbox, staff
+from storage.applications import account_label
+from storage.db import Database, as_utc
+from storage.models import Application, Notification, Person, StatusChange
 
 _SERIAL = re.compile(r"^\d{1,6}$")
+TAKE = "take"  # the card's button that assigns the application to whoever presses it
+WRITE = "msg"  # the card's button that asks for a message to the subscriber
+ACTIONS = (TAKE, *(step.button for step in lifecycle.STAFF_STEPS), WRITE)
+STEP_BY_BUTTON = {step.button: step for step in lifecycle.STAFF_STEPS}
+COMMANDS = ("open", "find", "stats")
+RELAY_MAX = 3500  # characters of a staff message to a subscriber
+FIND_MAX = 64  # characters of a /find query
+DELIVERY_MARKS = {"queued": "⏳", "sending": "⏳", "sent": "✓", "delivered": "✓✓", "failed": "✗"}
+
+
+class ChannelNames(Protocol):
+    """What the desk asks of the channels (`bot.channels.port.Channels`)."""
+
+    def label(self, name: str) -> str: ...
+
+    def takes_photos(self, name: str) -> bool: ...
+
+
+class _Unnamed:
+    def label(self, name: str) -> str:
+        return name
+
+    def takes_photos(self, name: str) -> bool:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """A staff member acting, where they act: their platform's user id, name and chat."""
+
+    id: int
+    name: str
+    chat_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A question to one staff member (a result, a message to the subscriber), answered by replying."""
+
+    application_id: int
+    number: str
+    action: str  # a step's button that needs a result, or WRITE
+    actor: Actor
+
+    def text(self) -> Msg:
+        if self.action == WRITE:
+            return Msg("staff.ask_message", {"name": self.actor.name, "number": self.number})
+        status = status_msg(STEP_BY_BUTTON[self.action].status)
+        return Msg("staff.ask_result", {"name": self.actor.name, "number": self.number, "status": status})
+
+
+@dataclass(slots=True)
+class Reaction:
+    """What to show after the commit: a toast, a prompt, an answer in the chat, a 👍 on a message."""
+
+    toast: Msg | None = None
+    alert: bool = False
+    prompt: Prompt | None = None
+    answer: list[Msg] | None = None
+    thumbs_up: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,14 +103,64 @@ class Card:
     history: Sequence[StatusChange]
 
 
+def status_msg(status: str) -> Msg:
+    return Msg(f"status.{status}")
+
+
+def refusal(exc: IllegalTransition) -> Msg:
+    """The lifecycle's explanation, with status names in words."""
+    params: dict[str, Any] = {
+        k: status_msg(v) if k in ("current", "new", "status") else v for k, v in exc.params.items()
+    }
+    return Msg(exc.key, params)
+
+
+def actions(status: str) -> list[str]:
+    """The card's buttons for an application in this status, in order."""
+    steps = [step.button for step in lifecycle.next_steps(status)]
+    return [*([TAKE] if lifecycle.is_open(status) else []), *steps, WRITE]
+
+
+def age(delta: timedelta) -> Msg:
+    hours = max(int(delta.total_seconds() // 3600), 0)
+    if hours < 24:
+        return Msg(
+            "staff.age_hours", {"hours": hours, "minutes": max(int(delta.total_seconds() // 60) % 60, 0)}
+        )
+    return Msg("staff.age_days", {"days": hours // 24, "hours": hours % 24})
+
+
+def delivery_summary(owed: Sequence[Notification]) -> list[tuple[str, str]]:
+    """How the subscriber was told, for the card: the latest message of each way (chat, SMS, e-mail)."""
+    latest: dict[str, Notification] = {}
+    for row in owed:
+        if row.channel == outbox.STAFF:
+            continue
+        via = row.channel if row.channel in (outbox.SMS, outbox.EMAIL) else "chat"
+        latest[via] = row
+    return [
+        (via, DELIVERY_MARKS.get(latest[via].state, "?")) for via in ("chat", "sms", "email") if via in latest
+    ]
+
+
 class StaffDesk:
-    def __init__(self, db: Database, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock = system_clock,
+        policy: StaffPolicy | None = None,
+        channels: ChannelNames | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
+        self.policy = policy or StaffPolicy()
+        self.channels = channels if channels is not None else _Unnamed()
 
-    async def list(self, open_only: bool = True) -> Sequence[Application]:
+    # ---- reading and changing, each in its own transaction (the terminal, the command line) -------
+
+    async def listed(self, open_only: bool = True) -> Sequence[Application]:
         async with self.db.transaction() as session:
-            statuses = [s.value for s in OPEN] if open_only else []
+            statuses = [s.value for s in lifecycle.OPEN] if open_only else []
             return await applications.list_all(session, statuses)
 
     async def card(self, ref: str) -> Card | None:
@@ -51,6 +180,385 @@ class StaffDesk:
             return await applications.change_status(
                 session, app.id, status, actor=actor, role=Role.STAFF, note=note, now=self.clock()
             )
+
+    # ---- a staff chat's actions, inside the caller's transaction ----------------------------------
+
+    async def press(
+        self,
+        session: AsyncSession,
+        department: Department,
+        actor: Actor,
+        button: tuple[int, str] | None,
+        allowed: bool,
+        now: datetime,
+    ) -> Reaction:
+        """A card's button: (application id, action), or None for a button that is not ours."""
+        record = _auditor(session, actor, now)
+        if button is None:
+            record("press", False, None, "not a button of ours")
+            return Reaction(Msg("staff.stale_button"), alert=True)
+        application_id, action = button
+        application = await staff.get_for_update(session, application_id)
+        refused = _refused(application, application_id, action, department, allowed, record)
+        if refused is not None:
+            return refused
+        assert application is not None
+        if action == TAKE:
+            return await self._take(session, application, actor, record, now)
+        if action == WRITE:
+            record("ask_message", True, application_id)
+            return Reaction(
+                Msg("staff.toast_write"), prompt=Prompt(application_id, application.number, action, actor)
+            )
+        return await self._step(session, application, STEP_BY_BUTTON[action], actor, record, now)
+
+    async def _take(
+        self, session: AsyncSession, application: Application, actor: Actor, record: Record, now: datetime
+    ) -> Reaction:
+        assert application.id is not None
+        if not lifecycle.is_open(application.status):
+            record(TAKE, False, application.id, f"already {application.status}")
+            return Reaction(Msg("staff.take_closed", {"status": status_msg(application.status)}), alert=True)
+        if application.assignee_id not in (None, actor.id):
+            record(TAKE, True, application.id, f"taken over from {application.assignee_name}")
+        staff.assign(application, actor.id, actor.name, now)
+        await staff.to_thread(session, application.id, "card_refresh", {}, now)
+        record(TAKE, True, application.id)
+        return Reaction(Msg("staff.toast_taken", {"number": application.number}))
+
+    async def _step(
+        self,
+        session: AsyncSession,
+        application: Application,
+        step: lifecycle.StaffStep,
+        actor: Actor,
+        record: Record,
+        now: datetime,
+    ) -> Reaction:
+        assert application.id is not None
+        target = step.status
+        if target not in lifecycle.TRANSITIONS[Status(application.status)]:
+            exc = IllegalTransition("status.error_transition", current=application.status, new=target.value)
+            record(step.button, False, application.id, f"{application.status} → {target.value}")
+            return Reaction(refusal(exc), alert=True)
+        if target in lifecycle.NEEDS_RESULT:  # asked for the result first; the status changes with it
+            record(f"ask_{target.value}", True, application.id)
+            prompt = Prompt(application.id, application.number, step.button, actor)
+            return Reaction(Msg("staff.toast_write"), prompt=prompt)
+        if application.assignee_id is None:
+            staff.assign(application, actor.id, actor.name, now)
+        await applications.change_status(
+            session, application.id, target, actor=f"staff:{actor.id}", role=Role.STAFF, note=None, now=now
+        )
+        record(target.value, True, application.id)
+        return Reaction(
+            Msg("staff.toast_status", {"number": application.number, "status": status_msg(target)})
+        )
+
+    async def answer(
+        self,
+        session: AsyncSession,
+        department: Department,
+        actor: Actor,
+        application_id: int,
+        prompt: tuple[str, int | None] | None,
+        content: tuple[str, str | None],
+        allowed: bool,
+        now: datetime,
+    ) -> Reaction:
+        """A staff member's message about an application: the answer to a result prompt (the prompt's
+        action and whom it asked), or else a message to the subscriber. `content` is (text, photo)."""
+        record = _auditor(session, actor, now)
+        if not allowed:
+            record("message", False, application_id, "not on the department's staff")
+            return Reaction(answer=[Msg("staff.refused_not_staff")])
+        application = await staff.get_for_update(session, application_id)
+        if application is None or application.department != department.key:
+            record("message", False, application_id, "another department's application")
+            return Reaction(answer=[Msg("staff.refused_department")])
+        text, photo = content[0].strip(), content[1]
+        if prompt is not None and prompt[0] in STEP_BY_BUTTON:
+            if prompt[1] != actor.id:
+                return Reaction(answer=[Msg("staff.prompt_other")])
+            return await self._result(
+                session, application, STEP_BY_BUTTON[prompt[0]], actor, text, record, now
+            )
+        return self._relay(session, department, application, text, photo, record, now)
+
+    async def _result(
+        self,
+        session: AsyncSession,
+        application: Application,
+        step: lifecycle.StaffStep,
+        actor: Actor,
+        text: str,
+        record: Record,
+        now: datetime,
+    ) -> Reaction:
+        """The result a prompt asked for: the status changes with it, and the thread says so."""
+        assert application.id is not None
+        target = step.status
+        try:
+            if application.assignee_id is None:
+                staff.assign(application, actor.id, actor.name, now)
+            await applications.change_status(
+                session,
+                application.id,
+                target,
+                actor=f"staff:{actor.id}",
+                role=Role.STAFF,
+                note=text,
+                now=now,
+            )
+        except IllegalTransition as exc:
+            record(target.value, False, application.id, exc.key)
+            return Reaction(answer=[refusal(exc)])
+        record(target.value, True, application.id, f"result of {len(text)} characters")
+        note = {
+            "key": "staff.note_status",
+            "params": {
+                "icon": "✅" if target == Status.COMPLETED else "❌",
+                "name": actor.name,
+                "number": application.number,
+                "status": {"$msg": f"status.{target}"},
+            },
+        }
+        await staff.to_thread(session, application.id, "note", note, now)
+        return Reaction(thumbs_up=True)
+
+    def _relay(
+        self,
+        session: AsyncSession,
+        department: Department,
+        application: Application,
+        text: str,
+        photo: str | None,
+        record: Record,
+        now: datetime,
+    ) -> Reaction:
+        """A staff member's message to the subscriber, signed with the department's name."""
+        assert application.id is not None
+        if not text and photo is None:
+            return Reaction(answer=[Msg("staff.relay_unsupported")])
+        if len(text) > RELAY_MAX:
+            return Reaction(answer=[Msg("staff.relay_long", {"max": RELAY_MAX, "length": len(text)})])
+        if photo is not None and not self.channels.takes_photos(application.channel):
+            return Reaction(answer=[Msg("staff.relay_photo_channel")])
+        outbox.enqueue(
+            session,
+            channel=application.channel,
+            user_key=application.user_key,
+            lang=application.lang,
+            kind="staff_message",
+            payload={
+                "department": department.key,
+                "number": application.number,
+                "text": text,
+                "photo": photo,
+            },
+            now=now,
+            application_id=application.id,
+        )
+        record("message", True, application.id, f"{len(text)} characters" + (" and a photo" if photo else ""))
+        return Reaction(thumbs_up=True)
+
+    async def command(
+        self,
+        session: AsyncSession,
+        department: Department,
+        actor: Actor,
+        name: str,
+        arg: str,
+        allowed: bool,
+        now: datetime,
+    ) -> Reaction:
+        """/open, /find <text>, /stats: the answer's lines."""
+        record = _auditor(session, actor, now)
+        if not allowed:
+            record(f"/{name}", False, None, "not on the department's staff")
+            return Reaction(answer=[Msg("staff.refused_not_staff")])
+        record(f"/{name}", True, None)
+        if name == "open":
+            return Reaction(answer=await self._open(session, department, now))
+        if name == "find":
+            return Reaction(answer=await self._find(session, department, arg.strip()))
+        return Reaction(answer=await self._stats(session, department, now))
+
+    async def _open(self, session: AsyncSession, department: Department, now: datetime) -> list[Msg]:
+        rows = await staff.open_applications(session, department.key)
+        if not rows:
+            return [Msg("staff.open_empty")]
+        lines = [Msg("staff.open_title", {"count": len(rows)})]
+        for app in rows:
+            params = {
+                "flag": "⏰ " if self._late(app, now) else "",
+                "number": app.number,
+                "age": age(now - as_utc(app.created_at)),
+                "status": status_msg(app.status),
+                "assignee": app.assignee_name or "—",
+            }
+            lines.append(Msg("staff.open_line", params))
+        return lines
+
+    async def _find(self, session: AsyncSession, department: Department, query: str) -> list[Msg]:
+        if not query:
+            return [Msg("staff.find_usage")]
+        rows = await staff.find(session, query[:FIND_MAX], department.key)
+        if not rows:
+            return [Msg("staff.find_none")]
+        return [
+            Msg(
+                "staff.find_line",
+                {
+                    "number": app.number,
+                    "status": status_msg(app.status),
+                    "account": account_label(app),
+                    "date": as_utc(app.created_at),
+                    "phone": display_phone(app.mobile),
+                },
+            )
+            for app in rows
+        ]
+
+    async def _stats(self, session: AsyncSession, department: Department, now: datetime) -> list[Msg]:
+        stats = await staff.stats(session, department.key, now)
+        lines = [Msg("staff.stats_title", {"department": department.name(department.lang)})]
+        for status in Status:
+            count = stats.by_status.get(status, 0)
+            lines.append(Msg("staff.stats_line", {"status": status_msg(status), "count": count}))
+        for days, median, count in (
+            (7, stats.median_7, stats.results_7),
+            (30, stats.median_30, stats.results_30),
+        ):
+            shown = age(median) if median is not None else "—"
+            lines.append(Msg("staff.stats_median", {"days": days, "median": shown, "count": count}))
+        return lines
+
+    # ---- the card and the deadlines -----------------------------------------------------------------
+
+    def _late(self, application: Application, now: datetime) -> bool:
+        return staff.overdue(application, now, self.policy.take_within, self.policy.done_within)
+
+    def card_text(
+        self,
+        application: Application,
+        person: Person | None,
+        lang: str,
+        deliveries: Sequence[tuple[str, str]] = (),
+    ) -> str:
+        """The staff card, as it is for the application's current state."""
+        lines = [
+            Msg("staff.card_title", {"number": application.number}),
+            Msg(f"staff.card_kind_{application.kind}"),
+            Msg("staff.card_account", {"account": account_label(application)}),
+            Msg(
+                "staff.card_address",
+                {"address": application.address or "—", "region": application.region or "—"},
+            ),
+            Msg("staff.card_reason", {"reason": Msg(f"reason.{application.reason}")}),
+            Msg("staff.card_description", {"text": application.description}),
+        ]
+        if person is not None:
+            lines.append(Msg("staff.card_applicant", {"name": person.full_name}))
+        phones = [display_phone(application.mobile)] + [display_phone(p) for p in application.extra_phones]
+        lines.append(Msg("staff.card_phones", {"phones": ", ".join(phones)}))
+        lines.append(Msg("staff.card_email", {"email": application.email or "—"}))
+        if application.photo_ref or application.latitude is not None:
+            lines.append(Msg("staff.card_attachments"))
+        channel = self.channels.label(application.channel)
+        lines.append(Msg("staff.card_channel", {"channel": channel, "date": as_utc(application.created_at)}))
+        lines += self._state_lines(application, lang, deliveries)
+        return "\n".join(translate(line, lang) for line in lines)
+
+    def _state_lines(
+        self, application: Application, lang: str, deliveries: Sequence[tuple[str, str]]
+    ) -> list[Msg]:
+        lines = [
+            Msg("staff.card_status", {"status": status_msg(application.status)}),
+            Msg("staff.card_assignee", {"name": application.assignee_name or "—"}),
+        ]
+        if application.updated_at and as_utc(application.updated_at) > as_utc(application.created_at):
+            lines.append(Msg("staff.card_changed", {"date": as_utc(application.updated_at)}))
+        if application.result:
+            lines.append(Msg("staff.card_result", {"text": application.result}))
+        if deliveries:
+            told = " · ".join(
+                f"{translate(Msg(f'staff.via_{via}'), lang)} {mark}" for via, mark in deliveries
+            )
+            lines.append(Msg("staff.card_told", {"deliveries": told}))
+        if lifecycle.is_open(application.status):
+            due = staff.due_at(application, self.policy.done_within)
+            key = "staff.card_due_late" if self._late(application, self.clock()) else "staff.card_due"
+            lines.append(Msg(key, {"date": due}))
+        return lines
+
+    async def check_deadlines(self, now: datetime) -> int:
+        """Flag each application past a deadline once, in its thread. Returns how many were flagged."""
+        policy = self.policy
+        async with self.db.transaction() as session:
+            flagged = await staff.flag_overdue(session, now, policy.take_within, policy.done_within)
+            for application, which in flagged:
+                assert application.id is not None
+                if which == "take":
+                    hours = f"{policy.take_within.total_seconds() / 3600:g}"
+                    note = {
+                        "key": "staff.remind_take",
+                        "params": {"number": application.number, "hours": hours},
+                    }
+                else:
+                    days = f"{policy.done_within.total_seconds() / 86400:g}"
+                    note = {
+                        "key": "staff.remind_done",
+                        "params": {"number": application.number, "days": days},
+                    }
+                await staff.to_thread(session, application.id, "note", note, now)
+        return len(flagged)
+
+
+class Record(Protocol):
+    def __call__(
+        self, action: str, ok: bool, application_id: int | None, detail: str | None = None
+    ) -> None: ...
+
+
+def _auditor(session: AsyncSession, actor: Actor, now: datetime) -> Record:
+    """Writes one staff action, allowed or refused, into the audit trail of this transaction."""
+
+    def record(action: str, ok: bool, application_id: int | None, detail: str | None = None) -> None:
+        staff.audit(
+            session,
+            chat_id=actor.chat_id,
+            user_id=actor.id,
+            user_name=actor.name,
+            action=action,
+            allowed=ok,
+            now=now,
+            application_id=application_id,
+            detail=detail,
+        )
+
+    return record
+
+
+def _refused(
+    application: Application | None,
+    application_id: int,
+    action: str,
+    department: Department,
+    allowed: bool,
+    record: Record,
+) -> Reaction | None:
+    """Why a button may not be pressed by this person on this application, or None when it may."""
+    if application is None:
+        record(action, False, None, f"no application {application_id}")
+        return Reaction(Msg("status.error_not_found"), alert=True)
+    if application.department != department.key:
+        record(action, False, application_id, f"belongs to department {application.department}")
+        return Reaction(Msg("staff.refused_department"), alert=True)
+    if not allowed:
+        record(action, False, application_id, "not on the department's staff")
+        return Reaction(Msg("staff.refused_not_staff"), alert=True)
+    return None
 
 
 async def _find(session: AsyncSession, ref: str) -> Application | None:

@@ -19,11 +19,10 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import text
 
-from bot.core.service import storage_unavailable
 from bot.core.settings import Network, Settings
 from bot.web.metrics import METRICS
 from storage import applications, outbox
-from storage.db import Database
+from storage.db import Database, storage_unavailable
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -14,14 +14,14 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
+from bot.channels.port import ChatLink
+from bot.core.clock import Clock, system_clock
 from bot.core.links import LinkSigner
-from bot.core.service import Clock, system_clock
 from bot.core.settings import Network
-from bot.notify.mail import TEMPLATES
+from bot.core.templates import TEMPLATES
 from bot.staff.policy import StaffPolicy
 from bot.web.server import client_address
 from dialogs.lifecycle import OPEN, Status
@@ -83,8 +83,7 @@ class StatusPage:
         db: Database,
         signer: LinkSigner,
         policy: StaffPolicy,
-        telegram_username: str | None = None,
-        whatsapp_number: str | None = None,
+        chat_links: Callable[[str, str], Sequence[ChatLink]] = lambda token, number: (),
         clock: Clock = system_clock,
         throttle: Throttle | None = None,
         trusted_proxies: Sequence[Network] = (),
@@ -92,8 +91,7 @@ class StatusPage:
         self.db = db
         self.signer = signer
         self.policy = policy
-        self.telegram_username = telegram_username
-        self.whatsapp_number = whatsapp_number
+        self.chat_links = chat_links  # `Channels.chat_links`: "continue in Telegram", "… in WhatsApp"
         self.clock = clock
         self.throttle = throttle or Throttle()
         self.trusted_proxies = tuple(trusted_proxies)  # TRUSTED_PROXIES: whose X-Forwarded-For is believed
@@ -177,16 +175,10 @@ class StatusPage:
                 (t("page.when", date=as_utc(n.created_at)), str(n.payload.get("text") or "")) for n in said
             ],
             "open_label": t("page.open_chat"),
-            "telegram": (
-                f"https://t.me/{self.telegram_username}?start={token}" if self.telegram_username else None
-            ),
-            "telegram_label": t("page.open_telegram"),
-            "whatsapp": (
-                f"https://wa.me/{self.whatsapp_number}?text={quote(application.number)}"
-                if self.whatsapp_number
-                else None
-            ),
-            "whatsapp_label": t("page.open_whatsapp"),
+            "chats": [
+                (link.kind, link.url, translate(link.label, lang))
+                for link in self.chat_links(token, application.number)
+            ],
             "languages": [
                 (code, translate(Msg(f"lang.name_{code}"), code), code == lang) for code in LANGUAGES
             ],

@@ -5,3 +5,8 @@ neutral event, `render` turns the neutral reply into messages, `channel` ties th
 """
 
 CHANNEL = "telegram"
+
+
+def holds(ref: str) -> bool:
+    """Whether a stored photo reference is a Telegram file id (other channels' carry a prefix: "wa:")."""
+    return ":" not in ref

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramServerError
 from aiogram.methods import AnswerCallbackQuery
@@ -15,15 +14,15 @@ from aiogram.types import BotCommand, Update
 from aiohttp import web
 from pydantic import ValidationError
 
-from bot.channels.telegram import CHANNEL
-from bot.channels.telegram.client import Sent, TelegramClient
+from bot.channels.port import HeldAnswers, Sent, one_by_one
+from bot.channels.telegram.client import TelegramClient
 from bot.channels.telegram.mapping import Inbound, map_update, within_64_bits
 from bot.channels.telegram.render import Outgoing, render
-from bot.core.service import Conversations, storage_unavailable
+from bot.core.service import Conversations
 from bot.web.server import Handler, TooDeep, error, loads_json, try_again
 from dialogs.events import COMMANDS
 from locales import LANGUAGES, Msg, translate
-from storage import outbox
+from storage.db import storage_unavailable
 
 log = logging.getLogger(__name__)
 ALLOWED_UPDATES = ["message", "callback_query"]
@@ -41,12 +40,18 @@ class StaffUpdates(Protocol):
 class TelegramChannel:
     """The subscribers' private chats, and the staff chats' updates handed to `staff` when there are any."""
 
-    def __init__(self, client: TelegramClient, service: Conversations, staff: StaffUpdates | None = None):
+    def __init__(
+        self,
+        client: TelegramClient,
+        service: Conversations,
+        held: HeldAnswers,
+        staff: StaffUpdates | None = None,
+    ):
         self.client = client
         self.bot = client.bot
         self.service = service
+        self.held = held  # answers that wait in the outbox because Telegram was slow
         self.staff = staff
-        self._held: set[int] = set()  # chats whose answers wait in the outbox (Telegram was slow)
 
     async def process(self, update: Update) -> None:
         """Handle one update and answer it. Storage errors propagate: the update must come again."""
@@ -59,84 +64,42 @@ class TelegramChannel:
 
     async def answer(self, inbound: Inbound) -> None:
         """Run the dialog for an update already mapped, then send what it says."""
-        handled = await self.service.handle(
-            inbound.subscriber,
-            inbound.event,
-            update_id=str(inbound.update_id),
-            language_hint=inbound.language,
-        )
+        subscriber, update_id = inbound.subscriber, str(inbound.update_id)
+        handled, _ = await self.service.receive(subscriber, inbound.event, update_id, inbound.language)
         if inbound.callback_id is not None:  # every press is answered, or the button keeps spinning
             try:
                 await self.client.call(AnswerCallbackQuery(callback_query_id=inbound.callback_id))
             except TelegramBadRequest:  # too old to answer (Telegram allows a few minutes): nothing spins
                 pass
         if handled is None:
-            # Seen before: Telegram sends an update again only when we failed to confirm it, perhaps
-            # before its answer went out. Its effect stays single; the person gets the current question.
-            handled = await self.service.again(inbound.subscriber, str(inbound.update_id))
-            if handled is None:
-                return
-        messages = render(handled.outcome, handled.lang)
-        chat_id = inbound.chat_id
-        if chat_id in self._held and await self._still_held(chat_id):
-            await self._hold(chat_id, messages, handled.lang)  # behind the answers already waiting
             return
-        for index, message in enumerate(messages):
-            sent = await self.client.send(chat_id, message)
-            if sent is Sent.LATER:  # Telegram is slow or down: the outbox retries it, in order
-                await self._hold(chat_id, messages[index:], handled.lang)
-                break
-            if sent is Sent.UNREACHABLE:
-                break
+        chat_id = inbound.chat_id
 
-    async def _hold(self, chat_id: int, messages: Sequence[Outgoing], lang: str) -> None:
-        """Answers that could not leave in time go through the outbox, in the chat's lane."""
-        now = self.service.clock()
-        async with self.service.db.transaction() as session:
-            for message in messages:
-                markup = message.markup.model_dump(mode="json", exclude_none=True) if message.markup else None
-                outbox.enqueue(
-                    session,
-                    channel=CHANNEL,
-                    user_key=str(chat_id),
-                    kind=outbox.REPLY,
-                    payload={"text": message.text, "markup": markup},
-                    now=now,
-                    lang=lang,
-                )
-        self._held.add(chat_id)
-        log.info("Telegram is slow: %s answer(s) handed to the outbox", len(messages))
-        if self.service.on_commit is not None:
-            self.service.on_commit()
+        async def send_now(message: Outgoing) -> Sent:
+            return await self.client.send(chat_id, message)
 
-    async def _still_held(self, chat_id: int) -> bool:
-        """Whether answers to this chat still wait in the outbox (a new one must go behind them)."""
-        async with self.service.db.transaction() as session:
-            waiting = await outbox.unsent(session, CHANNEL, str(chat_id), outbox.REPLY)
-        if not waiting:
-            self._held.discard(chat_id)
-        return bool(waiting)
+        messages = render(handled.outcome, handled.lang)
+        await self.held.send(str(chat_id), messages, handled.lang, send_now, _stored)
 
     async def process_batch(self, updates: Sequence[Update]) -> None:
         """The updates of one chat one after another, different chats at the same time."""
-        by_chat: dict[int, list[Inbound | Update]] = defaultdict(list)
+        mine: list[tuple[int, Inbound | Update]] = []
         for update in updates:
             staff_chat = self.staff.owns(update) if self.staff is not None else None
             if staff_chat is not None:
-                by_chat[staff_chat].append(update)
+                mine.append((staff_chat, update))
                 continue
             inbound = map_update(update)
             if inbound is not None:  # not for us: nothing to do, and confirmed with the batch
-                by_chat[inbound.chat_id].append(inbound)
+                mine.append((inbound.chat_id, inbound))
 
-        async def run(chat_updates: list[Inbound | Update]) -> None:
-            for item in chat_updates:
-                if isinstance(item, Inbound):
-                    await self.answer(item)
-                elif self.staff is not None:
-                    await self.staff.handle(item)
+        async def run(item: tuple[int, Inbound | Update]) -> None:
+            if isinstance(item[1], Inbound):
+                await self.answer(item[1])
+            elif self.staff is not None:
+                await self.staff.handle(item[1])
 
-        await asyncio.gather(*(run(chat_updates) for chat_updates in by_chat.values()))
+        await one_by_one(mine, lambda item: item[0], run)
 
     async def poll(self, stop: asyncio.Event, long_poll_seconds: int = 25) -> None:
         """Long polling. The offset moves past a batch only once every update in it is stored."""
@@ -202,3 +165,9 @@ def webhook_handler(channel: TelegramChannel, secret: str) -> Handler:
         return web.json_response({"ok": True})
 
     return handle
+
+
+def _stored(message: Outgoing) -> dict[str, Any]:
+    """An answer as the outbox keeps it, to be sent as it is (`TelegramNotifier`, kind `reply`)."""
+    markup = message.markup.model_dump(mode="json", exclude_none=True) if message.markup else None
+    return {"text": message.text, "markup": markup}

@@ -1,18 +1,16 @@
 """Calls to the Bot API within Telegram's limits, shared by the subscribers' channel, the staff chats
 and the outbox's Telegram sender.
 
-An interactive answer (`send`) waits out a 429 and retries a 5xx a few times on the spot; a call for
-the outbox (`request`) turns failures into `Temporary` or `Permanent` and lets the outbox retry. A chat
-that blocked the bot, or is gone, is recorded on its conversation, so later news goes by SMS.
+An interactive answer (`send`) is retried on the spot by the channels' shared rule (`answer_within`);
+a call for the outbox (`request`) turns failures into `Temporary` or `Permanent` and lets the outbox
+retry. A chat that blocked the bot, or is gone, is recorded on its conversation, so later news goes
+by SMS.
 """
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import io
 import logging
-import time
 from typing import Any, TypeVar
 
 from aiogram import Bot
@@ -27,25 +25,17 @@ from aiogram.exceptions import (
 )
 from aiogram.methods import SendMessage, TelegramMethod
 
+from bot.channels.port import ANSWER_WITHIN, Sent, answer_within
 from bot.channels.telegram import CHANNEL
 from bot.channels.telegram.limits import RateLimiter
 from bot.channels.telegram.render import Outgoing
-from bot.core.service import Clock
+from bot.core.clock import Clock
 from bot.notify.outbox import Permanent, Temporary
 from storage import conversations
 from storage.db import Database
 
 log = logging.getLogger(__name__)
-# How long an answer may hold its update (the webhook's request, or the polled batch) before it is
-# handed to the outbox, which retries it in order like every other message.
-ANSWER_WITHIN = 3.0
 T = TypeVar("T")
-
-
-class Sent(enum.Enum):
-    SENT = "sent"
-    UNREACHABLE = "unreachable"
-    LATER = "later"
 
 
 def make_bot(token: str, api_url: str) -> Bot:
@@ -72,7 +62,7 @@ class TelegramClient:
         await self.limiter.acquire(chat_id)
         method = SendMessage(chat_id=chat_id, text=message.text, reply_markup=message.markup)
         try:
-            return Sent.SENT if await self._within(method, within) else Sent.LATER
+            taken = await answer_within(lambda: self._call(method), within)
         except (TelegramForbiddenError, TelegramBadRequest) as exc:
             if isinstance(exc, TelegramBadRequest) and "chat not found" not in exc.message.lower():
                 log.error("Telegram refused a message: %s", exc.message)  # ours to fix; the chat goes on
@@ -81,6 +71,7 @@ class TelegramClient:
             log.info("Telegram chat unreachable (%s); recorded", reason)
             await self._unreachable(chat_id, reason)
             return Sent.UNREACHABLE
+        return Sent.SENT if taken is not None else Sent.LATER
 
     async def request(self, chat_id: int, method: TelegramMethod[T], message: bool = True) -> T:
         """One call for the outbox, within the limits: failures as `Temporary` or `Permanent`.
@@ -91,11 +82,7 @@ class TelegramClient:
         if message:
             await self.limiter.acquire(chat_id)
         try:
-            return await self.bot(method)
-        except TelegramRetryAfter as exc:
-            raise Temporary("Telegram 429: too many requests", exc.retry_after) from exc
-        except (TelegramServerError, TelegramNetworkError) as exc:
-            raise Temporary(f"Telegram {type(exc).__name__}: {exc}"[:200]) from exc
+            return await self._call(method)
         except TelegramForbiddenError as exc:
             await self._unreachable(chat_id, "blocked")
             raise Permanent("blocked: the person blocked the bot") from exc
@@ -117,30 +104,21 @@ class TelegramClient:
         return buffer.getvalue(), "image/jpeg"
 
     async def call(self, method: TelegramMethod[Any], within: float = ANSWER_WITHIN) -> bool:
-        """A call that may fail without harm (a button press's answer); False when given up."""
-        if await self._within(method, within):
+        """A call that may fail without harm (a button press's answer); False when given up.
+        Refusals (4xx) propagate."""
+        if await answer_within(lambda: self._call(method), within) is not None:
             return True
         log.warning("a Telegram call (%s) was given up after %s s", type(method).__name__, within)
         return False
 
-    async def _within(self, method: TelegramMethod[Any], within: float) -> bool:
-        """Call until Telegram takes it or `within` seconds are over, waiting out 429s that fit in the
-        time left and retrying 5xx and network errors; False when the time ran out. Refusals (4xx)
-        propagate."""
-        deadline = time.monotonic() + within
-        attempt = 0
-        while True:
-            try:
-                await asyncio.wait_for(self.bot(method), max(deadline - time.monotonic(), 0.1))
-                return True
-            except TelegramRetryAfter as exc:
-                pause = float(exc.retry_after)
-            except (TelegramServerError, TelegramNetworkError, TimeoutError):
-                pause = min(0.25 * 2**attempt, 2.0)
-            attempt += 1
-            if time.monotonic() + pause >= deadline:
-                return False
-            await asyncio.sleep(pause)
+    async def _call(self, method: TelegramMethod[T]) -> T:
+        """One call; a 429, a 5xx or the network failing as `Temporary`. Refusals (4xx) propagate."""
+        try:
+            return await self.bot(method)
+        except TelegramRetryAfter as exc:
+            raise Temporary("Telegram 429: too many requests", exc.retry_after) from exc
+        except (TelegramServerError, TelegramNetworkError) as exc:
+            raise Temporary(f"Telegram {type(exc).__name__}: {exc}"[:200]) from exc
 
     async def close(self) -> None:
         await self.bot.session.close()

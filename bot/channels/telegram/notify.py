@@ -7,7 +7,7 @@ from aiogram.methods import SendMessage, SendPhoto
 from bot.channels.telegram import CHANNEL
 from bot.channels.telegram.client import TelegramClient
 from bot.channels.telegram.render import split_text
-from bot.core.service import Clock
+from bot.core.clock import Clock
 from bot.notify.outbox import chat_text
 from bot.staff.policy import StaffPolicy
 from storage import outbox, staff

@@ -13,9 +13,11 @@ from aiogram.types import (
 )
 
 from bot.channels.telegram.mapping import callback_data
+from bot.channels.text import split_text
 from dialogs.replies import Message, Outcome, Request
 from locales import Msg, translate
 
+__all__ = ["Outgoing", "render", "split_text"]
 TEXT_LIMIT = 4096
 
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None
@@ -68,17 +70,3 @@ def _render_message(message: Message, rev: int, lang: str) -> list[Outgoing]:
     if inline is not None:
         out.append(Outgoing(translate(Msg("telegram.or_choose"), lang), inline))
     return out
-
-
-def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
-    """Pieces under Telegram's limit, cut at line ends where there are any."""
-    text = text or "…"
-    pieces: list[str] = []
-    while len(text) > limit:
-        cut = text.rfind("\n", 0, limit)
-        if cut <= 0:
-            cut = limit
-        pieces.append(text[:cut])
-        text = text[cut:].lstrip("\n")
-    pieces.append(text)
-    return pieces

@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -24,27 +23,28 @@ import aiohttp
 from aiohttp import web
 from pydantic import ValidationError
 
+from bot.channels.port import HeldAnswers, Sent, answer_within, one_by_one
 from bot.channels.whatsapp import CHANNEL
 from bot.channels.whatsapp.mapping import Inbound, map_message
 from bot.channels.whatsapp.payload import Status, Webhook
 from bot.channels.whatsapp.render import Body, render
 from bot.core.links import PublicLinks
-from bot.core.service import Conversations, payload_msg, storage_unavailable
-from bot.notify.outbox import Permanent, Temporary, backoff, chat_text
+from bot.core.service import Conversations
+from bot.notify.outbox import Permanent, Temporary, chat_text
 from bot.staff.policy import StaffPolicy
 from bot.web.server import Handler, try_again
 from dialogs.events import Command, Text
 from dialogs.ports import Subscriber
 from dialogs.validate import mask_phone
-from locales import Msg, translate
+from locales import Msg, payload_msg, translate
 from storage import conversations, outbox, staff
+from storage.db import storage_unavailable
 from storage.models import Notification
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 RATE_LIMITED = {130429, 131056, 80007, 4, 80008}  # throughput, pair rate, account rate: back off, retry
 WINDOW = timedelta(hours=24)
-SEND_ATTEMPTS = 5
 MAX_BODY = 3 * 1024 * 1024
 
 
@@ -160,21 +160,25 @@ class WhatsAppChannel:
         verify_token: str,
         policy: StaffPolicy,
         links: PublicLinks,
+        held: HeldAnswers,
         template: str | None = None,
         template_language: Callable[[str], str] | None = None,
         photos: Callable[[str], Awaitable[tuple[bytes, str]]] | None = None,
     ) -> None:
         self.service = service
+        self.db = service.db
+        self.clock = service.clock
+        self.wake = held.wake
         self.links = links
         self.client = client
         self.app_secret = app_secret.encode()
         self.verify_token = verify_token
         self.policy = policy
+        self.held = held  # answers that wait in the outbox because WhatsApp was slow
         self.template = template
         self.template_language = template_language or (lambda lang: lang)
-        self._users: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._replies: dict[str, asyncio.Task[None]] = {}
-        self.photos = photos  # staff photos, by Telegram file id
+        self.photos = photos  # a staff member's photo another channel keeps (`Channels.media`)
 
     # ---- the webhook --------------------------------------------------------------------------------
 
@@ -210,7 +214,7 @@ class WhatsAppChannel:
 
     async def process(self, payload: Webhook) -> None:
         """Every message of a user one after another (in the order given); users and statuses alongside."""
-        by_user: defaultdict[str, list[Inbound]] = defaultdict(list)
+        messages: list[Inbound] = []
         statuses: list[Status] = []
         for entry in payload.entry:
             for change in entry.changes:
@@ -219,21 +223,20 @@ class WhatsAppChannel:
                     if inbound is None:
                         log.warning("a WhatsApp message without a sender was ignored (%s)", message.type)
                         continue
-                    by_user[inbound.user_key].append(inbound)
+                    messages.append(inbound)
                 statuses.extend(change.value.statuses)
                 for error in change.value.errors:
                     log.warning("WhatsApp reported an error: %s %s", error.code, error.title)
 
-        async def run(items: list[Inbound]) -> None:
-            async with self._users[items[0].user_key]:
-                for inbound in items:  # in the order the payload gives them
-                    self._reply(inbound.user_key, await self.answer(inbound))
+        async def run(inbound: Inbound) -> None:
+            bodies, lang = await self.answer(inbound)
+            self._reply(inbound.user_key, bodies, lang)
 
-        await asyncio.gather(*(run(items) for items in by_user.values()))
+        await one_by_one(messages, lambda inbound: inbound.user_key, run)
         for status in statuses:
             await self.status(status)
 
-    def _reply(self, user_key: str, bodies: list[Body]) -> None:
+    def _reply(self, user_key: str, bodies: list[Body], lang: str) -> None:
         """Send the answers after the webhook is acknowledged; each person's in order, behind the last."""
         if not bodies:
             return
@@ -242,9 +245,11 @@ class WhatsAppChannel:
         async def send() -> None:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)
-            for body in bodies:
-                if not await self._send_now(user_key, body):
-                    break
+
+            async def send_now(body: Body) -> Sent:
+                return await self._send_now(user_key, body)
+
+            await self.held.send(user_key, bodies, lang, send_now, lambda body: {"body": body})
 
         task = asyncio.create_task(send())
         self._replies[user_key] = task
@@ -260,50 +265,37 @@ class WhatsAppChannel:
         while self._replies:
             await asyncio.gather(*list(self._replies.values()), return_exceptions=True)
 
-    async def answer(self, inbound: Inbound) -> list[Body]:
-        """Store the message's effect; the answer to send."""
+    async def answer(self, inbound: Inbound) -> tuple[list[Body], str]:
+        """Store the message's effect; the answer to send, and its language."""
         subscriber = Subscriber(CHANNEL, inbound.user_key)
-        if inbound.event is None:  # "More": the same question, the next rows
-            handled = await self.service.handle(subscriber, None, update_id=inbound.message_id, inbound=True)
-            more_from = 0
-            if handled is None:  # delivered again
-                handled = await self.service.again(subscriber, inbound.message_id)
-            elif inbound.rev != handled.outcome.rev:  # a "More" of an older question: the current one
-                handled = await self.service.handle(subscriber, None)
-            else:
+        event, more_from = inbound.event, 0
+        if event is None:  # "More": the same question, the next rows
+            handled, new = await self.service.receive(subscriber, None, inbound.message_id, inbound=True)
+            if new and handled is not None and inbound.rev != handled.outcome.rev:
+                handled = await self.service.handle(subscriber, None)  # a "More" of an older question
+            elif new:
                 more_from = inbound.more_from
         else:
-            event = inbound.event
             if isinstance(event, Text) and await self.service.language(subscriber) is None:
                 event = Command("start")  # a first "Salam" is how people start in WhatsApp: welcome them
-            handled = await self.service.handle(subscriber, event, update_id=inbound.message_id, inbound=True)
-            more_from = 0
-            if handled is None:  # delivered again: its effect stays single; the current question, once
-                handled = await self.service.again(subscriber, inbound.message_id)
+            handled, _ = await self.service.receive(subscriber, event, inbound.message_id, inbound=True)
         if handled is None:
-            return []
-        return render(handled.outcome, handled.lang, inbound.phone, more_from)
+            return [], "az"
+        return render(handled.outcome, handled.lang, inbound.phone, more_from), handled.lang
 
-    async def _send_now(self, to: str, body: Body) -> bool:
-        """An answer to what the person just wrote: retried a few times here, then given up and logged."""
-        for attempt in range(SEND_ATTEMPTS):
-            try:
-                await self.client.send(to, body)
-                return True
-            except Temporary as exc:
-                await asyncio.sleep(min(backoff(attempt + 1) / 5, 10))
-                log.info("WhatsApp send retried: %s", exc.reason)
-            except Permanent as exc:
-                log.error(
-                    "WhatsApp refused an answer to %s (%s)", mask_phone("+" + to), exc.reason.split(":")[0]
-                )
-                return False
-        return False
+    async def _send_now(self, to: str, body: Body) -> Sent:
+        """An answer to what the person just wrote, by the channels' shared rule (`answer_within`)."""
+        try:
+            wamid = await answer_within(lambda: self.client.send(to, body))
+        except Permanent as exc:
+            log.error("WhatsApp refused an answer to %s (%s)", mask_phone("+" + to), exc.reason.split(":")[0])
+            return Sent.UNREACHABLE
+        return Sent.SENT if wamid is not None else Sent.LATER
 
     async def status(self, status: Status) -> None:
         """sent, delivered, read or failed, for a message we sent: the notification's state follows it."""
-        now = self.service.clock()
-        async with self.service.db.transaction() as session:
+        now = self.clock()
+        async with self.db.transaction() as session:
             row = await outbox.by_provider_id(session, CHANNEL, status.id)
             if row is None or row.id is None or row.state == outbox.FAILED:
                 return  # not ours, or a failure already acted on (Meta re-delivers statuses)
@@ -316,29 +308,31 @@ class WhatsAppChannel:
                 await outbox.fallback_to_sms(session, row.id, now)
                 if row.application_id is not None:
                     await staff.to_thread(session, row.application_id, "card_refresh", {}, now)
-        if status.status == "failed" and self.service.on_commit is not None:
-            self.service.on_commit()
+        if status.status == "failed":
+            self.wake()
 
     # ---- the outbox's sender for WhatsApp subscribers ------------------------------------------------
 
     async def deliver(self, notification: Notification) -> str | None:
         """In the 24-hour window, free text; outside it, the approved template, or else SMS (by failing)."""
-        async with self.service.db.transaction() as session:
+        if notification.kind == outbox.REPLY:  # an answer that could not leave at once, as it was
+            return await self.client.send(notification.user_key, notification.payload["body"])
+        async with self.db.transaction() as session:
             last = await conversations.last_inbound(session, CHANNEL, notification.user_key)
-        now = self.service.clock()
+        now = self.clock()
         text = chat_text(notification, self.policy.departments)
         if last is not None and now - last < WINDOW:
             body: Body = {"type": "text", "text": {"body": text[:4096]}}
             photo = notification.payload.get("photo") if notification.kind == "staff_message" else None
-            if photo:  # a staff member's photo, a Telegram file: fetched, uploaded, sent with the text
+            if photo:  # a staff member's photo, another channel's file: fetched, uploaded, sent with the text
                 if self.photos is None:
-                    raise Permanent("a staff photo, and no Telegram channel to read it from")
+                    raise Permanent("a staff photo, and no way to read it")
                 data, mime = await self.photos(str(photo))
                 media_id = await self.client.upload(data, mime)
                 body = {"type": "image", "image": {"id": media_id, "caption": text[:1024]}}
             wamid = await self.client.send(notification.user_key, body)
             if notification.application_id is not None:  # the person's reply to it goes to the thread
-                async with self.service.db.transaction() as session:
+                async with self.db.transaction() as session:
                     await staff.link(
                         session,
                         CHANNEL,

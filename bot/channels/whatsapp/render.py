@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.channels.telegram.render import split_text
+from bot.channels.text import split_text
 from bot.channels.whatsapp.mapping import OWN_PHONE
 from dialogs.replies import Message, Outcome, Request
 from dialogs.validate import display_phone

@@ -1,0 +1,69 @@
+"""Who is told what, and how: the notification policy, in one place.
+
+The portal's promise is kept: an SMS (and an e-mail, when one was given) when an application is
+registered and when it has its result. Every status change is also said in the subscriber's chat, and
+in the staff thread the card shows it. A chat message that can never arrive (the bot was blocked, the
+chat is gone) is replaced by an SMS with the link to the status page, except for a result, whose SMS
+is already on its way.
+
+Each rule returns `Notice`s: what to say and by which way (`CHAT`, `SMS`, `EMAIL` to the subscriber,
+`THREAD` to the staff). Storage queues them in the outbox, in the transaction of the change itself,
+addressed to the application's chat, mobile, e-mail or staff thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dialogs.lifecycle import NEEDS_RESULT, Role, Status
+
+CHAT = "chat"  # the chat the application was filed from
+SMS = "sms"  # the application's mobile
+EMAIL = "email"  # the application's e-mail, when it has one
+THREAD = "thread"  # the application's thread in its staff chat
+REGISTERED = "registered"
+RESULT = "result"
+FALLBACK_KINDS = frozenset({"status", "staff_message"})  # chat messages an SMS may stand in for
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    via: str
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def _contacts(event: str, params: dict[str, Any]) -> list[Notice]:
+    """The SMS and the e-mail of a registration or a result."""
+    return [
+        Notice(SMS, f"sms_{event}", {"key": f"sms.{event}", "params": params}),
+        Notice(EMAIL, f"email_{event}", {"event": event}),
+    ]
+
+
+def registered(number: str) -> list[Notice]:
+    """A new application: the SMS and e-mail the portal promises (the staff card is routed apart)."""
+    return _contacts(REGISTERED, {"number": number})
+
+
+def status_changed(number: str, new: Status, by: Role, result: str | None) -> list[Notice]:
+    """A status change: the card shows it; the subscriber is told, unless they made it themselves."""
+    notices = [Notice(THREAD, "card_refresh")]
+    if by == Role.SUBSCRIBER:  # they saw it confirmed in their chat; the staff read it in the thread
+        said = {"key": "staff.note_cancelled", "params": {"number": number}}
+        return [*notices, Notice(THREAD, "note", said)]
+    status = {"$msg": f"status.{new.value}"}
+    if new in NEEDS_RESULT:
+        params = {"number": number, "status": status, "result": result}
+        notices += _contacts(RESULT, {"number": number, "status": status})
+        return [*notices, Notice(CHAT, "status", {"key": "notify.status_result", "params": params})]
+    params = {"number": number, "status": status}
+    return [*notices, Notice(CHAT, "status", {"key": "notify.status", "params": params})]
+
+
+def chat_lost(kind: str, payload: dict[str, Any], number: str) -> Notice | None:
+    """What replaces a chat message that can never arrive: an SMS with the link, or nothing."""
+    if kind not in FALLBACK_KINDS or payload.get("key") == "notify.status_result":
+        return None  # not news the subscriber is owed, or a result, whose SMS is on its way already
+    return Notice(SMS, "sms_fallback", {"key": "sms.news", "params": {"number": number}})
