@@ -37,6 +37,7 @@ from bot.channels.terminal import Terminal, TerminalChannel, TerminalSms, stdin_
 from bot.channels.whatsapp import connector as whatsapp
 from bot.core.clock import Clock, system_clock
 from bot.core.links import PublicLinks
+from bot.core.policy import StaffPolicy
 from bot.core.service import Conversations
 from bot.core.settings import Settings
 from bot.notify.mail import EmailSender, LogMailer, Mailer, SmtpConfig, SmtpMailer
@@ -195,9 +196,7 @@ async def build(
 
     sms = settings.sms
     sms_token = sms.gateway_token.get_secret_value() if sms.gateway_token else None
-    gateway: SmsGateway = LogSmsGateway()
-    if sms.gateway_url:
-        gateway = HttpSmsGateway(http, sms.gateway_url, sms.sender, sms_token, sms.gateway_timeout)
+    gateway = _gateway(settings, http)
     code_sms = code_sms if code_sms is not None else GatewaySms(gateway)
     conversations = Conversations(
         database, code_sms, clock=clock, links=signer, policy=policy, on_commit=wakeup.set
@@ -206,18 +205,12 @@ async def build(
     desk = StaffDesk(database, clock, policy, channels)
     parts = Parts(database, clock, conversations, desk, links, http, wakeup.set, channels)
     try:
-        built: list[Channel | None] = [
-            await telegram.connect(settings.telegram, parts, pace.telegram()),
-            whatsapp.connect(settings.whatsapp, parts, pace.whatsapp_mps, pace.whatsapp_per_user),
-        ]
+        await _connect(settings, parts, pace)
     except StartError:
         await http.close()
         if owns_db:
             await database.dispose()
         raise
-    for channel in built:
-        if channel is not None:
-            channels.add(channel)
 
     senders: dict[str, Sender] = {
         outbox.SMS: SmsSender(gateway, links),
@@ -237,11 +230,35 @@ async def build(
     page = StatusPage(database, signer, policy, channels.chat_links, clock, trusted_proxies=proxies)
     routes.append(("GET", "/a/{token}", page.handle))
 
+    _warn(settings, policy)
+    return Service(settings, database, http, conversations, desk, worker, channels, routes, owns_db)
+
+
+def _warn(settings: Settings, policy: StaffPolicy) -> None:
+    """Settings that work, but not as an operator would want."""
     if not policy.departments.chats:
         log.warning("no staff chat: set STAFF_CHAT_ID or DEPARTMENTS_FILE to show applications to staff")
     if len(settings.http.public_base_url) > 32:  # "/a/" and a 28-character token follow it
         log.warning("PUBLIC_BASE_URL is long: an Azerbaijani SMS with its link may take 3 parts, not 2")
-    return Service(settings, database, http, conversations, desk, worker, channels, routes, owns_db)
+
+
+async def _connect(settings: Settings, parts: Parts, pace: Pace) -> None:
+    """Every channel that has credentials, into the registry. A new channel is a line here."""
+    built: list[Channel | None] = [
+        await telegram.connect(settings.telegram, parts, pace.telegram()),
+        whatsapp.connect(settings.whatsapp, parts, pace.whatsapp_mps, pace.whatsapp_per_user),
+    ]
+    for channel in built:
+        if channel is not None:
+            parts.channels.add(channel)
+
+
+def _gateway(settings: Settings, http: aiohttp.ClientSession) -> SmsGateway:
+    sms = settings.sms
+    if not sms.gateway_url:
+        return LogSmsGateway()
+    token = sms.gateway_token.get_secret_value() if sms.gateway_token else None
+    return HttpSmsGateway(http, sms.gateway_url, sms.sender, token, sms.gateway_timeout)
 
 
 def _mailer(settings: Settings) -> Mailer:

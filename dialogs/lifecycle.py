@@ -50,12 +50,13 @@ class StaffStep:
     status: Status
     button: str  # the staff chat's button: callback `s:<id>:<button>`, label `staff.btn_<button>`
     commands: tuple[str, ...]  # the terminal's staff commands: `<command> <number> [text]`
+    icon: str = ""  # leads the staff thread's note when the step comes with a result
 
 
 STAFF_STEPS = (
     StaffStep(Status.IN_PROGRESS, "work", ("take", "progress")),
-    StaffStep(Status.COMPLETED, "done", ("complete",)),
-    StaffStep(Status.REJECTED, "reject", ("reject",)),
+    StaffStep(Status.COMPLETED, "done", ("complete",), "✅"),
+    StaffStep(Status.REJECTED, "reject", ("reject",), "❌"),
 )
 ALLOWED_BY: dict[Role, frozenset[Status]] = {
     Role.SUBSCRIBER: frozenset({Status.CANCELLED}),

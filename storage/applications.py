@@ -55,22 +55,9 @@ async def reserve_number(session: AsyncSession, now: datetime) -> str:
     return format_number(year, serial)
 
 
-async def register(session: AsyncSession, new: ApplicationDraft, now: datetime) -> tuple[Application, bool]:
-    """Register once: a second call with the same number returns the first application and False.
-
-    The draft is the dialog's (`dialogs.ports.ApplicationDraft`, the one declaration of what a
-    subscriber files); what the registry knows (the account's kind, code, address) is copied in here.
-    """
-    existing = await by_number(session, new.number)
-    if existing is not None:
-        return existing, False
-    account = await session.get(Account, new.account_id)
-    if account is None:
-        raise LookupError(f"account {new.account_id} does not exist")
-    point = await session.get(MeteringPoint, new.metering_point_id) if new.metering_point_id else None
-    if point is not None and (point.account_id != account.id or not point.active):
-        raise LookupError(f"metering point {point.id} is not an active point of account {account.id}")
-    application = Application(
+def _row(new: ApplicationDraft, account: Account, point: MeteringPoint | None, now: datetime) -> Application:
+    """The application as stored: the draft, with what the registry knows of its account and point."""
+    return Application(
         number=new.number,
         channel=new.subscriber.channel,
         user_key=new.subscriber.user_key,
@@ -96,6 +83,24 @@ async def register(session: AsyncSession, new: ApplicationDraft, now: datetime) 
         created_at=now,
         updated_at=now,
     )
+
+
+async def register(session: AsyncSession, new: ApplicationDraft, now: datetime) -> tuple[Application, bool]:
+    """Register once: a second call with the same number returns the first application and False.
+
+    The draft is the dialog's (`dialogs.ports.ApplicationDraft`, the one declaration of what a
+    subscriber files); what the registry knows (the account's kind, code, address) is copied in here.
+    """
+    existing = await by_number(session, new.number)
+    if existing is not None:
+        return existing, False
+    account = await session.get(Account, new.account_id)
+    if account is None:
+        raise LookupError(f"account {new.account_id} does not exist")
+    point = await session.get(MeteringPoint, new.metering_point_id) if new.metering_point_id else None
+    if point is not None and (point.account_id != account.id or not point.active):
+        raise LookupError(f"metering point {point.id} is not an active point of account {account.id}")
+    application = _row(new, account, point, now)
     try:
         async with session.begin_nested():
             session.add(application)

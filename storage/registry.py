@@ -6,11 +6,11 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 from sqlalchemy import Row, bindparam, func, update
@@ -18,6 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from storage.models import Account, MeteringPoint, Person
+
+if TYPE_CHECKING:
+    from _csv import Reader as CsvReader  # what csv.reader() returns; the csv module does not name it
 
 HEADER = ("fin", "full_name", "phone", "kind", "code", "metering_point", "address", "region")
 KINDS = ("residential", "non_residential")
@@ -27,6 +30,7 @@ MAX_ERRORS = 200
 # must not switch off everyone missing from it.
 MAX_DEACTIVATE_PERCENT = 5.0
 TEXT_COLUMNS = ("full_name", "address", "region")  # free text; the other columns have strict formats
+_TEXT_LIMITS = {"full_name": 200, "address": 300, "region": 100}  # characters
 
 _FIN_RE = re.compile(r"^[0-9A-HJ-NP-Z]{7}$")
 _CODE_RE = re.compile(r"^[0-9]{6,20}$")
@@ -123,12 +127,18 @@ class _Row:
     line: int
     fin: str
     full_name: str
-    phone: str
+    phone: str  # E.164, or "" when the file's phone is not a valid mobile (the row is then refused)
     kind: str
     code: str
     point: str
     address: str
     region: str
+
+    @classmethod
+    def read(cls, line: int, cells: Sequence[str]) -> _Row:
+        """The row of one record's cleaned cells, in the order of HEADER; not yet checked."""
+        fin, name, phone, kind, code, point, address, region = cells
+        return cls(line, fin.upper(), name, _phone(phone) or "", kind.lower(), code, point, address, region)
 
 
 @dataclass(slots=True)
@@ -136,6 +146,35 @@ class _Parsed:
     persons: dict[str, tuple[str, str]] = field(default_factory=dict)  # fin → (name, phone)
     accounts: dict[str, _Row] = field(default_factory=dict)  # code → first row
     points: dict[tuple[str, str], _Row] = field(default_factory=dict)
+
+    def conflict(self, row: _Row) -> str | None:
+        """Why a good row contradicts the rows read before it, or None."""
+        known = self.persons.get(row.fin)
+        if known and known != (row.full_name, row.phone):
+            return f"FİN {row.fin[:2]}***** has another name or phone on an earlier line"
+        first = self.accounts.get(row.code)
+        return None if first is None else self._account_conflict(first, row)
+
+    def _account_conflict(self, first: _Row, row: _Row) -> str | None:
+        """Why `row` cannot share its code with `first`: only a non-residential account has more rows,
+        one for each of its metering points."""
+        code, point = row.code, row.point
+        if first.fin != row.fin:
+            return f"duplicate code {code} with another owner (line {first.line})"
+        if first.kind != row.kind:
+            return f"code {code} is {first.kind} on line {first.line}"
+        if row.kind == "residential":
+            return f"duplicate subscriber code {code} (line {first.line})"
+        if (code, point) in self.points:
+            return f"duplicate metering point {point} of {code} (line {self.points[code, point].line})"
+        return None
+
+    def add(self, row: _Row) -> None:
+        """Keep a good row: its person, its account (the first row of a code holds it), its point."""
+        self.persons[row.fin] = (row.full_name, row.phone)
+        self.accounts.setdefault(row.code, row)
+        if row.point:
+            self.points[row.code, row.point] = row
 
 
 def _clean(value: str | None) -> str:
@@ -178,11 +217,26 @@ def _phone(value: str) -> str | None:
 
 def parse_csv(data: bytes) -> _Parsed:
     """Check every line of an export; raise with all the reasons, or return the rows grouped."""
+    reader = csv.reader(io.StringIO(_decode(data), newline=""))
+    _check_header(reader)
+    parsed = _Parsed()
+    errors = _read_records(reader, parsed)
+    if errors:
+        raise RegistryImportError(errors)
+    if not parsed.accounts:
+        raise RegistryImportError([LineError(0, "the file has no rows")])
+    return parsed
+
+
+def _decode(data: bytes) -> str:
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise RegistryImportError([LineError(0, f"the file is not UTF-8 (byte {exc.start})")]) from exc
-    reader = csv.reader(io.StringIO(text, newline=""))
+
+
+def _check_header(reader: CsvReader) -> None:
+    """Read the first record: it must name the columns of HEADER, in that order."""
     try:
         header = next(reader)
     except StopIteration:
@@ -193,96 +247,103 @@ def parse_csv(data: bytes) -> _Parsed:
     if names != HEADER:
         raise RegistryImportError([LineError(1, f"the header must be: {','.join(HEADER)}")])
 
+
+def _read_records(reader: CsvReader, parsed: _Parsed) -> list[LineError]:
+    """Add every good record after the header to `parsed`; return the problems of the others.
+
+    Reading stops after MAX_ERRORS problems (a last line says so), and at CSV that cannot be read.
+    """
     errors: list[LineError] = []
-    parsed = _Parsed()
-
-    def bad(line: int, reason: str) -> None:
-        errors.append(LineError(line, reason))
-
     try:
-        while True:
-            line = reader.line_num + 1  # where the record starts, even when a quoted field spans lines
-            try:
-                raw = next(reader)
-            except StopIteration:
-                break
-            if not any(cell.strip() for cell in raw):
-                continue
+        for line, raw in _records(reader):
             if len(errors) >= MAX_ERRORS:
-                bad(line, f"stopped after {MAX_ERRORS} problems; fix these and import again")
+                errors.append(
+                    LineError(line, f"stopped after {MAX_ERRORS} problems; fix these and import again")
+                )
                 break
-            if len(raw) != len(HEADER):
-                bad(line, f"expected {len(HEADER)} fields, found {len(raw)}")
-                continue
-            cells = [_clean(c) for c in raw]
-            if any(_has_hidden(c) for c in cells):
-                bad(line, "control characters or invisible formatting in a field")
-                continue
-            fin, name, phone_raw, kind, code, point, address, region = cells
-            fin, kind = fin.upper(), kind.lower()
-            reasons = []
-            if not _FIN_RE.fullmatch(fin):
-                reasons.append("bad FİN: 7 characters of 0-9 and A-Z without I and O")
-            if not name or len(name) > 200:
-                reasons.append("full_name is empty or longer than 200 characters")
-            phone = _phone(phone_raw)
-            if phone is None:
-                reasons.append("bad phone: not a valid Azerbaijani mobile number")
-            if kind not in KINDS:
-                reasons.append(f"unknown kind {kind[:32]!r}: residential or non_residential")
-            if not _CODE_RE.fullmatch(code):
-                reasons.append("bad code: 6 to 20 digits")
-            if kind == "residential" and point:
-                reasons.append("a residential row has a metering point")
-            if kind == "non_residential" and not point:
-                reasons.append("a non-residential row needs a metering point")
-            if point and not _POINT_RE.fullmatch(point):
-                reasons.append("bad metering point: up to 40 letters, digits, - _ / .")
-            if not address or len(address) > 300:
-                reasons.append("address is empty or longer than 300 characters")
-            if not region or len(region) > 100:
-                reasons.append("region is empty or longer than 100 characters")
-            for column, value in zip(TEXT_COLUMNS, (name, address, region), strict=True):
-                start = _formula(value)
-                if start is not None:
-                    reasons.append(f"{column} looks like a spreadsheet formula (it starts with {start!r})")
-            if reasons:
-                bad(line, "; ".join(reasons))
-                continue
-            assert phone is not None
-            row = _Row(line, fin, name, phone, kind, code, point, address, region)
-            known = parsed.persons.get(fin)
-            if known and known != (name, phone):
-                bad(line, f"FİN {fin[:2]}***** has another name or phone on an earlier line")
-                continue
-            first = parsed.accounts.get(code)
-            if first is not None:
-                if first.fin != fin:
-                    bad(line, f"duplicate code {code} with another owner (line {first.line})")
-                    continue
-                if first.kind != kind:
-                    bad(line, f"code {code} is {first.kind} on line {first.line}")
-                    continue
-                if kind == "residential":
-                    bad(line, f"duplicate subscriber code {code} (line {first.line})")
-                    continue
-                if (code, point) in parsed.points:
-                    bad(
-                        line,
-                        f"duplicate metering point {point} of {code} (line {parsed.points[code, point].line})",  # noqa: E501
-                    )
-                    continue
-            parsed.persons[fin] = (name, phone)
-            parsed.accounts.setdefault(code, row)
-            if point:
-                parsed.points[code, point] = row
+            reason = _read_record(line, raw, parsed)
+            if reason is not None:
+                errors.append(LineError(line, reason))
     except csv.Error as exc:
-        bad(reader.line_num, f"unreadable CSV: {exc}")
-    if errors:
-        raise RegistryImportError(errors)
-    if not parsed.accounts:
-        raise RegistryImportError([LineError(0, "the file has no rows")])
-    return parsed
+        errors.append(LineError(reader.line_num, f"unreadable CSV: {exc}"))
+    return errors
+
+
+def _records(reader: CsvReader) -> Iterator[tuple[int, list[str]]]:
+    """Each record that is not blank, with the line it starts on (a quoted field may span lines)."""
+    while True:
+        line = reader.line_num + 1
+        try:
+            raw = next(reader)
+        except StopIteration:
+            return
+        if any(cell.strip() for cell in raw):
+            yield line, raw
+
+
+def _read_record(line: int, raw: list[str], parsed: _Parsed) -> str | None:
+    """Add one record to `parsed`, or say why it cannot be imported."""
+    if len(raw) != len(HEADER):
+        return f"expected {len(HEADER)} fields, found {len(raw)}"
+    cells = [_clean(c) for c in raw]
+    if any(_has_hidden(c) for c in cells):
+        return "control characters or invisible formatting in a field"
+    row = _Row.read(line, cells)
+    problems = _field_problems(row)
+    if problems:
+        return "; ".join(problems)
+    conflict = parsed.conflict(row)
+    if conflict is None:
+        parsed.add(row)
+    return conflict
+
+
+def _field_problems(row: _Row) -> list[str]:
+    """What is wrong with the fields of one row on its own: the columns in HEADER order, then formulas."""
+    found = [
+        None if _FIN_RE.fullmatch(row.fin) else "bad FİN: 7 characters of 0-9 and A-Z without I and O",
+        _text_problem("full_name", row.full_name),
+        None if row.phone else "bad phone: not a valid Azerbaijani mobile number",
+        None if row.kind in KINDS else f"unknown kind {row.kind[:32]!r}: residential or non_residential",
+        None if _CODE_RE.fullmatch(row.code) else "bad code: 6 to 20 digits",
+        _point_kind_problem(row.kind, row.point),
+        _point_problem(row.point),
+        _text_problem("address", row.address),
+        _text_problem("region", row.region),
+    ]
+    for column, value in zip(TEXT_COLUMNS, (row.full_name, row.address, row.region), strict=True):
+        found.append(_formula_problem(column, value))
+    return [reason for reason in found if reason is not None]
+
+
+def _text_problem(column: str, value: str) -> str | None:
+    """A free-text column must hold something, and no more than its limit in _TEXT_LIMITS."""
+    limit = _TEXT_LIMITS[column]
+    if value and len(value) <= limit:
+        return None
+    return f"{column} is empty or longer than {limit} characters"
+
+
+def _point_kind_problem(kind: str, point: str) -> str | None:
+    """A residential account has no metering points; a non-residential row names one of its points."""
+    if kind == "residential" and point:
+        return "a residential row has a metering point"
+    if kind == "non_residential" and not point:
+        return "a non-residential row needs a metering point"
+    return None
+
+
+def _point_problem(point: str) -> str | None:
+    if point and not _POINT_RE.fullmatch(point):
+        return "bad metering point: up to 40 letters, digits, - _ / ."
+    return None
+
+
+def _formula_problem(column: str, value: str) -> str | None:
+    start = _formula(value)
+    if start is None:
+        return None
+    return f"{column} looks like a spreadsheet formula (it starts with {start!r})"
 
 
 async def import_csv(
@@ -301,6 +362,22 @@ async def import_csv(
     stale_accounts = [a.id for code, a in accounts.items() if code not in parsed.accounts and a.active]
     check_deactivation(sum(a.active for a in accounts.values()), len(stale_accounts), max_deactivate)
 
+    persons = await _import_persons(session, parsed, report)
+    await _import_accounts(session, parsed, persons, accounts, report)
+    stale_points = await _import_points(session, parsed, accounts, report)
+    if stale_accounts:
+        await session.execute(update(Account).where(col(Account.id).in_(stale_accounts)).values(active=False))
+    if stale_points:
+        await session.execute(
+            update(MeteringPoint).where(col(MeteringPoint.id).in_(stale_points)).values(active=False)
+        )
+    report.accounts_deactivated, report.metering_points_deactivated = len(stale_accounts), len(stale_points)
+    await session.flush()
+    return report
+
+
+async def _import_persons(session: AsyncSession, parsed: _Parsed, report: ImportReport) -> dict[str, Person]:
+    """Add or update everyone in the file; return every person on file by FİN, with their ids."""
     persons = {p.fin: p for p in (await session.scalars(select(Person))).all()}
     for fin, (name, phone) in parsed.persons.items():
         person = persons.get(fin)
@@ -314,11 +391,22 @@ async def import_csv(
             report.persons_changed += 1
         report.persons += 1
     await session.flush()
+    return persons
 
+
+async def _import_accounts(
+    session: AsyncSession,
+    parsed: _Parsed,
+    persons: dict[str, Person],
+    accounts: dict[str, Account],
+    report: ImportReport,
+) -> None:
+    """Add or update every account in the file, active; the new ones go into `accounts`, with their ids."""
     for code, row in parsed.accounts.items():
         residential = row.kind == "residential"
         person_id = persons[row.fin].id
         assert person_id is not None
+        # A non-residential account's address and region are those of its metering points.
         values = (
             row.kind,
             person_id,
@@ -340,11 +428,14 @@ async def import_csv(
         report.accounts += 1
     await session.flush()
 
+
+async def _import_points(
+    session: AsyncSession, parsed: _Parsed, accounts: dict[str, Account], report: ImportReport
+) -> list[int | None]:
+    """Add or update every metering point in the file, active; return the ids of the active ones not in it."""
     points = {
-        (accounts_by_id_code, p.code): p
-        for p, accounts_by_id_code in (
-            await session.execute(select(MeteringPoint, Account.code).join(Account))
-        )
+        (account_code, p.code): p
+        for p, account_code in (await session.execute(select(MeteringPoint, Account.code).join(Account)))
     }
     for (code, point_code), row in parsed.points.items():
         point = points.get((code, point_code))
@@ -360,16 +451,7 @@ async def import_csv(
                 report.metering_points_changed += 1
             point.address, point.region, point.active = row.address, row.region, True
         report.metering_points += 1
-    stale_points = [p.id for key, p in points.items() if key not in parsed.points and p.active]
-    if stale_accounts:
-        await session.execute(update(Account).where(col(Account.id).in_(stale_accounts)).values(active=False))
-    if stale_points:
-        await session.execute(
-            update(MeteringPoint).where(col(MeteringPoint.id).in_(stale_points)).values(active=False)
-        )
-    report.accounts_deactivated, report.metering_points_deactivated = len(stale_accounts), len(stale_points)
-    await session.flush()
-    return report
+    return [p.id for key, p in points.items() if key not in parsed.points and p.active]
 
 
 async def is_empty(session: AsyncSession) -> bool:

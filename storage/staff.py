@@ -13,7 +13,7 @@ from sqlalchemy import func, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from dialogs.lifecycle import OPEN, Status
+from dialogs.lifecycle import NEEDS_RESULT, OPEN, Status
 from storage import outbox
 from storage.db import as_utc
 from storage.models import (
@@ -26,7 +26,7 @@ from storage.models import (
 )
 
 OPEN_VALUES = tuple(s.value for s in OPEN)
-CLOSED_WITH_RESULT = (Status.COMPLETED.value, Status.REJECTED.value)
+CLOSED_WITH_RESULT = tuple(s.value for s in NEEDS_RESULT)
 _SERIAL = re.compile(r"^\d{1,6}$")
 _NUMBER = re.compile(r"^TX-\d{4}-\d{6}$")
 _DIGITS = re.compile(r"^\+?\d{6,15}$")

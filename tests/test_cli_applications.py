@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.departments import Departments
+from bot.core.policy import StaffPolicy
 from bot.core.service import Conversations
 from bot.core.settings import Settings
 from bot.staff.cli import add_applications_parser, cmd_applications, deadlines
-from bot.staff.departments import Departments
-from bot.staff.policy import StaffPolicy
 from storage import applications, outbox, staff
 from storage.db import Database
 from storage.models import Application, Notification, StatusChange

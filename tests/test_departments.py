@@ -11,7 +11,7 @@ from hypothesis import event as statistic
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.staff.departments import (
+from bot.core.departments import (
     FALLBACK_KEY,
     Department,
     Departments,

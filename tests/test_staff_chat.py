@@ -16,10 +16,10 @@ from bot.app import build
 from bot.channels.telegram import CHANNEL
 from bot.channels.telegram.connector import Telegram
 from bot.channels.telegram.staffchat import StaffChat
+from bot.core.departments import Departments
+from bot.core.policy import StaffPolicy
 from bot.core.service import Conversations
 from bot.notify.outbox import OutboxWorker
-from bot.staff.departments import Departments
-from bot.staff.policy import StaffPolicy
 from locales import Msg, translate
 from storage.db import Database
 from storage.models import Application, Notification, StaffAction, StatusChange

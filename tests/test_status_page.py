@@ -13,14 +13,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from bot.channels.port import ChatLink
 from bot.channels.telegram.connector import chat_link as telegram_link
 from bot.channels.whatsapp.connector import chat_link as whatsapp_link
-from bot.core.links import LinkSigner
+from bot.core.links import ChatLink, LinkSigner
+from bot.core.policy import StaffPolicy
 from bot.core.service import Conversations
 from bot.core.settings import Settings, networks
 from bot.staff.desk import StaffDesk
-from bot.staff.policy import StaffPolicy
 from bot.web.server import client_address, make_app
 from bot.web.statuspage import WRONG_LIMIT, StatusPage, Throttle, mask_code
 from dialogs.lifecycle import Status

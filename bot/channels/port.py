@@ -28,12 +28,11 @@ from typing import Any, Protocol, TypeVar
 import aiohttp
 
 from bot.core.clock import Clock
-from bot.core.links import PublicLinks
+from bot.core.links import ChatLink, PublicLinks
 from bot.core.service import Conversations
 from bot.notify.outbox import Permanent, Sender, Temporary
 from bot.staff.desk import StaffDesk
 from bot.web.server import Route
-from locales import Msg
 from storage import outbox
 from storage.db import Database
 
@@ -53,15 +52,6 @@ class Sent(enum.Enum):
     SENT = "sent"
     UNREACHABLE = "unreachable"  # blocked, gone, or refused: the next answers would fare no better
     LATER = "later"  # the platform did not take it in time: the outbox will
-
-
-@dataclass(frozen=True, slots=True)
-class ChatLink:
-    """A link that opens a chat with us, for the status page: "continue in Telegram"."""
-
-    kind: str  # the channel's name; the button's look on the page (`a.telegram`)
-    url: str
-    label: Msg
 
 
 class StartError(Exception):

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TextIO
 
-from bot.channels.port import ChatLink
+from bot.core.links import ChatLink
 from bot.core.service import Conversations, Handled
 from bot.notify.outbox import Permanent, Sender
 from bot.staff.desk import StaffDesk, refusal

@@ -15,6 +15,9 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass
+
+from locales import Msg
 
 ID_BYTES = 6
 TAG_BYTES = 15
@@ -71,3 +74,12 @@ class PublicLinks:
 
     def status_page(self, application_id: int) -> str:
         return f"{self.base_url}/a/{self.signer.token(application_id)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLink:
+    """A link that opens a chat with us, for the status page: "continue in Telegram"."""
+
+    kind: str  # the channel's name; the button's look on the page (`a.telegram`)
+    url: str
+    label: Msg

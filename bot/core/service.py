@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.clock import Clock, system_clock
 from bot.core.links import LinkSigner
-from bot.staff.policy import StaffPolicy
-from bot.web.metrics import METRICS
+from bot.core.metrics import METRICS
+from bot.core.policy import StaffPolicy
 from dialogs import lifecycle, ports
 from dialogs.errors import DialogError
 from dialogs.events import Event

@@ -15,9 +15,9 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from bot.core.departments import Departments, DepartmentsError
 from bot.core.links import MIN_SECRET_BYTES, LinkSigner
-from bot.staff.departments import Departments, DepartmentsError
-from bot.staff.policy import StaffPolicy
+from bot.core.policy import StaffPolicy
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/isiqbot.db"
 S = TypeVar("S", bound=BaseSettings)

@@ -16,8 +16,8 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.clock import Clock, system_clock
-from bot.staff.departments import Departments
-from bot.web.metrics import METRICS
+from bot.core.departments import Departments
+from bot.core.metrics import METRICS
 from locales import Msg, payload_msg, translate
 from storage import outbox, staff
 from storage.db import Database, as_utc, storage_unavailable

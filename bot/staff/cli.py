@@ -30,7 +30,7 @@ from storage import outbox, staff
 from storage.applications import account_label
 from storage.db import Database, as_utc
 from storage.migrate import upgrade
-from storage.models import Application
+from storage.models import Application, Notification, StaffAction, StatusChange
 
 LANG = "en"  # the language of this command's output
 STATUS_FILTERS = (*(s.value for s in Status), "open", "all")
@@ -284,17 +284,31 @@ async def _show(db: Database, ref: str, now: datetime, sla: Deadlines) -> int:
     card = await StaffDesk(db).card(ref)
     if card is None or card.application.id is None:
         return _not_found(ref)
-    app, app_id = card.application, card.application.id
+    app_id = card.application.id
     async with db.transaction() as session:
         actions = await staff.actions(session, app_id)
         notifications = await outbox.for_application(session, app_id)
+    lines = [
+        *_card_fields(card.application, now, sla),
+        "",
+        "History:",
+        *_history_lines(card.history),
+        "",
+        "Staff actions:",
+        *_action_lines(actions),
+        "",
+        "Notifications:",
+        *_notification_lines(notifications),
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def _card_fields(app: Application, now: datetime, sla: Deadlines) -> list[str]:
+    """The application's own fields, one `_field` each, in the order staff read a card."""
     late = staff.overdue(app, now, sla.take_within, sla.done_within)
     location = f"{app.latitude}, {app.longitude}" if app.latitude is not None else None
-    assignee = None
-    if app.assignee_name or app.assignee_id is not None:
-        taken = f", took it {local_time(app.taken_at)}" if app.taken_at else ""
-        assignee = f"{app.assignee_name or NONE} (id {app.assignee_id}{taken})"
-    lines = [
+    return [
         _field("Number", app.number),
         _field("Status", f"{status_name(app.status)} ({app.status})"),
         _field("Kind", app.kind),
@@ -314,35 +328,50 @@ async def _show(db: Database, ref: str, now: datetime, sla: Deadlines) -> int:
         _field("Channel", f"{app.channel}, chat {app.user_key}, language {app.lang}"),
         _field("Created", f"{local_time(app.created_at)} ({age(app.created_at, now)} ago)"),
         _field("Due", local_time(staff.due_at(app, sla.done_within)) + ("  OVERDUE" if late else "")),
-        _field("Assignee", assignee),
+        _field("Assignee", _assignee(app)),
         _field("Result", app.result),
-        "",
-        "History:",
     ]
-    for change in card.history:
+
+
+def _assignee(app: Application) -> str | None:
+    """Who took the application and when; None when nobody did."""
+    if not app.assignee_name and app.assignee_id is None:
+        return None
+    taken = f", took it {local_time(app.taken_at)}" if app.taken_at else ""
+    return f"{app.assignee_name or NONE} (id {app.assignee_id}{taken})"
+
+
+def _history_lines(history: Sequence[StatusChange]) -> list[str]:
+    lines = []
+    for change in history:
         old = change.old_status or NONE
         note = f"  {cell(change.note)}" if change.note else ""
         lines.append(
             f"  {local_time(change.created_at)}  {old} → {change.new_status}  {cell(change.actor)}{note}"
         )
-    lines += ["", "Staff actions:"]
-    if not actions:
-        lines.append(f"  {NONE}")
+    return lines
+
+
+def _action_lines(actions: Sequence[StaffAction]) -> list[str]:
+    """What staff did or tried to do, refusals included; "—" when nothing."""
+    lines = [] if actions else [f"  {NONE}"]
     for action in actions:
         allowed = "allowed" if action.allowed else "REFUSED"
         detail = f"  {cell(action.detail)}" if action.detail else ""
         who = f"{cell(action.user_name)} (id {action.user_id})"
         lines.append(f"  {local_time(action.created_at)}  {cell(action.action)}  {allowed}  {who}{detail}")
-    lines += ["", "Notifications:"]
-    if not notifications:
-        lines.append(f"  {NONE}")
+    return lines
+
+
+def _notification_lines(notifications: Sequence[Notification]) -> list[str]:
+    """The messages queued about the application and how their sending went; "—" when none."""
+    lines = [] if notifications else [f"  {NONE}"]
     for n in notifications:
         error = f"  last error: {cell(n.last_error)}" if n.last_error else ""
         lines.append(
             f"  {local_time(n.created_at)}  {n.kind}  to {n.channel}  {n.state}  attempts {n.attempts}{error}"
         )
-    print("\n".join(lines))
-    return 0
+    return lines
 
 
 async def _set_status(

@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from bot.core.clock import Clock, system_clock
-from bot.staff.departments import Department
-from bot.staff.policy import StaffPolicy
+from bot.core.departments import Department
+from bot.core.policy import StaffPolicy
 from dialogs import lifecycle
 from dialogs.lifecycle import IllegalTransition, Role, Status
 from dialogs.validate import display_phone
@@ -193,67 +193,24 @@ class StaffDesk:
         now: datetime,
     ) -> Reaction:
         """A card's button: (application id, action), or None for a button that is not ours."""
-        record = _auditor(session, actor, now)
+        act = _Act(session, actor, now)
         if button is None:
-            record("press", False, None, "not a button of ours")
+            act.record("press", False, None, "not a button of ours")
             return Reaction(Msg("staff.stale_button"), alert=True)
         application_id, action = button
         application = await staff.get_for_update(session, application_id)
-        refused = _refused(application, application_id, action, department, allowed, record)
+        refused = _refused(act, application, application_id, action, department, allowed)
         if refused is not None:
             return refused
         assert application is not None
         if action == TAKE:
-            return await self._take(session, application, actor, record, now)
+            return await _take(act, application)
         if action == WRITE:
-            record("ask_message", True, application_id)
+            act.record("ask_message", True, application_id)
             return Reaction(
                 Msg("staff.toast_write"), prompt=Prompt(application_id, application.number, action, actor)
             )
-        return await self._step(session, application, STEP_BY_BUTTON[action], actor, record, now)
-
-    async def _take(
-        self, session: AsyncSession, application: Application, actor: Actor, record: Record, now: datetime
-    ) -> Reaction:
-        assert application.id is not None
-        if not lifecycle.is_open(application.status):
-            record(TAKE, False, application.id, f"already {application.status}")
-            return Reaction(Msg("staff.take_closed", {"status": status_msg(application.status)}), alert=True)
-        if application.assignee_id not in (None, actor.id):
-            record(TAKE, True, application.id, f"taken over from {application.assignee_name}")
-        staff.assign(application, actor.id, actor.name, now)
-        await staff.to_thread(session, application.id, "card_refresh", {}, now)
-        record(TAKE, True, application.id)
-        return Reaction(Msg("staff.toast_taken", {"number": application.number}))
-
-    async def _step(
-        self,
-        session: AsyncSession,
-        application: Application,
-        step: lifecycle.StaffStep,
-        actor: Actor,
-        record: Record,
-        now: datetime,
-    ) -> Reaction:
-        assert application.id is not None
-        target = step.status
-        if target not in lifecycle.TRANSITIONS[Status(application.status)]:
-            exc = IllegalTransition("status.error_transition", current=application.status, new=target.value)
-            record(step.button, False, application.id, f"{application.status} → {target.value}")
-            return Reaction(refusal(exc), alert=True)
-        if target in lifecycle.NEEDS_RESULT:  # asked for the result first; the status changes with it
-            record(f"ask_{target.value}", True, application.id)
-            prompt = Prompt(application.id, application.number, step.button, actor)
-            return Reaction(Msg("staff.toast_write"), prompt=prompt)
-        if application.assignee_id is None:
-            staff.assign(application, actor.id, actor.name, now)
-        await applications.change_status(
-            session, application.id, target, actor=f"staff:{actor.id}", role=Role.STAFF, note=None, now=now
-        )
-        record(target.value, True, application.id)
-        return Reaction(
-            Msg("staff.toast_status", {"number": application.number, "status": status_msg(target)})
-        )
+        return await _step(act, application, STEP_BY_BUTTON[action])
 
     async def answer(
         self,
@@ -268,73 +225,23 @@ class StaffDesk:
     ) -> Reaction:
         """A staff member's message about an application: the answer to a result prompt (the prompt's
         action and whom it asked), or else a message to the subscriber. `content` is (text, photo)."""
-        record = _auditor(session, actor, now)
+        act = _Act(session, actor, now)
         if not allowed:
-            record("message", False, application_id, "not on the department's staff")
+            act.record("message", False, application_id, "not on the department's staff")
             return Reaction(answer=[Msg("staff.refused_not_staff")])
         application = await staff.get_for_update(session, application_id)
         if application is None or application.department != department.key:
-            record("message", False, application_id, "another department's application")
+            act.record("message", False, application_id, "another department's application")
             return Reaction(answer=[Msg("staff.refused_department")])
         text, photo = content[0].strip(), content[1]
         if prompt is not None and prompt[0] in STEP_BY_BUTTON:
             if prompt[1] != actor.id:
                 return Reaction(answer=[Msg("staff.prompt_other")])
-            return await self._result(
-                session, application, STEP_BY_BUTTON[prompt[0]], actor, text, record, now
-            )
-        return self._relay(session, department, application, text, photo, record, now)
-
-    async def _result(
-        self,
-        session: AsyncSession,
-        application: Application,
-        step: lifecycle.StaffStep,
-        actor: Actor,
-        text: str,
-        record: Record,
-        now: datetime,
-    ) -> Reaction:
-        """The result a prompt asked for: the status changes with it, and the thread says so."""
-        assert application.id is not None
-        target = step.status
-        try:
-            if application.assignee_id is None:
-                staff.assign(application, actor.id, actor.name, now)
-            await applications.change_status(
-                session,
-                application.id,
-                target,
-                actor=f"staff:{actor.id}",
-                role=Role.STAFF,
-                note=text,
-                now=now,
-            )
-        except IllegalTransition as exc:
-            record(target.value, False, application.id, exc.key)
-            return Reaction(answer=[refusal(exc)])
-        record(target.value, True, application.id, f"result of {len(text)} characters")
-        note = {
-            "key": "staff.note_status",
-            "params": {
-                "icon": "✅" if target == Status.COMPLETED else "❌",
-                "name": actor.name,
-                "number": application.number,
-                "status": {"$msg": f"status.{target}"},
-            },
-        }
-        await staff.to_thread(session, application.id, "note", note, now)
-        return Reaction(thumbs_up=True)
+            return await _result(act, application, STEP_BY_BUTTON[prompt[0]], text)
+        return self._relay(act, department, application, text, photo)
 
     def _relay(
-        self,
-        session: AsyncSession,
-        department: Department,
-        application: Application,
-        text: str,
-        photo: str | None,
-        record: Record,
-        now: datetime,
+        self, act: _Act, department: Department, application: Application, text: str, photo: str | None
     ) -> Reaction:
         """A staff member's message to the subscriber, signed with the department's name."""
         assert application.id is not None
@@ -345,7 +252,7 @@ class StaffDesk:
         if photo is not None and not self.channels.takes_photos(application.channel):
             return Reaction(answer=[Msg("staff.relay_photo_channel")])
         outbox.enqueue(
-            session,
+            act.session,
             channel=application.channel,
             user_key=application.user_key,
             lang=application.lang,
@@ -356,10 +263,12 @@ class StaffDesk:
                 "text": text,
                 "photo": photo,
             },
-            now=now,
+            now=act.now,
             application_id=application.id,
         )
-        record("message", True, application.id, f"{len(text)} characters" + (" and a photo" if photo else ""))
+        act.record(
+            "message", True, application.id, f"{len(text)} characters" + (" and a photo" if photo else "")
+        )
         return Reaction(thumbs_up=True)
 
     async def command(
@@ -373,11 +282,11 @@ class StaffDesk:
         now: datetime,
     ) -> Reaction:
         """/open, /find <text>, /stats: the answer's lines."""
-        record = _auditor(session, actor, now)
+        act = _Act(session, actor, now)
         if not allowed:
-            record(f"/{name}", False, None, "not on the department's staff")
+            act.record(f"/{name}", False, None, "not on the department's staff")
             return Reaction(answer=[Msg("staff.refused_not_staff")])
-        record(f"/{name}", True, None)
+        act.record(f"/{name}", True, None)
         if name == "open":
             return Reaction(answer=await self._open(session, department, now))
         if name == "find":
@@ -515,50 +424,113 @@ class StaffDesk:
         return len(flagged)
 
 
-class Record(Protocol):
-    def __call__(
-        self, action: str, ok: bool, application_id: int | None, detail: str | None = None
-    ) -> None: ...
+@dataclass(frozen=True, slots=True)
+class _Act:
+    """One staff action being decided: in this transaction, by this person, now, audited as it goes."""
 
+    session: AsyncSession
+    actor: Actor
+    now: datetime
 
-def _auditor(session: AsyncSession, actor: Actor, now: datetime) -> Record:
-    """Writes one staff action, allowed or refused, into the audit trail of this transaction."""
-
-    def record(action: str, ok: bool, application_id: int | None, detail: str | None = None) -> None:
+    def record(self, action: str, ok: bool, application_id: int | None, detail: str | None = None) -> None:
+        """One line of the audit trail, allowed or refused, in the action's transaction."""
         staff.audit(
-            session,
-            chat_id=actor.chat_id,
-            user_id=actor.id,
-            user_name=actor.name,
+            self.session,
+            chat_id=self.actor.chat_id,
+            user_id=self.actor.id,
+            user_name=self.actor.name,
             action=action,
             allowed=ok,
-            now=now,
+            now=self.now,
             application_id=application_id,
             detail=detail,
         )
 
-    return record
-
 
 def _refused(
+    act: _Act,
     application: Application | None,
     application_id: int,
     action: str,
     department: Department,
     allowed: bool,
-    record: Record,
 ) -> Reaction | None:
     """Why a button may not be pressed by this person on this application, or None when it may."""
     if application is None:
-        record(action, False, None, f"no application {application_id}")
+        act.record(action, False, None, f"no application {application_id}")
         return Reaction(Msg("status.error_not_found"), alert=True)
     if application.department != department.key:
-        record(action, False, application_id, f"belongs to department {application.department}")
+        act.record(action, False, application_id, f"belongs to department {application.department}")
         return Reaction(Msg("staff.refused_department"), alert=True)
     if not allowed:
-        record(action, False, application_id, "not on the department's staff")
+        act.record(action, False, application_id, "not on the department's staff")
         return Reaction(Msg("staff.refused_not_staff"), alert=True)
     return None
+
+
+async def _take(act: _Act, application: Application) -> Reaction:
+    """The card's "Take": the presser becomes the assignee (taking over from someone is recorded)."""
+    assert application.id is not None
+    if not lifecycle.is_open(application.status):
+        act.record(TAKE, False, application.id, f"already {application.status}")
+        return Reaction(Msg("staff.take_closed", {"status": status_msg(application.status)}), alert=True)
+    if application.assignee_id not in (None, act.actor.id):
+        act.record(TAKE, True, application.id, f"taken over from {application.assignee_name}")
+    staff.assign(application, act.actor.id, act.actor.name, act.now)
+    await staff.to_thread(act.session, application.id, "card_refresh", {}, act.now)
+    act.record(TAKE, True, application.id)
+    return Reaction(Msg("staff.toast_taken", {"number": application.number}))
+
+
+async def _step(act: _Act, application: Application, step: lifecycle.StaffStep) -> Reaction:
+    """A status button: the change at once, or first a prompt for the result it needs."""
+    assert application.id is not None
+    target = step.status
+    if target not in lifecycle.TRANSITIONS[Status(application.status)]:
+        exc = IllegalTransition("status.error_transition", current=application.status, new=target.value)
+        act.record(step.button, False, application.id, f"{application.status} → {target.value}")
+        return Reaction(refusal(exc), alert=True)
+    if target in lifecycle.NEEDS_RESULT:  # asked for the result first; the status changes with it
+        act.record(f"ask_{target.value}", True, application.id)
+        prompt = Prompt(application.id, application.number, step.button, act.actor)
+        return Reaction(Msg("staff.toast_write"), prompt=prompt)
+    await _change(act, application, target, None)
+    act.record(target.value, True, application.id)
+    return Reaction(Msg("staff.toast_status", {"number": application.number, "status": status_msg(target)}))
+
+
+async def _result(act: _Act, application: Application, step: lifecycle.StaffStep, text: str) -> Reaction:
+    """The result a prompt asked for: the status changes with it, and the thread says so."""
+    assert application.id is not None
+    target = step.status
+    try:
+        await _change(act, application, target, text)
+    except IllegalTransition as exc:
+        act.record(target.value, False, application.id, exc.key)
+        return Reaction(answer=[refusal(exc)])
+    act.record(target.value, True, application.id, f"result of {len(text)} characters")
+    note = {
+        "key": "staff.note_status",
+        "params": {
+            "icon": step.icon,
+            "name": act.actor.name,
+            "number": application.number,
+            "status": {"$msg": f"status.{target}"},
+        },
+    }
+    await staff.to_thread(act.session, application.id, "note", note, act.now)
+    return Reaction(thumbs_up=True)
+
+
+async def _change(act: _Act, application: Application, target: Status, note: str | None) -> None:
+    """A status change by a staff member, who is its assignee unless someone took it before."""
+    assert application.id is not None
+    if application.assignee_id is None:
+        staff.assign(application, act.actor.id, act.actor.name, act.now)
+    actor = f"staff:{act.actor.id}"
+    await applications.change_status(
+        act.session, application.id, target, actor=actor, role=Role.STAFF, note=note, now=act.now
+    )
 
 
 async def _find(session: AsyncSession, ref: str) -> Application | None:

@@ -19,8 +19,8 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import text
 
+from bot.core.metrics import METRICS
 from bot.core.settings import Network, Settings
-from bot.web.metrics import METRICS
 from storage import applications, outbox
 from storage.db import Database, storage_unavailable
 

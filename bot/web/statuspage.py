@@ -17,12 +17,11 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.channels.port import ChatLink
 from bot.core.clock import Clock, system_clock
-from bot.core.links import LinkSigner
+from bot.core.links import ChatLink, LinkSigner
+from bot.core.policy import StaffPolicy
 from bot.core.settings import Network
 from bot.core.templates import TEMPLATES
-from bot.staff.policy import StaffPolicy
 from bot.web.server import client_address
 from dialogs.lifecycle import OPEN, Status
 from dialogs.validate import mask_phone
@@ -165,38 +164,50 @@ class StatusPage:
             ),
             "result_label": t("page.result"),
             "result": application.result,
-            "timeline_label": t("page.timeline"),
+            **self._since(application, history, said, token, lang),
+            **_frame(lang),
+        }
+        return TEMPLATES.get_template("status.html.j2").render(context)
+
+    def _since(
+        self, application: Application, history: list[Any], said: list[Any], token: str, lang: str
+    ) -> dict[str, Any]:
+        """What happened since it was filed, and where to go on: the timeline, the department's
+        messages (a subscriber who cannot be reached in a chat reads them here), the chats."""
+
+        def when(at: datetime) -> str:
+            return translate(Msg("page.when", {"date": as_utc(at)}), lang)
+
+        return {
+            "timeline_label": translate(Msg("page.timeline"), lang),
             "timeline": [
-                (t("page.when", date=as_utc(c.created_at)), t(f"status.{c.new_status}")) for c in history
+                (when(c.created_at), translate(Msg(f"status.{c.new_status}"), lang)) for c in history
             ],
-            # What the department wrote: a subscriber who cannot be reached in a chat reads it here.
-            "messages_label": t("page.messages"),
-            "messages": [
-                (t("page.when", date=as_utc(n.created_at)), str(n.payload.get("text") or "")) for n in said
-            ],
-            "open_label": t("page.open_chat"),
+            "messages_label": translate(Msg("page.messages"), lang),
+            "messages": [(when(n.created_at), str(n.payload.get("text") or "")) for n in said],
+            "open_label": translate(Msg("page.open_chat"), lang),
             "chats": [
                 (link.kind, link.url, translate(link.label, lang))
                 for link in self.chat_links(token, application.number)
             ],
-            "languages": [
-                (code, translate(Msg(f"lang.name_{code}"), code), code == lang) for code in LANGUAGES
-            ],
-            "footer": t("page.footer"),
         }
-        return TEMPLATES.get_template("status.html.j2").render(context)
 
     def _plain(self, lang: str, title_key: str, text_key: str) -> str:
         context = {
             "lang": lang,
             "title": translate(Msg(title_key), lang),
             "text": translate(Msg(text_key), lang),
-            "languages": [
-                (code, translate(Msg(f"lang.name_{code}"), code), code == lang) for code in LANGUAGES
-            ],
-            "footer": translate(Msg("page.footer"), lang),
+            **_frame(lang),
         }
         return TEMPLATES.get_template("notice.html.j2").render(context)
+
+
+def _frame(lang: str) -> dict[str, Any]:
+    """What every page has around it: the language switch and the footer."""
+    return {
+        "languages": [(code, translate(Msg(f"lang.name_{code}"), code), code == lang) for code in LANGUAGES],
+        "footer": translate(Msg("page.footer"), lang),
+    }
 
 
 def mask_code(code: str) -> str:

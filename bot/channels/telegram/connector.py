@@ -16,13 +16,14 @@ from typing import Any
 import aiohttp
 from aiogram.exceptions import TelegramAPIError
 
-from bot.channels.port import ChatLink, Parts, StartError
+from bot.channels.port import Parts, StartError
 from bot.channels.telegram import CHANNEL, holds
 from bot.channels.telegram.channel import ALLOWED_UPDATES, TelegramChannel, webhook_handler
 from bot.channels.telegram.client import TelegramClient, make_bot
 from bot.channels.telegram.limits import RateLimiter
 from bot.channels.telegram.notify import TelegramNotifier
 from bot.channels.telegram.staffchat import StaffChat
+from bot.core.links import ChatLink
 from bot.core.settings import TelegramSettings
 from bot.notify.outbox import Sender
 from bot.web.server import Route

@@ -8,8 +8,8 @@ from bot.channels.telegram import CHANNEL
 from bot.channels.telegram.client import TelegramClient
 from bot.channels.telegram.render import split_text
 from bot.core.clock import Clock
+from bot.core.policy import StaffPolicy
 from bot.notify.outbox import chat_text
-from bot.staff.policy import StaffPolicy
 from storage import outbox, staff
 from storage.db import Database
 from storage.models import Notification

@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -52,8 +53,8 @@ from bot.channels.telegram import CHANNEL, holds
 from bot.channels.telegram.client import TelegramClient
 from bot.channels.telegram.render import split_text
 from bot.core.clock import Clock
+from bot.core.departments import Department
 from bot.notify.outbox import Permanent, Temporary
-from bot.staff.departments import Department
 from bot.staff.desk import ACTIONS, COMMANDS, Actor, Prompt, Reaction, StaffDesk, actions, delivery_summary
 from locales import Msg, payload_msg, translate
 from storage import conversations, outbox, staff
@@ -244,35 +245,35 @@ class StaffChat:
                     session, department, message, user, command, replied, topic, allowed, now
                 )
         self.wake()
-        if reaction.answer:
-            text_out = "\n".join(translate(m, department.lang) for m in reaction.answer)
-            for piece in split_text(text_out):
-                try:
-                    await self.client.request(
-                        chat_id,
-                        SendMessage(
-                            chat_id=chat_id,
-                            text=piece,
-                            message_thread_id=topic,
-                            reply_parameters=ReplyParameters(
-                                message_id=message.message_id, allow_sending_without_reply=True
-                            ),
-                            link_preview_options=LinkPreviewOptions(is_disabled=True),
-                        ),
-                    )
-                except (Temporary, Permanent) as exc:
-                    log.warning("an answer in a staff chat could not be sent: %s", exc)
-        if reaction.thumbs_up:
+        await self._react(message, topic, department.lang, reaction)
+
+    async def _react(self, message: Message, topic: int | None, lang: str, reaction: Reaction) -> None:
+        """After the commit: the desk's answer as a reply to the message, and a 👍 on it."""
+        chat_id = message.chat.id
+        text = "\n".join(translate(m, lang) for m in reaction.answer or [])
+        for piece in split_text(text) if text else []:
             try:
                 await self.client.request(
                     chat_id,
-                    SetMessageReaction(
+                    SendMessage(
                         chat_id=chat_id,
-                        message_id=message.message_id,
-                        reaction=[ReactionTypeEmoji(emoji="👍")],
+                        text=piece,
+                        message_thread_id=topic,
+                        reply_parameters=ReplyParameters(
+                            message_id=message.message_id, allow_sending_without_reply=True
+                        ),
+                        link_preview_options=LinkPreviewOptions(is_disabled=True),
                     ),
-                    message=False,
                 )
+            except (Temporary, Permanent) as exc:
+                log.warning("an answer in a staff chat could not be sent: %s", exc)
+        if reaction.thumbs_up:
+            try:
+                thumbs_up = ReactionTypeEmoji(emoji="👍")
+                react = SetMessageReaction(
+                    chat_id=chat_id, message_id=message.message_id, reaction=[thumbs_up]
+                )
+                await self.client.request(chat_id, react, message=False)
             except (Temporary, Permanent):
                 pass  # only a courtesy: the message is queued either way
 
@@ -330,11 +331,11 @@ class StaffChat:
             owed = await outbox.for_application(session, notification.application_id)
         if application is None or thread is None:
             raise Permanent("the application or its staff thread is gone")
-        deliveries = delivery_summary(owed)
+        card = _Card(application, thread, person, lang, delivery_summary(owed))
         if notification.kind == "card":
-            return await self._post_card(application, thread, person, lang, deliveries)
+            return await self._post_card(card)
         if notification.kind == "card_refresh":
-            return await self._refresh_card(application, thread, person, lang, deliveries)
+            return await self._refresh_card(card)
         if notification.kind == "photo":
             sent = await self.client.request(
                 chat_id,
@@ -356,14 +357,8 @@ class StaffChat:
             return await self._post_note(notification, application, thread, lang)
         raise Permanent(f"unknown staff notification kind {notification.kind!r}")
 
-    async def _post_card(
-        self,
-        application: Application,
-        thread: StaffThread,
-        person: Person | None,
-        lang: str,
-        deliveries: Sequence[tuple[str, str]] = (),
-    ) -> str | None:
+    async def _post_card(self, card: _Card) -> str | None:
+        application, thread, lang = card.application, card.thread, card.lang
         chat_id = thread.chat_id
         if thread.card_message_id is not None:  # posted before a crash kept it from being marked sent
             return str(thread.card_message_id)
@@ -382,7 +377,7 @@ class StaffChat:
                     if row is not None:
                         row.topic_id = topic.message_thread_id
                 thread.topic_id = topic.message_thread_id
-        text, markup = self.card(application, person, lang, deliveries)
+        text, markup = self.card(application, card.person, lang, card.deliveries)
         sent = await self.client.request(
             chat_id,
             SendMessage(
@@ -401,17 +396,11 @@ class StaffChat:
             await staff.link(session, CHANNEL, chat_id, sent.message_id, application.id, "card", self.clock())
         return str(sent.message_id)
 
-    async def _refresh_card(
-        self,
-        application: Application,
-        thread: StaffThread,
-        person: Person | None,
-        lang: str,
-        deliveries: Sequence[tuple[str, str]] = (),
-    ) -> str | None:
+    async def _refresh_card(self, card: _Card) -> str | None:
+        thread = card.thread
         if thread.card_message_id is None:
             return None  # the card is still queued, and will show the current state when it goes
-        text, markup = self.card(application, person, lang, deliveries)
+        text, markup = self.card(card.application, card.person, card.lang, card.deliveries)
         try:
             await self.client.request(
                 thread.chat_id,
@@ -515,6 +504,17 @@ class StaffChat:
             for a in actions(application.status)
         ]
         return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _Card:
+    """What a staff card shows, read for one send: the application, where it goes, how it was told."""
+
+    application: Application
+    thread: StaffThread
+    person: Person | None
+    lang: str
+    deliveries: Sequence[tuple[str, str]]
 
 
 def _in_thread(thread: StaffThread | None) -> dict[str, Any]:

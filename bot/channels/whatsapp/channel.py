@@ -29,9 +29,9 @@ from bot.channels.whatsapp.mapping import Inbound, map_message
 from bot.channels.whatsapp.payload import Status, Webhook
 from bot.channels.whatsapp.render import Body, render
 from bot.core.links import PublicLinks
+from bot.core.policy import StaffPolicy
 from bot.core.service import Conversations
 from bot.notify.outbox import Permanent, Temporary, chat_text
-from bot.staff.policy import StaffPolicy
 from bot.web.server import Handler, try_again
 from dialogs.events import Command, Text
 from dialogs.ports import Subscriber
@@ -311,6 +311,16 @@ class WhatsAppChannel:
         if status.status == "failed":
             self.wake()
 
+    def _template(self, notification: Notification) -> Body:
+        """A status change after the 24-hour window: the approved template, with the status page link."""
+        assert self.template is not None and notification.application_id is not None
+        params = payload_msg(notification.payload).params
+        status = params.get("status")
+        words = translate(status, notification.lang) if isinstance(status, Msg) else str(status or "")
+        link = self.links.status_page(notification.application_id)
+        language = self.template_language(notification.lang)
+        return _template_body(self.template, language, str(params.get("number", "")), words, link)
+
     # ---- the outbox's sender for WhatsApp subscribers ------------------------------------------------
 
     async def deliver(self, notification: Notification) -> str | None:
@@ -344,29 +354,21 @@ class WhatsAppChannel:
                     )
             return wamid
         if self.template and notification.kind == "status" and notification.application_id is not None:
-            params = payload_msg(notification.payload).params
-            status = params.get("status")
-            words = translate(status, notification.lang) if isinstance(status, Msg) else str(status or "")
-            link = self.links.status_page(notification.application_id)
-            body = {
-                "type": "template",
-                "template": {
-                    "name": self.template,
-                    "language": {"code": self.template_language(notification.lang)},
-                    "components": [
-                        {
-                            "type": "body",
-                            "parameters": [
-                                {"type": "text", "text": str(params.get("number", ""))},
-                                {"type": "text", "text": words},
-                                {"type": "text", "text": link},
-                            ],
-                        }
-                    ],
-                },
-            }
-            return await self.client.send(notification.user_key, body)
+            return await self.client.send(notification.user_key, self._template(notification))
         raise Permanent("outside WhatsApp's 24-hour window and no template for it")
+
+
+def _template_body(name: str, language: str, number: str, status: str, link: str) -> Body:
+    """The approved status template, its body's parameters in order: number, status, link."""
+    parameters = [{"type": "text", "text": text} for text in (number, status, link)]
+    return {
+        "type": "template",
+        "template": {
+            "name": name,
+            "language": {"code": language},
+            "components": [{"type": "body", "parameters": parameters}],
+        },
+    }
 
 
 def routes(channel: WhatsAppChannel) -> list[tuple[str, str, Handler]]:

@@ -12,10 +12,11 @@ from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from bot.channels.port import ChatLink, Parts
+from bot.channels.port import Parts
 from bot.channels.whatsapp import CHANNEL
 from bot.channels.whatsapp.channel import GraphClient, WhatsAppChannel, routes
 from bot.channels.whatsapp.mapping import MEDIA_PREFIX
+from bot.core.links import ChatLink
 from bot.core.settings import WhatsAppSettings
 from bot.notify.outbox import Sender
 from bot.web.server import Route

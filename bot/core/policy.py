@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from bot.staff.departments import Departments
+from bot.core.departments import Departments
 
 DEFAULT_TAKE_WITHIN = timedelta(hours=4)
 DEFAULT_DONE_WITHIN = timedelta(days=5)

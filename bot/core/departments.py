@@ -145,10 +145,7 @@ class Departments:
             if key not in _TOP_KEYS:
                 problems.append(f"unknown top-level key {_quote(key)}{_did_you_mean(key, _TOP_KEYS)}")
         fallback_staff = _staff(data.get("fallback_staff", []), "fallback_staff", problems, may_be_empty=True)
-        fallback_admins = data.get("fallback_admins_may_act", False)
-        if not isinstance(fallback_admins, bool):
-            problems.append(f"fallback_admins_may_act must be true or false, not {_show(fallback_admins)}")
-            fallback_admins = False
+        fallback_admins = _flag(data, "fallback_admins_may_act", "fallback_admins_may_act", problems)
         departments = _departments(data.get("departments"), problems)
         if problems:
             raise DepartmentsError(source, problems)
@@ -232,57 +229,24 @@ def _department(
     """
     where = f"department {_quote(key)}"
     before = len(problems)
-    if key == FALLBACK_KEY:
-        problems.append(f'{where}: the key "{FALLBACK_KEY}" is reserved for the STAFF_CHAT_ID department')
-    elif not _KEY.fullmatch(key):
-        problems.append(f"{where}: the key must be 1-32 characters of a-z, 0-9, _ and -")
+    _check_key(key, where, problems)
     if not isinstance(value, dict):
         problems.append(f"{where}: must be a table of name, chat_id, staff, regions..., not {_show(value)}")
         return None
     for name in value:
         if name not in _DEPARTMENT_KEYS:
             problems.append(f"{where}: unknown key {_quote(name)}{_did_you_mean(name, _DEPARTMENT_KEYS)}")
-
-    admins_may_act = value.get("admins_may_act", False)
-    if not isinstance(admins_may_act, bool):
-        problems.append(f"{where}: admins_may_act must be true or false, not {_show(admins_may_act)}")
-        admins_may_act = False
-
+    admins_may_act = _flag(value, "admins_may_act", f"{where}: admins_may_act", problems)
     names = _names(value.get("name"), where, problems)
-
-    chat_id: Any = value.get("chat_id")
-    if chat_id is None:
-        problems.append(f"{where}: chat_id is missing (the staff group's id, e.g. -1001234567890)")
-    elif not isinstance(chat_id, int) or isinstance(chat_id, bool):
-        problems.append(f"{where}: chat_id must be an integer such as -1001234567890, not {_show(chat_id)}")
-    elif chat_id == 0:
-        problems.append(f"{where}: chat_id must not be 0")
-
-    if "staff" in value or not admins_may_act:
-        staff = _staff(value.get("staff"), f"{where}: staff", problems, may_be_empty=admins_may_act)
-    else:
-        staff = frozenset()
-
+    chat_id = _chat_id(value.get("chat_id"), where, problems)
+    staff = _department_staff(value, where, problems, admins_may_act=admins_may_act)
     regions = _regions(value.get("regions"), where, problems)
-
     lang = value.get("lang", "az")
     if lang not in LANGS:
         problems.append(f"{where}: lang must be one of az, ru, en, not {_show(lang)}")
-
-    for region in regions:
-        owner = region_owner.setdefault(_fold(region), key)
-        if owner != key:
-            problems.append(
-                f"{where}: region {_quote(region)} is already served by department {_quote(owner)}"
-            )
-    if isinstance(chat_id, int) and not isinstance(chat_id, bool) and chat_id != 0:
-        owner = chat_owner.setdefault(chat_id, key)
-        if owner != key:
-            problems.append(
-                f"{where}: chat_id {chat_id} is already the staff chat of department {_quote(owner)}"
-            )
-
-    if len(problems) > before:
+    _claim_regions(key, where, regions, region_owner, problems)
+    _claim_chat(key, where, chat_id, chat_owner, problems)
+    if len(problems) > before or chat_id is None:  # a chat_id of None has its problem listed already
         return None
     return Department(
         key=key,
@@ -293,6 +257,67 @@ def _department(
         admins_may_act=admins_may_act,
         lang=lang,
     )
+
+
+def _check_key(key: str, where: str, problems: list[str]) -> None:
+    if key == FALLBACK_KEY:
+        problems.append(f'{where}: the key "{FALLBACK_KEY}" is reserved for the STAFF_CHAT_ID department')
+    elif not _KEY.fullmatch(key):
+        problems.append(f"{where}: the key must be 1-32 characters of a-z, 0-9, _ and -")
+
+
+def _flag(table: dict[str, Any], key: str, what: str, problems: list[str]) -> bool:
+    """A true-or-false setting of the table, false when it is not given (or not true or false)."""
+    value = table.get(key, False)
+    if isinstance(value, bool):
+        return value
+    problems.append(f"{what} must be true or false, not {_show(value)}")
+    return False
+
+
+def _chat_id(value: Any, where: str, problems: list[str]) -> int | None:
+    """The staff group's id; None when it is missing or not one (the problem says which)."""
+    if value is None:
+        problems.append(f"{where}: chat_id is missing (the staff group's id, e.g. -1001234567890)")
+    elif not isinstance(value, int) or isinstance(value, bool):
+        problems.append(f"{where}: chat_id must be an integer such as -1001234567890, not {_show(value)}")
+    elif value == 0:
+        problems.append(f"{where}: chat_id must not be 0")
+    else:
+        return value
+    return None
+
+
+def _department_staff(
+    value: dict[str, Any], where: str, problems: list[str], *, admins_may_act: bool
+) -> frozenset[int]:
+    """The staff who may act; a department whose chat admins may act needs no list, but may have one."""
+    if "staff" in value or not admins_may_act:
+        return _staff(value.get("staff"), f"{where}: staff", problems, may_be_empty=admins_may_act)
+    return frozenset()
+
+
+def _claim_regions(
+    key: str, where: str, regions: Sequence[str], region_owner: dict[str, str], problems: list[str]
+) -> None:
+    """Mark the regions as served by department `key`; a region an earlier department serves is a problem."""
+    for region in regions:
+        owner = region_owner.setdefault(_fold(region), key)
+        if owner != key:
+            problems.append(
+                f"{where}: region {_quote(region)} is already served by department {_quote(owner)}"
+            )
+
+
+def _claim_chat(
+    key: str, where: str, chat_id: int | None, chat_owner: dict[int, str], problems: list[str]
+) -> None:
+    """Mark the chat as department `key`'s; the staff chat of an earlier department is a problem."""
+    if chat_id is None:
+        return
+    owner = chat_owner.setdefault(chat_id, key)
+    if owner != key:
+        problems.append(f"{where}: chat_id {chat_id} is already the staff chat of department {_quote(owner)}")
 
 
 def _names(value: Any, where: str, problems: list[str]) -> dict[str, str]:
