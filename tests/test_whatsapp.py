@@ -345,6 +345,29 @@ async def test_a_failed_status_falls_back_to_sms(wa: Wa) -> None:
     assert [r.kind for r in rows if r.channel == outbox.SMS][-1] == "sms_fallback"
 
 
+async def test_an_answer_whatsapp_does_not_take_in_time_waits_in_the_outbox_and_keeps_its_order(
+    wa: Wa,
+) -> None:
+    """The channels' one rule: tried on the spot for 3 s, then the outbox, and later answers behind it."""
+    user = wa.user("994996510079")
+    for _ in range(4):  # 0.25 + 0.5 + 1 s of retries, then a 2 s pause would pass the 3 s
+        wa.graph.fail_next(503, 2, "Service temporarily unavailable")
+    assert await user.text("Salam") == ""  # the welcome could not leave
+    held = [r for r in await wa.rows(Notification) if r.kind == outbox.REPLY]
+    assert held and {(r.channel, r.user_key, r.state) for r in held} == {(CHANNEL, user.key, "queued")}
+    assert await user.text("salam") == ""  # WhatsApp is fine again, but this answer goes behind
+    replies = [r for r in await wa.rows(Notification) if r.kind == outbox.REPLY]
+    assert len(replies) > len(held)
+    await wa.worker.drain()
+    sent = wa.graph.sent_to(user.key)
+    assert [
+        {k: v for k, v in m.items() if k not in ("id", "to", "messaging_product", "recipient_type")}
+        for m in sent
+    ] == [r.payload["body"] for r in sorted(replies, key=lambda r: r.id)]
+    assert {r.state for r in await wa.rows(Notification) if r.kind == outbox.REPLY} == {"sent"}
+    assert "Yeni müraciət" in json.dumps(sent[: len(held)], ensure_ascii=False)  # the menu came first
+
+
 async def test_rate_limits_are_backed_off_and_retried(wa: Wa) -> None:
     user = wa.user("994996510079")
     await file_quickly(wa, user)
