@@ -33,7 +33,7 @@ from aiohttp import web
 from bot.channels.port import Channel, Channels, Parts, StartError
 from bot.channels.telegram import connector as telegram
 from bot.channels.telegram.limits import RateLimiter
-from bot.channels.terminal import Terminal, TerminalChannel, TerminalSms, stdin_reader
+from bot.channels.terminal import StdinLines, Terminal, TerminalChannel, TerminalSms, demo_policy
 from bot.channels.whatsapp import connector as whatsapp
 from bot.core.clock import Clock, system_clock
 from bot.core.links import PublicLinks
@@ -272,8 +272,10 @@ def _mailer(settings: Settings) -> Mailer:
 async def chat(settings: Settings, lang: str) -> int:
     """`isiqbot chat`: the service in this terminal, as subscriber and (after /staff) as staff.
 
-    SMS (the one-time codes) are shown in the terminal; the sample registry is loaded into an empty
-    database, so a newcomer can file an application at once.
+    The SMS (the one-time codes, the registration and the result) and the e-mails are shown in the
+    terminal as they would arrive, their links to the status page at PUBLIC_BASE_URL. Every
+    application goes to the demo's department, whose staff chat is the terminal's staff view. The
+    sample registry is loaded into an empty database, so a newcomer can file an application at once.
     """
     db = await open_database(settings.database.database_url)
     try:
@@ -281,11 +283,14 @@ async def chat(settings: Settings, lang: str) -> int:
             if await registry.is_empty(session):
                 await registry.import_csv(session, registry.SAMPLE_CSV.read_bytes())
                 log.info("the sample registry was loaded into an empty database")
+        signer = settings.http.links()
+        links = PublicLinks(signer, settings.http.public_base_url)
+        policy = demo_policy()
         out = sys.stdout
         sms = TerminalSms(lambda text: print(text, file=out, flush=True))
-        service = Conversations(db, sms)
-        desk = StaffDesk(db, channels=Channels([TerminalChannel()]))
-        await Terminal(service, desk, stdin_reader, out=out, lang=lang).run()
+        service = Conversations(db, sms, links=signer, policy=policy)
+        desk = StaffDesk(db, policy=policy, channels=Channels([TerminalChannel()]))
+        await Terminal(service, desk, StdinLines(), out=out, lang=lang, links=links).run()
     finally:
         await db.dispose()
     return 0

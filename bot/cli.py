@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from bot.core import logs
 from bot.core.settings import Settings, SettingsError
 from bot.staff.cli import add_applications_parser, cmd_applications
@@ -17,6 +19,10 @@ from storage import migrate, registry
 from storage.db import Database
 
 log = logging.getLogger("isiqbot")
+CHAT_LOG = "isiqbot-chat.log"
+# Ctrl-C in the chat is a way to leave it, as /quit and Ctrl-D are: 0. (With 130, `make demo` would
+# add "make: *** [demo] Error 130"; make, which gets the Ctrl-C too, still stops on it itself.)
+LEFT_WITH_CTRL_C = 0
 
 
 async def open_database(settings: Settings) -> Database:
@@ -68,6 +74,33 @@ async def cmd_registry_import(settings: Settings, path: Path, max_deactivate: fl
     return 0
 
 
+def chat_log(database_url: str) -> Path:
+    """Where `isiqbot chat` logs: beside its SQLite database (./data by default), else in ./data."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return Path(url.database).parent / CHAT_LOG
+    return Path("data") / CHAT_LOG
+
+
+def cmd_chat(settings: Settings, lang: str, verbose: bool) -> int:
+    """The terminal demo. Its log goes to a file, not into the conversation, unless --verbose.
+
+    Ctrl-C ends it at once and quietly, as /quit does.
+    """
+    level = settings.http.log_level
+    try:
+        logs.setup(level, None if verbose else chat_log(settings.database.database_url))
+    except OSError:  # no file to write: only what is worth a look, where it always went
+        logs.setup("WARNING")
+    try:
+        from bot import app  # the service's parts are imported only by the command that runs them
+
+        return asyncio.run(app.chat(settings, lang))
+    except KeyboardInterrupt:
+        print(flush=True)  # the shell's prompt on a line of its own, not after the "^C"
+        return LEFT_WITH_CTRL_C
+
+
 def percent(text: str) -> float:
     """A share for --max-deactivate: 0 to 100, a trailing % allowed."""
     try:
@@ -84,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     chat = commands.add_parser("chat", help="the whole service in this terminal, as subscriber and staff")
     chat.add_argument("--lang", choices=LANGUAGES, default="az", help="the language to start in (default az)")
+    chat.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help=f"log to standard error, not to {CHAT_LOG} beside the database (./data)",
+    )
     commands.add_parser("run", help="the service: channels with credentials, the web server")
     commands.add_parser("migrate", help="bring the database schema up to date")
     add_applications_parser(commands)
@@ -121,11 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"isiqbot: settings: {exc}", file=sys.stderr)
         return 2
-    logs.setup("WARNING" if args.command in ("chat", "applications") else settings.http.log_level)
     if args.command == "chat":
-        from bot import app
-
-        return asyncio.run(app.chat(settings, args.lang))
+        return cmd_chat(settings, args.lang, args.verbose)
+    logs.setup("WARNING" if args.command == "applications" else settings.http.log_level)
     if args.command == "migrate":
         return asyncio.run(cmd_migrate(settings))
     if args.command == "applications":

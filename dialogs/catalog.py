@@ -20,14 +20,14 @@ REASONS: tuple[str, ...] = (
     "other",
 )
 SAFETY_REASON = "sparks"  # answered with the safety advice before the next question
+# The reasons that say nothing by themselves: a description is required. For the others it may be
+# left out, as the chosen reason already is the portal's "səbəb".
+DESCRIBE_REASONS = frozenset({"other"})
 
 # The review card's "edit" buttons: the name in the button id and in `review.edit_<name>`, and its step.
 EDITABLE: dict[str, Step] = {
     "account": Step.ACCOUNT,
     "reason": Step.REASON,
     "description": Step.DESCRIPTION,
-    "attachments": Step.ATTACHMENTS,
-    "mobile": Step.MOBILE,
-    "extra": Step.EXTRA_PHONES,
-    "email": Step.EMAIL,
+    "contacts": Step.CONTACTS,
 }

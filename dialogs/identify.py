@@ -46,6 +46,8 @@ async def on_phone(state: State, event: Event, ctx: Context) -> tuple[State, Not
             phone = validate.any_phone(event.text)
         except Invalid as err:
             raise Invalid(Msg("identify.phone_hint")) from err
+        if phone in confirmed(state):  # confirmed before in this chat: nothing more to prove
+            return await identified(state, phone, ctx)
         if await ctx.registry.accounts_by_phone(phone):
             return await send_otp(state, phone, via="phone", ctx=ctx)
         return state.go(Step.ASK_CODE), (note("identify.phone_unknown"),)
@@ -86,11 +88,12 @@ async def on_otp(state: State, event: Event, ctx: Context) -> tuple[State, Notes
     if expires is None or ctx.now > expires:
         raise DialogError(Msg("identify.otp_expired"))
     if int(otp.get("tries") or 0) <= 0:
-        raise DialogError(Msg("identify.otp_exhausted"))
+        return state, ()  # the question says it: only a new code helps now
     if not hmac.compare_digest(_otp_hash(otp["salt"], code), otp["hash"]):
         otp["tries"] = int(otp["tries"]) - 1
-        key = "identify.otp_wrong" if otp["tries"] > 0 else "identify.otp_exhausted"
-        return state.with_data(otp=otp), (note(key, tries=otp["tries"]),)
+        if otp["tries"] <= 0:
+            return state.with_data(otp=otp), ()  # the question says the tries are over, once
+        return state.with_data(otp=otp), (note("identify.otp_wrong", tries=otp["tries"]),)
     return await identified(state.with_data(otp=None), otp["phone"], ctx)
 
 
@@ -135,8 +138,17 @@ async def _check_code_limits(phone: str, ctx: Context) -> None:
 async def identified(state: State, phone: str, ctx: Context) -> tuple[State, Notes]:
     """The chat speaks for `phone` now: greet its holders, then the application or the link that waited."""
     holders = await ctx.registry.holders_by_phone(phone)
-    notes = tuple(note("identify.welcome", name=h.full_name, fin=validate.mask_fin(h.fin)) for h in holders)
-    state = state.with_data(phone=phone)
+    accounts = await ctx.registry.accounts_by_phone(phone)
+    if accounts and all(a.company for a in accounts):  # a company's phone: its VÖEN, not a person's FİN
+        notes = tuple(note("identify.welcome_name", name=h.full_name) for h in holders)
+    else:
+        notes = tuple(
+            note("identify.welcome", name=h.full_name, fin=validate.mask_fin(h.fin)) for h in holders
+        )
+    phones = confirmed(state)
+    state = state.with_data(
+        phone=phones[0] if phones else phone, phones=[*phones, phone] if phone not in phones else phones
+    )
     link_app = state.data.get("link_app")
     if link_app is not None:
         state = state.with_data(link_app=None)
@@ -165,6 +177,10 @@ async def ask_code(state: State, ctx: Context) -> Message:
 
 async def ask_otp(state: State, ctx: Context) -> Message:
     otp = state.data.get("otp") or {}
+    if int(otp.get("tries", OTP_TRIES)) <= 0:  # no more tries with this code: only a new one helps
+        return Message(
+            (Msg("identify.otp_ask_new"),), (Choice("resend", Msg("identify.resend")), BACK, CANCEL)
+        )
     text = Msg(
         "identify.ask_otp",
         {
@@ -176,6 +192,13 @@ async def ask_otp(state: State, ctx: Context) -> Message:
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+
+
+def confirmed(state: State) -> list[str]:
+    """The phones this chat has confirmed, the first one first."""
+    phones = [str(p) for p in state.data.get("phones") or []]
+    first = state.data.get("phone")
+    return phones if phones else ([str(first)] if first else [])
 
 
 def _otp_hash(salt: str, code: str) -> str:

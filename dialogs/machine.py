@@ -7,9 +7,14 @@ and the same question again. The graph:
     MENU ─new→ ASK_PHONE ─contact/phone→ (ASK_CODE →) ASK_OTP ─┐
       │             └────────── known phone ───────────────────┤
       │                                                        ▼
-      │   ACCOUNT → [METERING_POINT] → REASON → DESCRIPTION → ATTACHMENTS → MOBILE → EXTRA_PHONES
-      │                                                                         → EMAIL → REVIEW ─send→ MENU
-      └─my→ MY_LIST → APP_DETAIL → CONFIRM_CANCEL                 (REVIEW ─edit:x→ x → REVIEW)
+      │   ACCOUNT (skipped when there is one) → [METERING_POINT] → REASON
+      │       → DESCRIPTION (text, photo, location) → CONTACTS (⇄ MOBILE, EXTRA_PHONES, EMAIL)
+      │       → REVIEW ─send→ MENU                              (REVIEW ─edit:x→ x → REVIEW)
+      └─my→ MY_LIST → APP_DETAIL → CONFIRM_CANCEL
+
+A chat may confirm more than one phone ("another phone", at the menu or the account question); it
+keeps them all, and offers the accounts of every one. A new application while a draft waits asks
+first (CONFIRM_NEW).
 
 `STEPS`, at the end, names for every step the function that handles its events and the one that asks
 its question. The identification steps are in `identify.py`; the reasons and the fields the review can
@@ -19,12 +24,13 @@ every step in `_back`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dialogs import identify, validate
-from dialogs.catalog import EDITABLE, REASONS, SAFETY_REASON
+from dialogs.catalog import DESCRIBE_REASONS, EDITABLE, REASONS, SAFETY_REASON
 from dialogs.errors import DialogError, Invalid
 from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text, Unsupported
 from dialogs.ports import AccountView, ApplicationDraft, ApplicationView, Context
@@ -42,12 +48,11 @@ FLOW: tuple[Step, ...] = (
     Step.METERING_POINT,
     Step.REASON,
     Step.DESCRIPTION,
-    Step.ATTACHMENTS,
-    Step.MOBILE,
-    Step.EXTRA_PHONES,
-    Step.EMAIL,
+    Step.CONTACTS,
     Step.REVIEW,
 )
+CONTACT_STEPS = frozenset({Step.MOBILE, Step.EXTRA_PHONES, Step.EMAIL})  # reached from CONTACTS
+APPLICATION_STEPS = frozenset(FLOW) | CONTACT_STEPS
 
 Handler = Callable[[State, Event, Context], Awaitable[tuple[State, Notes]]]
 Question = Callable[[State, Context], Awaitable[Message]]
@@ -100,7 +105,7 @@ async def _dispatch(state: State, event: Event, ctx: Context) -> tuple[State, No
     if isinstance(event, Unsupported):
         raise DialogError(Msg("error.unsupported"))
     if isinstance(event, Command):
-        return await _command(state, event, ctx)
+        return await _arrive(state, *await _command(state, event, ctx), ctx)
     if isinstance(event, Text | Photo) and event.reply_to:
         # An answer to the department's message goes back to the department, whatever the step.
         replied = await ctx.applications.replied_to(ctx.subscriber, event.reply_to)
@@ -118,7 +123,21 @@ async def _dispatch(state: State, event: Event, ctx: Context) -> tuple[State, No
             return _cancel(state)
         if event.choice.startswith("page:"):
             return state.with_data(page=int(event.choice.removeprefix("page:"))), ()
-    return await STEPS[state.step].handle(state, event, ctx)
+    return await _arrive(state, *await STEPS[state.step].handle(state, event, ctx), ctx)
+
+
+async def _arrive(before: State, state: State, notes: Notes, ctx: Context) -> tuple[State, Notes]:
+    """A step reached going forward that has nothing to ask is passed: one account is taken as it is
+    (with its basic data shown; the review card can change it). Going back, it is asked."""
+    passing = state.step == Step.ACCOUNT and before.step != Step.ACCOUNT
+    if not passing or state.data.get("editing") or state.draft.get("account_id"):
+        return state, notes  # asked as usual: going back, editing, or resuming a draft
+    holdings = await _holdings(state, ctx)
+    if len(holdings) != 1:
+        return state, notes
+    account, phone = holdings[0]
+    chosen = await _choose_account(ctx, state, account, phone)
+    return chosen, (*notes, Message((_account_facts(account),)))
 
 
 async def _command(state: State, event: Command, ctx: Context) -> tuple[State, Notes]:
@@ -160,28 +179,36 @@ async def _open_link(state: State, token: str, ctx: Context) -> tuple[State, Not
     application_id = ctx.links.application_id(token)
     if application_id is None:
         return menu, (note("link.invalid"),)
-    phone = state.data.get("phone")
-    if await ctx.applications.get_mine(ctx.subscriber, phone, application_id) is not None:
+    phones = _phones(state)
+    if await ctx.applications.get_mine(ctx.subscriber, phones, application_id) is not None:
         return menu.go(Step.APP_DETAIL, view_app=application_id), ()
-    if phone:
+    if phones:
         return menu, (note("link.not_yours"),)
     return menu.go(Step.ASK_PHONE, link_app=application_id), (note("link.identify"),)
 
 
 def _cancel(state: State) -> tuple[State, Notes]:
     data = dict(state.data)
-    had_draft = bool(data.pop("draft", None)) or state.step in FLOW or state.step in identify.IDENTIFY_STEPS
+    had_draft = (
+        bool(data.pop("draft", None))
+        or state.step in APPLICATION_STEPS
+        or state.step in identify.IDENTIFY_STEPS
+    )
     for key in ("resume", "editing", "before_edit", "otp", "link_app"):
         data.pop(key, None)
     new_state = state.evolve(step=Step.MENU, data=data)
     return new_state, (note("cancel.done" if had_draft else "cancel.nothing"),)
 
 
-async def _start_application(state: State, ctx: Context) -> State:
-    data = {k: v for k, v in state.data.items() if k in ("phone", "own_phone")}
+async def _start_application(state: State, ctx: Context, fresh: bool = False) -> State:
+    """A new application; while a draft waits, first the question whether to go on with that one."""
+    waiting = state.data.get("resume") or state.step in APPLICATION_STEPS
+    if not fresh and waiting and _has_content(state.draft):
+        return state.go(Step.CONFIRM_NEW, return_to=state.step.value)
+    data = {k: v for k, v in state.data.items() if k in ("phone", "phones", "own_phone")}
     data["draft"] = {}
     state = state.evolve(data=data)
-    if not data.get("phone"):
+    if not _phones(state):
         return state.go(Step.ASK_PHONE)
     return state.go(Step.ACCOUNT)
 
@@ -190,10 +217,16 @@ async def _back(state: State, ctx: Context) -> State:
     step = state.step
     if step == Step.LANGUAGE:
         return state.go(_return_step(state))
+    if step in CONTACT_STEPS:
+        return state.go(Step.CONTACTS)
     if step in FLOW and state.data.get("editing") and step != Step.REVIEW:
         # Back from an edit undoes it: the draft as it was when the edit began.
         restored = state.with_data(draft=state.data.get("before_edit") or state.draft)
         return await _enter_review(ctx, restored.with_data(editing=None, before_edit=None))
+    if step == Step.CONFIRM_NEW:
+        return state.go(_return_step(state), return_to=None)
+    if step == Step.ASK_PHONE and _phones(state) and "draft" in state.data:
+        return state.go(Step.ACCOUNT)  # confirming another phone from the account question
     back_to = {
         Step.ASK_PHONE: Step.MENU,
         Step.ASK_CODE: Step.ASK_PHONE,
@@ -222,6 +255,8 @@ def _flow_neighbour(state: State, direction: int) -> Step:
 
 async def _advance(ctx: Context, state: State) -> State:
     """The step after a completed flow step: the next one, or back to the review when editing."""
+    if state.step == Step.REASON and _needs_description(state.draft) and not state.draft.get("description"):
+        return state.go(Step.DESCRIPTION)  # "other" says nothing by itself, even changed on the review
     if state.data.get("editing") and not (
         state.step == Step.ACCOUNT and state.draft.get("kind") == "non_residential"
     ):
@@ -248,15 +283,35 @@ async def _on_menu(state: State, event: Event, ctx: Context) -> tuple[State, Not
         if event.choice == "new":
             return await _start_application(state, ctx), ()
         if event.choice == "resume":
-            data = dict(state.data)
-            resume = Step(data.pop("resume"))
-            return state.evolve(data=data).go(resume), ()
+            return _resume(state), ()
+        if event.choice == "phone_add":  # a draft that waits stays: its account is chosen again after
+            if state.data.get("resume") and _has_content(state.draft):
+                return state.with_data(resume=None).go(Step.ASK_PHONE), ()
+            return (await _start_application(state, ctx, fresh=True)).go(Step.ASK_PHONE), ()
         if event.choice == "my":
             return state.go(Step.MY_LIST), ()
         if event.choice == "lang":
             return state.go(Step.LANGUAGE, return_to=Step.MENU.value), ()
         if event.choice == "help":
             return state, (note("help.text"),)
+    raise Invalid(Msg("error.use_buttons"))
+
+
+def _resume(state: State, fallback: Step = Step.MENU) -> State:
+    """Back into the draft where it was left."""
+    data = dict(state.data)
+    try:
+        step = Step.parse(data.pop("resume", None) or fallback.value)
+    except ValueError:
+        step = fallback
+    return state.evolve(data=data).go(step, return_to=None)
+
+
+async def _on_confirm_new(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
+    if isinstance(event, Pressed) and event.choice == "resume":
+        return _resume(state, fallback=_return_step(state)), ()
+    if isinstance(event, Pressed) and event.choice == "fresh":
+        return await _start_application(state.with_data(resume=None, return_to=None), ctx, fresh=True), ()
     raise Invalid(Msg("error.use_buttons"))
 
 
@@ -269,30 +324,52 @@ async def _on_language(state: State, event: Event, ctx: Context) -> tuple[State,
 
 
 async def _on_account(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
+    holdings = await _holdings(state, ctx)
+    if isinstance(event, Pressed) and event.choice == "another_phone":
+        return state.go(Step.ASK_PHONE), ()
     if isinstance(event, Pressed) and event.choice.startswith("acc:"):
         account_id = int(event.choice.removeprefix("acc:"))
-        account = next(a for a in await _accounts(state, ctx) if a.id == account_id)
-        draft = {
-            **state.draft,
-            "account_id": account.id,
-            "account_code": account.code,
-            "kind": account.kind,
-            "address": account.address,
-            "mp_id": None,
-            "mp_code": None,
-        }
-        return await _advance(ctx, state.with_data(draft=draft)), ()
-    raise Invalid(Msg("error.use_buttons"))
+        account, phone = next(h for h in holdings if h[0].id == account_id)
+        return await _choose_account(ctx, state, account, phone), ()
+    if isinstance(event, Text):  # a code typed from the bill instead of pressed: fine, if it is one
+        typed = _digits(event.text)
+        for account, phone in holdings:
+            if typed and typed == account.code:
+                return await _choose_account(ctx, state, account, phone), ()
+    if isinstance(event, Contact) or (isinstance(event, Text) and _looks_like_phone(event.text)):
+        return await identify.on_phone(state.go(Step.ASK_PHONE), event, ctx)  # another phone's accounts
+    raise Invalid(Msg("account.hint"))
+
+
+async def _choose_account(ctx: Context, state: State, account: AccountView, phone: str) -> State:
+    draft = {
+        **state.draft,
+        "account_id": account.id,
+        "account_code": account.code,
+        "kind": account.kind,
+        "address": account.address,
+        "company": account.company,
+        "voen": account.voen,
+        "phone": phone,
+        "mp_id": None,
+        "mp_code": None,
+    }
+    return await _advance(ctx, state.with_data(draft=draft))
 
 
 async def _on_metering_point(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
+    points = await ctx.registry.metering_points(int(state.draft["account_id"]))
+    point = None
     if isinstance(event, Pressed) and event.choice.startswith("mp:"):
         mp_id = int(event.choice.removeprefix("mp:"))
-        points = await ctx.registry.metering_points(int(state.draft["account_id"]))
         point = next(p for p in points if p.id == mp_id)
-        draft = {**state.draft, "mp_id": point.id, "mp_code": point.code, "address": point.address}
-        return await _advance(ctx, state.with_data(draft=draft)), ()
-    raise Invalid(Msg("error.use_buttons"))
+    elif isinstance(event, Text):  # the point's code typed from the bill
+        typed = validate.clean_text(event.text).upper().replace(" ", "")
+        point = next((p for p in points if p.code.upper().replace(" ", "") == typed), None)
+    if point is None:
+        raise Invalid(Msg("mp.hint"))
+    draft = {**state.draft, "mp_id": point.id, "mp_code": point.code, "address": point.address}
+    return await _advance(ctx, state.with_data(draft=draft)), ()
 
 
 async def _on_reason(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
@@ -304,86 +381,139 @@ async def _on_reason(state: State, event: Event, ctx: Context) -> tuple[State, N
 
 
 async def _on_description(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
-    if isinstance(event, Pressed) and event.choice == "keep":
-        return await _advance(ctx, state), ()
-    if not isinstance(event, Text):
-        raise Invalid(Msg("description.hint"))
-    text = validate.description(event.text)
-    return await _advance(ctx, state.with_data(draft={**state.draft, "description": text})), ()
-
-
-async def _on_attachments(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
+    """The description, a photo and the location, in any order; "Continue" when done."""
     draft = state.draft
+    if isinstance(event, Text):
+        text = validate.description(event.text)
+        key = "details.description_replaced" if draft.get("description") else "details.description_saved"
+        return state.with_data(draft={**draft, "description": text}), (note(key),)
     if isinstance(event, Photo):
-        if not event.ref or len(event.ref) > 512:
-            raise Invalid(Msg("attachments.hint"))
-        key = "attachments.photo_replaced" if draft.get("photo") else "attachments.photo_saved"
-        return state.with_data(draft={**draft, "photo": event.ref}), (note(key),)
+        return _photo(state, event)
     if isinstance(event, Location):
-        (lat_min, lat_max), (lon_min, lon_max) = AZ_BOUNDS
-        if not (lat_min <= event.latitude <= lat_max and lon_min <= event.longitude <= lon_max):
-            raise Invalid(Msg("attachments.location_outside"))
-        location = [round(event.latitude, 6), round(event.longitude, 6)]
-        return state.with_data(draft={**draft, "location": location}), (note("attachments.location_saved"),)
+        return _location(state, event)
     if isinstance(event, Pressed):
         if event.choice == "done":
+            if _needs_description(draft) and not draft.get("description"):
+                raise Invalid(Msg("details.required"))
             return await _advance(ctx, state), ()
         if event.choice == "remove":
             removed = state.with_data(draft={**draft, "photo": None, "location": None})
             return removed, (note("attachments.removed"),)
-    raise Invalid(Msg("attachments.hint"))
+    raise Invalid(Msg("details.hint"))
+
+
+def _photo(state: State, event: Photo) -> tuple[State, Notes]:
+    draft = state.draft
+    if not event.ref or len(event.ref) > 512:
+        raise Invalid(Msg("details.hint"))
+    key = "attachments.photo_replaced" if draft.get("photo") else "attachments.photo_saved"
+    draft = {**draft, "photo": event.ref}
+    if event.caption.strip() and not draft.get("description"):  # a caption describes the problem
+        try:
+            draft["description"] = validate.description(event.caption)
+        except Invalid:
+            pass  # a caption too short for a description is only a caption
+    return state.with_data(draft=draft), (note(key),)
+
+
+def _location(state: State, event: Location) -> tuple[State, Notes]:
+    if not (math.isfinite(event.latitude) and math.isfinite(event.longitude)):
+        raise Invalid(Msg("attachments.location_invalid"))
+    (lat_min, lat_max), (lon_min, lon_max) = AZ_BOUNDS
+    if not (lat_min <= event.latitude <= lat_max and lon_min <= event.longitude <= lon_max):
+        raise Invalid(Msg("attachments.location_outside"))
+    location = [round(event.latitude, 6), round(event.longitude, 6)]
+    return state.with_data(draft={**state.draft, "location": location}), (note("attachments.location_saved"),)
+
+
+async def _on_contacts(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
+    """The mobile, more numbers and the e-mail on one screen: "Correct", or change what is wrong."""
+    draft = state.draft
+    if isinstance(event, Pressed):
+        mobile = _shown_mobile(state)
+        if event.choice == "ok" and mobile:
+            return await _advance(ctx, state.with_data(draft=_with_mobile(draft, mobile))), ()
+        target = {"mobile": Step.MOBILE, "extra": Step.EXTRA_PHONES, "email": Step.EMAIL}.get(event.choice)
+        if target is not None:
+            return state.go(target), ()
+    if isinstance(event, Contact) and event.own:
+        mobile = validate.mobile(event.phone)
+        return state.with_data(draft=_with_mobile(draft, mobile)), (note("contacts.saved"),)
+    if isinstance(event, Text):
+        if "@" in event.text:
+            address = validate.email(event.text)
+            return state.with_data(draft={**draft, "email": address}), (note("contacts.saved"),)
+        return _typed_phones(state, event.text), (note("contacts.saved"),)
+    raise Invalid(Msg("contacts.hint"))
+
+
+def _typed_phones(state: State, text: str) -> State:
+    """Numbers typed at the contacts: the first is the mobile when there is none yet, the rest more."""
+    draft = state.draft
+    found = validate.phones(text)
+    mobile = _shown_mobile(state)
+    if mobile is None:
+        mobile = validate.mobile(found.pop(0))
+    extra = [p for p in [*(draft.get("extra") or []), *found] if p != mobile]
+    extra = list(dict.fromkeys(extra))
+    if len(extra) > validate.MAX_EXTRA_PHONES:
+        raise Invalid(Msg("extra.full", {"max": validate.MAX_EXTRA_PHONES}))
+    return state.with_data(draft={**draft, "mobile": mobile, "extra": extra})
+
+
+def _with_mobile(draft: dict[str, Any], mobile: str) -> dict[str, Any]:
+    return {**draft, "mobile": mobile, "extra": [p for p in draft.get("extra") or [] if p != mobile]}
 
 
 async def _on_mobile(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
     if isinstance(event, Pressed) and event.choice == "keep":
         phone = _prefilled_mobile(state)
-        return await _advance(ctx, state.with_data(draft={**state.draft, "mobile": phone})), ()
+        return state.go(Step.CONTACTS, draft={**state.draft, "mobile": phone}), ()
     if isinstance(event, Contact) and event.own:
         phone = validate.mobile(event.phone)
     elif isinstance(event, Text):
         phone = validate.mobile(event.text)
     else:
         raise Invalid(Msg("mobile.hint"))
-    extra = [p for p in state.draft.get("extra") or [] if p != phone]
-    return await _advance(ctx, state.with_data(draft={**state.draft, "mobile": phone, "extra": extra})), ()
+    return state.go(Step.CONTACTS, draft=_with_mobile(state.draft, phone)), ()
 
 
 async def _on_extra_phones(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
     draft = state.draft
-    extra = list(draft.get("extra") or [])
     if isinstance(event, Pressed):
         if event.choice == "done":
-            return await _advance(ctx, state.with_data(draft={**draft, "extra": extra})), ()
+            return state.go(Step.CONTACTS), ()
         if event.choice == "clear":
             return state.with_data(draft={**draft, "extra": []}), (note("extra.cleared"),)
     if not isinstance(event, Text):
         raise Invalid(Msg("extra.hint"))
-    if len(extra) >= validate.MAX_EXTRA_PHONES:
-        raise Invalid(Msg("extra.full", {"max": validate.MAX_EXTRA_PHONES}))
-    phone = validate.any_phone(event.text)
-    if phone == draft.get("mobile") or phone in extra:
-        raise Invalid(Msg("extra.duplicate"))
-    extra.append(phone)
+    extra = list(draft.get("extra") or [])
+    added = []
+    for phone in validate.phones(event.text):
+        if phone == _shown_mobile(state) or phone in extra:
+            raise Invalid(Msg("extra.duplicate"))
+        if len(extra) >= validate.MAX_EXTRA_PHONES:
+            raise Invalid(Msg("extra.full", {"max": validate.MAX_EXTRA_PHONES}))
+        extra.append(phone)
+        added.append(validate.display_phone(phone))
     state = state.with_data(draft={**draft, "extra": extra})
-    added = (note("extra.added", phone=validate.display_phone(phone)),)
+    notes = (note("extra.added", phone=", ".join(added)),)
     if len(extra) >= validate.MAX_EXTRA_PHONES:
-        return await _advance(ctx, state), added
-    return state, added
+        return state.go(Step.CONTACTS), notes
+    return state, notes
 
 
 async def _on_email(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
     draft = state.draft
     if isinstance(event, Pressed):
         if event.choice == "skip":
-            return await _advance(
-                ctx, state.with_data(draft={**draft, "email": None, "email_asked": True})
-            ), ()
+            return state.go(Step.CONTACTS, draft={**draft, "email": None}), ()
         if event.choice == "keep":
-            return await _advance(ctx, state), ()
+            return state.go(Step.CONTACTS), ()
     if not isinstance(event, Text):
         raise Invalid(Msg("email.hint"))
     address = validate.email(event.text)
-    return await _advance(ctx, state.with_data(draft={**draft, "email": address, "email_asked": True})), ()
+    return state.go(Step.CONTACTS, draft={**draft, "email": address}), ()
 
 
 async def _on_review(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
@@ -393,12 +523,12 @@ async def _on_review(state: State, event: Event, ctx: Context) -> tuple[State, N
             return state.go(target, editing=True, before_edit=state.draft), ()
         if event.choice == "send":
             return await _send(state, ctx)
-    raise Invalid(Msg("review.hint"))
+    raise Invalid(Msg("error.use_buttons"))
 
 
 async def _send(state: State, ctx: Context) -> tuple[State, Notes]:
     draft = state.draft
-    phone = str(state.data["phone"])
+    phone = str(draft.get("phone") or state.data["phone"])
     accounts = {a.id: a for a in await ctx.registry.accounts_by_phone(phone)}
     account = accounts.get(int(draft["account_id"]))
     mp_id = draft.get("mp_id")
@@ -407,9 +537,11 @@ async def _send(state: State, ctx: Context) -> tuple[State, Notes]:
         and mp_id not in {p.id for p in await ctx.registry.metering_points(account.id)}
     ):
         return state.go(Step.ACCOUNT, editing=True), (note("review.account_gone"),)
+    if _needs_description(draft) and not draft.get("description"):
+        return state.go(Step.DESCRIPTION, editing=True, before_edit=draft), (note("details.required"),)
     number = draft.get("number") or await ctx.applications.reserve_number()
     registered = await ctx.applications.register(_application(state, ctx, number, account))
-    data = {k: v for k, v in state.data.items() if k in ("phone", "own_phone")}
+    data = {k: v for k, v in state.data.items() if k in ("phone", "phones", "own_phone")}
     key = "review.registered" if registered.created else "review.already_registered"
     return state.evolve(step=Step.MENU, data=data), (note(key, number=registered.number),)
 
@@ -421,12 +553,12 @@ def _application(state: State, ctx: Context, number: str, account: AccountView) 
     return ApplicationDraft(
         number=number,
         subscriber=ctx.subscriber,
-        applicant_phone=str(state.data["phone"]),
+        applicant_phone=str(draft.get("phone") or state.data["phone"]),
         lang=state.lang,
         account_id=account.id,
         metering_point_id=int(mp_id) if mp_id is not None else None,
         reason=str(draft["reason"]),
-        description=str(draft["description"]),
+        description=str(draft.get("description") or ""),
         photo_ref=draft.get("photo"),
         latitude=(draft.get("location") or [None, None])[0],
         longitude=(draft.get("location") or [None, None])[1],
@@ -448,6 +580,8 @@ async def _on_my_list(state: State, event: Event, ctx: Context) -> tuple[State, 
 async def _on_app_detail(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
     if isinstance(event, Pressed) and event.choice == "cancel_app":
         return state.go(Step.CONFIRM_CANCEL), ()
+    if isinstance(event, Pressed) and event.choice == "new":
+        return await _start_application(state, ctx), ()
     if isinstance(event, Text | Photo):  # written with the application open: to its department
         return await _to_staff(state, int(state.data["view_app"]), event, ctx)
     raise Invalid(Msg("error.use_buttons"))
@@ -456,9 +590,11 @@ async def _on_app_detail(state: State, event: Event, ctx: Context) -> tuple[Stat
 async def _to_staff(
     state: State, application_id: int, event: Text | Photo, ctx: Context
 ) -> tuple[State, Notes]:
-    application = await ctx.applications.get_mine(ctx.subscriber, state.data.get("phone"), application_id)
+    application = await ctx.applications.get_mine(ctx.subscriber, _phones(state), application_id)
     if application is None:
         raise Invalid(Msg("app.not_found"))
+    if not application.open:  # its work is done: a new problem is a new application
+        raise DialogError(Msg("app.closed", {"number": application.number}))
     if isinstance(event, Photo):
         text, photo = (validate.message(event.caption) if event.caption.strip() else ""), event.ref
     else:
@@ -471,7 +607,7 @@ async def _to_staff(
 async def _on_confirm_cancel(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
     if isinstance(event, Pressed) and event.choice == "cancel_yes":
         app_id = int(state.data["view_app"])
-        application = await ctx.applications.get_mine(ctx.subscriber, state.data.get("phone"), app_id)
+        application = await ctx.applications.get_mine(ctx.subscriber, _phones(state), app_id)
         if application is None:
             return state.go(Step.MY_LIST), ()
         await ctx.applications.cancel(app_id, actor=f"subscriber:{ctx.subscriber.channel}")
@@ -486,8 +622,15 @@ async def _ask_menu(state: State, ctx: Context) -> Message:
     choices = [Choice("new", Msg("menu.new")), Choice("my", Msg("menu.my"))]
     if state.data.get("resume") and state.data.get("draft"):
         choices.insert(0, Choice("resume", Msg("menu.resume")))
+    if _phones(state):
+        choices.append(Choice("phone_add", Msg("menu.phone_add")))
     choices += [Choice("lang", Msg("menu.lang")), Choice("help", Msg("menu.help"))]
     return Message((Msg("menu.prompt"),), tuple(choices))
+
+
+async def _ask_confirm_new(state: State, ctx: Context) -> Message:
+    choices = (Choice("resume", Msg("confirm_new.resume")), Choice("fresh", Msg("confirm_new.fresh")), BACK)
+    return Message((Msg("confirm_new.ask"),), choices)
 
 
 async def _ask_language(state: State, ctx: Context) -> Message:
@@ -496,9 +639,9 @@ async def _ask_language(state: State, ctx: Context) -> Message:
 
 
 async def _ask_account(state: State, ctx: Context) -> Message:
-    accounts = await _accounts(state, ctx)
-    choices = [Choice(f"acc:{a.id}", _account_label(a)) for a in accounts]
-    return Message((Msg("account.ask"),), (*_page(state, choices), BACK, CANCEL))
+    choices = [Choice(f"acc:{a.id}", _account_label(a)) for a, _ in await _holdings(state, ctx)]
+    another = Choice("another_phone", Msg("account.another_phone"))
+    return Message((Msg("account.ask"),), (*_page(state, choices), another, BACK, CANCEL))
 
 
 async def _ask_metering_point(state: State, ctx: Context) -> Message:
@@ -518,27 +661,42 @@ async def _ask_reason(state: State, ctx: Context) -> Message:
 
 
 async def _ask_description(state: State, ctx: Context) -> Message:
-    parts = [Msg("description.ask", {"min": validate.DESCRIPTION_MIN, "max": validate.DESCRIPTION_MAX})]
-    choices: list[Choice] = []
-    current = state.draft.get("description")
-    if current:
-        parts.append(Msg("description.current", {"text": current}))
-        choices.append(Choice("keep", Msg("common.keep")))
-    return Message(tuple(parts), (*choices, BACK, CANCEL))
-
-
-async def _ask_attachments(state: State, ctx: Context) -> Message:
     draft = state.draft
-    parts = [Msg("attachments.ask")]
-    attached = bool(draft.get("photo") or draft.get("location"))
+    required = _needs_description(draft)
+    limits = {"min": validate.DESCRIPTION_MIN, "max": validate.DESCRIPTION_MAX}
+    parts = [Msg("details.ask_required" if required else "details.ask", limits)]
+    if draft.get("description"):
+        parts.append(Msg("description.current", {"text": draft["description"]}))
     if draft.get("photo"):
         parts.append(Msg("attachments.have_photo"))
     if draft.get("location"):
         parts.append(Msg("attachments.have_location"))
-    choices = [Choice("done", Msg("attachments.continue" if attached else "attachments.skip"))]
-    if attached:
+    choices = [] if required and not draft.get("description") else [Choice("done", Msg("details.continue"))]
+    if draft.get("photo") or draft.get("location"):
         choices.append(Choice("remove", Msg("attachments.remove")))
     return Message(tuple(parts), (*choices, BACK, CANCEL), request=Request.LOCATION)
+
+
+async def _ask_contacts(state: State, ctx: Context) -> Message:
+    draft = state.draft
+    mobile = _shown_mobile(state)
+    if mobile is None:  # nothing to confirm: the mobile first
+        return Message((Msg("contacts.ask_mobile"),), (BACK, CANCEL))
+    extra = draft.get("extra") or []
+    shown = {
+        "mobile": validate.display_phone(mobile),
+        "extra": ", ".join(validate.display_phone(p) for p in extra) or "—",
+        "email": draft.get("email") or "—",
+    }
+    choices = [
+        Choice("ok", Msg("contacts.ok")),
+        Choice("mobile", Msg("contacts.change_mobile")),
+        Choice(
+            "extra", Msg("contacts.add_phone" if len(extra) < validate.MAX_EXTRA_PHONES else "extra.clear")
+        ),
+        Choice("email", Msg("contacts.change_email" if draft.get("email") else "contacts.add_email")),
+    ]
+    return Message((Msg("contacts.ask", shown),), (*choices, BACK, CANCEL))
 
 
 async def _ask_mobile(state: State, ctx: Context) -> Message:
@@ -555,10 +713,10 @@ async def _ask_mobile(state: State, ctx: Context) -> Message:
 
 async def _ask_extra_phones(state: State, ctx: Context) -> Message:
     extra = state.draft.get("extra") or []
-    parts = [Msg("extra.ask", {"max": validate.MAX_EXTRA_PHONES})]
+    parts = [Msg("phones.ask", {"max": validate.MAX_EXTRA_PHONES})]
     if extra:
         parts.append(Msg("extra.current", {"phones": ", ".join(validate.display_phone(p) for p in extra)}))
-    choices = [Choice("done", Msg("common.continue" if extra else "common.skip"))]
+    choices = [Choice("done", Msg("common.back_to_contacts"))]
     if extra:
         choices.append(Choice("clear", Msg("extra.clear")))
     return Message(tuple(parts), (*choices, BACK, CANCEL))
@@ -566,8 +724,8 @@ async def _ask_extra_phones(state: State, ctx: Context) -> Message:
 
 async def _ask_email(state: State, ctx: Context) -> Message:
     current = state.draft.get("email")
-    choices = [Choice("skip", Msg("email.skip"))]
-    parts = [Msg("email.ask")]
+    choices = [Choice("skip", Msg("email.remove" if current else "email.skip"))]
+    parts = [Msg("email.ask_short")]
     if current:
         parts.append(Msg("email.current", {"email": current}))
         choices.insert(0, Choice("keep", Msg("common.keep")))
@@ -577,10 +735,14 @@ async def _ask_email(state: State, ctx: Context) -> Message:
 async def _ask_review(state: State, ctx: Context) -> Message:
     draft = state.draft
     parts = [Msg("review.title", {"number": draft.get("number", "—")})]
-    for holder in await ctx.registry.holders_by_phone(str(state.data.get("phone", ""))):
-        parts.append(
-            Msg("review.applicant", {"name": holder.full_name, "fin": validate.mask_fin(holder.fin)})
-        )
+    if draft.get("company"):  # a company's account: the company, not a person's FİN
+        parts.append(Msg("review.company", {"company": draft["company"], "voen": draft.get("voen") or "—"}))
+    else:
+        for holder in await ctx.registry.holders_by_phone(
+            str(draft.get("phone") or state.data.get("phone", ""))
+        ):
+            fin = validate.mask_fin(holder.fin)
+            parts.append(Msg("review.applicant", {"name": holder.full_name, "fin": fin}))
     parts += _review_card(draft)
     parts.append(Msg("review.hint"))
     choices = [Choice("send", Msg("review.send"))]
@@ -599,7 +761,7 @@ def _review_card(draft: dict[str, Any]) -> list[Msg]:
         parts.append(Msg("review.subscriber_code", {"code": draft.get("account_code", "—")}))
     parts.append(Msg("review.address", {"address": draft.get("address") or "—"}))
     parts.append(Msg("review.reason", {"reason": Msg(f"reason.{draft.get('reason', 'other')}")}))
-    parts.append(Msg("review.description", {"text": draft.get("description", "")}))
+    parts.append(Msg("review.description", {"text": draft.get("description") or "—"}))
     parts.append(Msg("review.photo_yes" if draft.get("photo") else "review.photo_no"))
     location = draft.get("location")
     if location:
@@ -617,7 +779,7 @@ def _review_card(draft: dict[str, Any]) -> list[Msg]:
 
 
 async def _ask_my_list(state: State, ctx: Context) -> Message:
-    apps = await ctx.applications.list_mine(ctx.subscriber, state.data.get("phone"))
+    apps = await ctx.applications.list_mine(ctx.subscriber, _phones(state))
     if not apps:
         return Message((Msg("my.empty"),), (Choice("new", Msg("menu.new")), BACK))
     parts = [Msg("my.title", {"count": len(apps)})]
@@ -638,9 +800,7 @@ async def _ask_my_list(state: State, ctx: Context) -> Message:
 
 
 async def _ask_app_detail(state: State, ctx: Context) -> Message:
-    app = await ctx.applications.get_mine(
-        ctx.subscriber, state.data.get("phone"), int(state.data["view_app"])
-    )
+    app = await ctx.applications.get_mine(ctx.subscriber, _phones(state), int(state.data["view_app"]))
     if app is None:
         return Message((Msg("app.not_found"),), (BACK,))
     parts = [
@@ -657,9 +817,12 @@ async def _ask_app_detail(state: State, ctx: Context) -> Message:
     ]
     for entry in app.history:
         parts.append(Msg("app.history_line", {"date": entry.at, "status": Msg(f"status.{entry.status}")}))
-    if app.result:
-        parts.append(Msg("app.result", {"text": app.result}))
-    if app.due_at is not None and app.open:
+    if app.result:  # "the result" of a completed one, "the reason" of a rejected one
+        parts.append(Msg(f"app.result_{app.status}", {"text": app.result}))
+    if not app.open:  # closed: it takes no more messages; a new problem is a new application
+        parts.append(Msg("app.closed_hint"))
+        return Message(tuple(parts), (Choice("new", Msg("menu.new")), BACK))
+    if app.due_at is not None:
         parts.append(Msg("app.due", {"date": app.due_at}))
     parts.append(Msg("app.write_hint"))
     choices = [Choice("cancel_app", Msg("app.cancel"))] if app.cancellable else []
@@ -682,11 +845,12 @@ STEPS: dict[Step, StepRule] = {
     Step.METERING_POINT: StepRule(_on_metering_point, _ask_metering_point),
     Step.REASON: StepRule(_on_reason, _ask_reason),
     Step.DESCRIPTION: StepRule(_on_description, _ask_description),
-    Step.ATTACHMENTS: StepRule(_on_attachments, _ask_attachments),
+    Step.CONTACTS: StepRule(_on_contacts, _ask_contacts),
     Step.MOBILE: StepRule(_on_mobile, _ask_mobile),
     Step.EXTRA_PHONES: StepRule(_on_extra_phones, _ask_extra_phones),
     Step.EMAIL: StepRule(_on_email, _ask_email),
     Step.REVIEW: StepRule(_on_review, _ask_review),
+    Step.CONFIRM_NEW: StepRule(_on_confirm_new, _ask_confirm_new),
     Step.MY_LIST: StepRule(_on_my_list, _ask_my_list),
     Step.APP_DETAIL: StepRule(_on_app_detail, _ask_app_detail),
     Step.CONFIRM_CANCEL: StepRule(_on_confirm_cancel, _ask_confirm_cancel),
@@ -702,7 +866,7 @@ def _park(state: State) -> State:
     An edit in progress stays one: resuming it returns to the review card when done.
     """
     step = _return_step(state) if state.step == Step.LANGUAGE else state.step
-    if step in FLOW and state.draft:
+    if step in APPLICATION_STEPS and state.draft:
         return state.with_data(resume=step.value)
     return state
 
@@ -722,9 +886,11 @@ def _page_slice(state: State, items: list[T]) -> tuple[list[T], list[Choice]]:
     page = min(max(int(state.data.get("page") or 0), 0), pages - 1)
     navigation = []
     if page > 0:
-        navigation.append(Choice(f"page:{page - 1}", Msg("common.prev")))
+        navigation.append(Choice(f"page:{page - 1}", Msg("common.page_prev", {"page": page, "pages": pages})))
     if page < pages - 1:
-        navigation.append(Choice(f"page:{page + 1}", Msg("common.next", {"page": page + 2, "pages": pages})))
+        navigation.append(
+            Choice(f"page:{page + 1}", Msg("common.page_next", {"page": page + 2, "pages": pages}))
+        )
     return items[page * PAGE_SIZE : (page + 1) * PAGE_SIZE], navigation
 
 
@@ -750,5 +916,56 @@ def _prefilled_mobile(state: State) -> str | None:
     return None
 
 
+def _phones(state: State) -> list[str]:
+    return identify.confirmed(state)
+
+
+async def _holdings(state: State, ctx: Context) -> list[tuple[AccountView, str]]:
+    """The accounts of every confirmed phone, each once, with the phone it is on file for."""
+    seen: dict[int, tuple[AccountView, str]] = {}
+    for phone in _phones(state):
+        for account in await ctx.registry.accounts_by_phone(phone):
+            seen.setdefault(account.id, (account, phone))
+    return list(seen.values())
+
+
 async def _accounts(state: State, ctx: Context) -> Sequence[AccountView]:
-    return await ctx.registry.accounts_by_phone(str(state.data.get("phone", "")))
+    return [account for account, _ in await _holdings(state, ctx)]
+
+
+def _account_facts(account: AccountView) -> Msg:
+    """An account's basic data, as the portal shows it: the code, the holder company, the address."""
+    if account.kind == "residential":
+        return Msg("account.facts_residential", {"code": account.code, "address": account.address or "—"})
+    if account.company:
+        company = {"company": account.company, "voen": account.voen or "—"}
+        return Msg(
+            "account.facts_company", {"code": account.code, "address": account.address or "—", **company}
+        )
+    return Msg("account.facts_non_residential", {"code": account.code, "address": account.address or "—"})
+
+
+def _needs_description(draft: dict[str, Any]) -> bool:
+    return draft.get("reason") in DESCRIBE_REASONS
+
+
+def _shown_mobile(state: State) -> str | None:
+    """The mobile the contacts show: the one chosen, or else the chat's own when it is a mobile."""
+    return _prefilled_mobile(state)
+
+
+def _has_content(draft: dict[str, Any]) -> bool:
+    """Whether a draft holds anything the subscriber chose or typed (not only its reserved number)."""
+    return any(value for key, value in draft.items() if key != "number")
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _looks_like_phone(text: str) -> bool:
+    try:
+        validate.any_phone(text)
+    except Invalid:
+        return False
+    return True

@@ -26,6 +26,8 @@ class AccountView:
     kind: str  # "residential" | "non_residential"
     address: str | None
     region: str | None
+    company: str | None = None  # a non-residential account's holder, as the registry names it
+    voen: str | None = None  # its tax number (VÖEN), 10 digits
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +123,10 @@ class Applications(Protocol):
 
     async def register(self, draft: ApplicationDraft) -> Registered: ...
 
-    async def list_mine(self, subscriber: Subscriber, phone: str | None) -> Sequence[ApplicationView]: ...
+    async def list_mine(self, subscriber: Subscriber, phones: Sequence[str]) -> Sequence[ApplicationView]: ...
 
     async def get_mine(
-        self, subscriber: Subscriber, phone: str | None, application_id: int
+        self, subscriber: Subscriber, phones: Sequence[str], application_id: int
     ) -> ApplicationView | None: ...
 
     async def cancel(self, application_id: int, actor: str) -> None:

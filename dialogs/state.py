@@ -20,16 +20,26 @@ class Step(StrEnum):
     ACCOUNT = "account"
     METERING_POINT = "metering_point"
     REASON = "reason"
-    DESCRIPTION = "description"
-    ATTACHMENTS = "attachments"
-    MOBILE = "mobile"
+    DESCRIPTION = "description"  # the description, a photo and the location, on one screen
+    CONTACTS = "contacts"  # the mobile, more numbers and the e-mail, on one screen …
+    MOBILE = "mobile"  # … each changed on its own when the subscriber asks
     EXTRA_PHONES = "extra_phones"
     EMAIL = "email"
     REVIEW = "review"
+    CONFIRM_NEW = "confirm_new"  # a new application while a draft waits: go on with it, or drop it?
     MY_LIST = "my_list"
     APP_DETAIL = "app_detail"
     CONFIRM_CANCEL = "confirm_cancel"
     LANGUAGE = "language"
+
+    @classmethod
+    def parse(cls, value: object) -> Step:
+        """A stored step; one an earlier version had becomes the step that does its work now."""
+        return cls(LEGACY_STEPS.get(str(value), str(value)))
+
+
+# Steps of earlier versions that may still be stored in a conversation, and where they went.
+LEGACY_STEPS = {"attachments": Step.DESCRIPTION.value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +65,7 @@ class State:
             return cls(lang=lang)
         try:
             obj = json.loads(raw)
-            step = Step(obj["step"])
+            step = Step.parse(obj["step"])
             data = obj.get("data") or {}
             stored_lang = obj.get("lang") or lang
             rev = int(obj.get("rev") or 0)

@@ -99,6 +99,22 @@ def any_phone(text: str) -> str:
     return e164(_parse_az(text))
 
 
+_PHONE_SEPARATORS = re.compile(r"[,;/\n]|\s(?:və|ve|и|and|or|или|yaxud|ya da)\s", re.IGNORECASE)
+
+
+def phones(text: str, limit: int = MAX_EXTRA_PHONES + 1) -> list[str]:
+    """One or more Azerbaijani numbers on a line ("050 123 45 67, 077 123 45 67"), in E.164, once each."""
+    pieces = [piece.strip() for piece in _PHONE_SEPARATORS.split(clean_text(text)) if piece.strip()]
+    if len(pieces) > limit:
+        raise Invalid(Msg("error.phones_many", {"max": limit}))
+    found: list[str] = []
+    for piece in pieces or [""]:
+        phone = any_phone(piece)
+        if phone not in found:
+            found.append(phone)
+    return found
+
+
 def is_az_mobile(value: str) -> bool:
     try:
         mobile(value)

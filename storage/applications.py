@@ -165,11 +165,11 @@ async def by_number(session: AsyncSession, number: str) -> Application | None:
 
 
 async def list_for_subscriber(
-    session: AsyncSession, channel: str, user_key: str, phone: str | None, limit: int = LIST_LIMIT
+    session: AsyncSession, channel: str, user_key: str, phones: Sequence[str], limit: int = LIST_LIMIT
 ) -> Sequence[Application]:
-    """Applications filed from this chat or by the verified phone on any channel, newest first."""
+    """Applications filed from this chat or for one of its verified phones on any channel, newest first."""
     mine = (col(Application.channel) == channel) & (col(Application.user_key) == user_key)
-    condition = or_(mine, col(Application.applicant_phone) == phone) if phone else mine
+    condition = or_(mine, col(Application.applicant_phone).in_(list(phones))) if phones else mine
     query = (
         select(Application)
         .where(condition)

@@ -46,6 +46,9 @@ class Account(SQLModel, table=True):
     person_id: int = Field(foreign_key="person.id", index=True)
     address: str | None = Field(default=None, max_length=300)
     region: str | None = Field(default=None, max_length=100)
+    # A non-residential account's holder as the registry names it, and its tax number (VÖEN, 10 digits).
+    company: str | None = Field(default=None, max_length=200)
+    voen: str | None = Field(default=None, max_length=10)
     active: bool = True
 
 

@@ -9,6 +9,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,17 +24,25 @@ if TYPE_CHECKING:
     from _csv import Reader as CsvReader  # what csv.reader() returns; the csv module does not name it
 
 HEADER = ("fin", "full_name", "phone", "kind", "code", "metering_point", "address", "region")
+# May follow HEADER, in this order: a non-residential account's holder and its tax number. A file
+# without them is as good; the import then leaves what is stored for them as it is.
+OPTIONAL_HEADER = ("company", "voen")
+HEADERS = tuple(
+    HEADER + extra for n in range(len(OPTIONAL_HEADER) + 1) for extra in combinations(OPTIONAL_HEADER, n)
+)
 KINDS = ("residential", "non_residential")
 SAMPLE_CSV = Path(__file__).with_name("sample_registry.csv")
 MAX_ERRORS = 200
 # A refresh may set at most this share (percent) of the active accounts inactive: a cut-short export
 # must not switch off everyone missing from it.
 MAX_DEACTIVATE_PERCENT = 5.0
-TEXT_COLUMNS = ("full_name", "address", "region")  # free text; the other columns have strict formats
-_TEXT_LIMITS = {"full_name": 200, "address": 300, "region": 100}  # characters
+TEXT_COLUMNS = ("full_name", "address", "region", "company")  # free text; the others have strict formats
+_TEXT_LIMITS = {"full_name": 200, "address": 300, "region": 100, "company": 200}  # characters
+_OPTIONAL_TEXT = ("company",)  # may be empty
 
 _FIN_RE = re.compile(r"^[0-9A-HJ-NP-Z]{7}$")
 _CODE_RE = re.compile(r"^[0-9]{6,20}$")
+_VOEN_RE = re.compile(r"^[0-9]{10}$")
 _POINT_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z\-_/.]{0,39}$")
 _MOBILE = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
 # What a spreadsheet runs as a formula after a leading + or -. A bare sign, a number or plain words
@@ -111,7 +120,7 @@ class ImportReport:
     persons_added: int = 0
     persons_changed: int = 0
     accounts_added: int = 0
-    accounts_changed: int = 0  # another owner, kind, address or region, or active again
+    accounts_changed: int = 0  # another owner, kind, address, region, company or VÖEN, or active again
     accounts_deactivated: int = 0
     metering_points_added: int = 0
     metering_points_changed: int = 0
@@ -133,12 +142,27 @@ class _Row:
     point: str
     address: str
     region: str
+    company: str | None  # None: the file has no such column
+    voen: str | None  # without spaces; None: the file has no such column
 
     @classmethod
-    def read(cls, line: int, cells: Sequence[str]) -> _Row:
-        """The row of one record's cleaned cells, in the order of HEADER; not yet checked."""
-        fin, name, phone, kind, code, point, address, region = cells
-        return cls(line, fin.upper(), name, _phone(phone) or "", kind.lower(), code, point, address, region)
+    def read(cls, line: int, columns: Sequence[str], cells: Sequence[str]) -> _Row:
+        """The row of one record's cleaned cells, named by the file's columns; not yet checked."""
+        cell = dict(zip(columns, cells, strict=True))
+        voen = cell.get("voen")
+        return cls(
+            line,
+            cell["fin"].upper(),
+            cell["full_name"],
+            _phone(cell["phone"]) or "",
+            cell["kind"].lower(),
+            cell["code"],
+            cell["metering_point"],
+            cell["address"],
+            cell["region"],
+            cell.get("company"),
+            None if voen is None else "".join(voen.split()),
+        )
 
 
 @dataclass(slots=True)
@@ -165,6 +189,8 @@ class _Parsed:
             return f"code {code} is {first.kind} on line {first.line}"
         if row.kind == "residential":
             return f"duplicate subscriber code {code} (line {first.line})"
+        if (first.company, first.voen) != (row.company, row.voen):
+            return f"code {code} has another company or VÖEN on line {first.line}"
         if (code, point) in self.points:
             return f"duplicate metering point {point} of {code} (line {self.points[code, point].line})"
         return None
@@ -218,9 +244,9 @@ def _phone(value: str) -> str | None:
 def parse_csv(data: bytes) -> _Parsed:
     """Check every line of an export; raise with all the reasons, or return the rows grouped."""
     reader = csv.reader(io.StringIO(_decode(data), newline=""))
-    _check_header(reader)
+    columns = _check_header(reader)
     parsed = _Parsed()
-    errors = _read_records(reader, parsed)
+    errors = _read_records(reader, columns, parsed)
     if errors:
         raise RegistryImportError(errors)
     if not parsed.accounts:
@@ -235,8 +261,8 @@ def _decode(data: bytes) -> str:
         raise RegistryImportError([LineError(0, f"the file is not UTF-8 (byte {exc.start})")]) from exc
 
 
-def _check_header(reader: CsvReader) -> None:
-    """Read the first record: it must name the columns of HEADER, in that order."""
+def _check_header(reader: CsvReader) -> tuple[str, ...]:
+    """Read the first record and return the columns it names: one of HEADERS, in that order."""
     try:
         header = next(reader)
     except StopIteration:
@@ -244,11 +270,15 @@ def _check_header(reader: CsvReader) -> None:
     except csv.Error as exc:
         raise RegistryImportError([LineError(1, f"unreadable CSV: {exc}")]) from exc
     names = tuple(_clean(h).lower() for h in header)
-    if names != HEADER:
-        raise RegistryImportError([LineError(1, f"the header must be: {','.join(HEADER)}")])
+    if names not in HEADERS:
+        optional = " and/or ".join(OPTIONAL_HEADER)
+        raise RegistryImportError(
+            [LineError(1, f"the header must be: {','.join(HEADER)}, optionally followed by {optional}")]
+        )
+    return names
 
 
-def _read_records(reader: CsvReader, parsed: _Parsed) -> list[LineError]:
+def _read_records(reader: CsvReader, columns: Sequence[str], parsed: _Parsed) -> list[LineError]:
     """Add every good record after the header to `parsed`; return the problems of the others.
 
     Reading stops after MAX_ERRORS problems (a last line says so), and at CSV that cannot be read.
@@ -261,7 +291,7 @@ def _read_records(reader: CsvReader, parsed: _Parsed) -> list[LineError]:
                     LineError(line, f"stopped after {MAX_ERRORS} problems; fix these and import again")
                 )
                 break
-            reason = _read_record(line, raw, parsed)
+            reason = _read_record(line, raw, columns, parsed)
             if reason is not None:
                 errors.append(LineError(line, reason))
     except csv.Error as exc:
@@ -281,14 +311,14 @@ def _records(reader: CsvReader) -> Iterator[tuple[int, list[str]]]:
             yield line, raw
 
 
-def _read_record(line: int, raw: list[str], parsed: _Parsed) -> str | None:
+def _read_record(line: int, raw: list[str], columns: Sequence[str], parsed: _Parsed) -> str | None:
     """Add one record to `parsed`, or say why it cannot be imported."""
-    if len(raw) != len(HEADER):
-        return f"expected {len(HEADER)} fields, found {len(raw)}"
+    if len(raw) != len(columns):
+        return f"expected {len(columns)} fields, found {len(raw)}"
     cells = [_clean(c) for c in raw]
     if any(_has_hidden(c) for c in cells):
         return "control characters or invisible formatting in a field"
-    row = _Row.read(line, cells)
+    row = _Row.read(line, columns, cells)
     problems = _field_problems(row)
     if problems:
         return "; ".join(problems)
@@ -299,7 +329,7 @@ def _read_record(line: int, raw: list[str], parsed: _Parsed) -> str | None:
 
 
 def _field_problems(row: _Row) -> list[str]:
-    """What is wrong with the fields of one row on its own: the columns in HEADER order, then formulas."""
+    """What is wrong with the fields of one row on its own: the columns in header order, then formulas."""
     found = [
         None if _FIN_RE.fullmatch(row.fin) else "bad FİN: 7 characters of 0-9 and A-Z without I and O",
         _text_problem("full_name", row.full_name),
@@ -310,18 +340,31 @@ def _field_problems(row: _Row) -> list[str]:
         _point_problem(row.point),
         _text_problem("address", row.address),
         _text_problem("region", row.region),
+        _text_problem("company", row.company or ""),
+        None if not row.voen or _VOEN_RE.fullmatch(row.voen) else "bad VÖEN: 10 digits",
+        _company_kind_problem(row.kind, row.company, row.voen),
     ]
-    for column, value in zip(TEXT_COLUMNS, (row.full_name, row.address, row.region), strict=True):
+    texts = (row.full_name, row.address, row.region, row.company or "")
+    for column, value in zip(TEXT_COLUMNS, texts, strict=True):
         found.append(_formula_problem(column, value))
     return [reason for reason in found if reason is not None]
 
 
 def _text_problem(column: str, value: str) -> str | None:
-    """A free-text column must hold something, and no more than its limit in _TEXT_LIMITS."""
+    """A free-text column must hold something (unless _OPTIONAL_TEXT), and no more than its limit."""
     limit = _TEXT_LIMITS[column]
+    if column in _OPTIONAL_TEXT:
+        return None if len(value) <= limit else f"{column} is longer than {limit} characters"
     if value and len(value) <= limit:
         return None
     return f"{column} is empty or longer than {limit} characters"
+
+
+def _company_kind_problem(kind: str, company: str | None, voen: str | None) -> str | None:
+    """A company and its VÖEN name the holder of a non-residential account; a person holds the others."""
+    if kind == "residential" and (company or voen):
+        return "a residential row has a company or VÖEN"
+    return None
 
 
 def _point_kind_problem(kind: str, point: str) -> str | None:
@@ -403,30 +446,46 @@ async def _import_accounts(
 ) -> None:
     """Add or update every account in the file, active; the new ones go into `accounts`, with their ids."""
     for code, row in parsed.accounts.items():
-        residential = row.kind == "residential"
         person_id = persons[row.fin].id
         assert person_id is not None
-        # A non-residential account's address and region are those of its metering points.
-        values = (
-            row.kind,
-            person_id,
-            row.address if residential else None,
-            row.region if residential else None,
-        )
         account = accounts.get(code)
+        values = _account_values(row, person_id, account)
         if account is None:
             account = Account(code=code, kind=row.kind, person_id=person_id)
             session.add(account)
             accounts[code] = account
             report.accounts_added += 1
-        else:
-            before = (account.kind, account.person_id, account.address, account.region, account.active)
-            if before != (*values, True):
-                report.accounts_changed += 1
-        account.kind, account.person_id, account.address, account.region = values
-        account.active = True
+        elif any(getattr(account, name) != value for name, value in values.items()):
+            report.accounts_changed += 1
+        for name, value in values.items():
+            setattr(account, name, value)
         report.accounts += 1
     await session.flush()
+
+
+def _account_values(row: _Row, person_id: int, stored: Account | None) -> dict[str, object]:
+    """The columns of an account as the file has it, active.
+
+    A non-residential account's address and region are those of its metering points; a residential one
+    has no company. A column the file does not have keeps what is stored.
+    """
+    residential = row.kind == "residential"
+    return {
+        "kind": row.kind,
+        "person_id": person_id,
+        "address": row.address if residential else None,
+        "region": row.region if residential else None,
+        "company": None if residential else _optional(row.company, stored.company if stored else None),
+        "voen": None if residential else _optional(row.voen, stored.voen if stored else None),
+        "active": True,
+    }
+
+
+def _optional(value: str | None, stored: str | None) -> str | None:
+    """What an optional column sets: its value, None when it is empty, `stored` when the file lacks it."""
+    if value is None:
+        return stored
+    return value or None
 
 
 async def _import_points(

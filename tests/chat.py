@@ -148,25 +148,32 @@ class Chat:
             return row.state if row else ""
 
 
-async def identify(chat: Chat, phone: str = PLAIN) -> None:
+async def identify(chat: Chat, phone: str = PLAIN) -> str:
+    """A fresh chat shares its own number on file; what the bot answered to it."""
     await chat.start()
     await chat.press("new")
-    await chat.contact(phone)
+    return await chat.contact(phone)
 
 
 async def describe_and_finish(chat: Chat, description: str) -> str:
-    """From the description step to the review card: no attachments, the same mobile, no extras."""
+    """From the description step to the review card: no attachments, the contacts as they are."""
     await chat.type(description)
     await chat.press("done")
-    await chat.press("keep")
-    await chat.press("done")
-    return await chat.press("skip")
+    return await chat.press("ok")
+
+
+async def choose_account(chat: Chat, account: str | None = None) -> None:
+    """Press the account when the dialog asks (a phone with one account is not asked)."""
+    if chat.question.choices and any(c.startswith("acc:") for c in chat.choice_ids):
+        await chat.press(account or next(c for c in chat.choice_ids if c.startswith("acc:")))
+    else:
+        assert account is None or account.removeprefix("acc:").isdigit(), account
 
 
 async def fill_residential(chat: Chat, phone: str = PLAIN, account: str | None = None) -> None:
     """From a fresh chat to the review card of a residential application."""
     await identify(chat, phone)
-    await chat.press(account or chat.choice_ids[0])
+    await choose_account(chat, account)
     await chat.press("reason:no_power")
     await describe_and_finish(chat, "Mənzildə səhərdən işıq yoxdur, qonşularda var.")
 

@@ -8,10 +8,11 @@ against them through the environment, as an operator would.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,11 +41,13 @@ def t(key: str, **params: Any) -> str:
     return translate(Msg(key, params), "az")
 
 
-async def eventually(check: Callable[[], T], what: str, within: float = 30) -> T:
-    """The first truthy value of `check`, polled until `within` seconds have passed."""
+async def eventually(check: Callable[[], T | Awaitable[T]], what: str, within: float = 30) -> T:
+    """The first truthy value of `check` (awaited when it is a coroutine), polled for `within` seconds."""
     deadline = time.monotonic() + within
     while True:
         value = check()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:
@@ -205,19 +208,25 @@ async def the_application(db: Database) -> Application:
 async def file_in_telegram(user: TelegramUser, phone: str, code: str, email: str | None = None) -> None:
     """The shortest residential application in Telegram, from /start to "Send"."""
     assert "Azərişıq" in await user.text("/start")
-    await user.press("Yeni müraciət")
+    await user.press(t("menu.new"))
     await user.contact(phone)
-    await user.press(code)
-    await user.press("İşıq yoxdur")
+    await choose_account(user, code)
+    await user.press(t("reason.no_power"))
     await user.text("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
-    await user.press("Keç")
-    await user.press("qalsın")
-    await user.press("Keç")
-    if email is None:
-        await user.press("E-poçt olmadan")
-    else:
-        await user.text(email)
-    assert "qeydə alındı" in await user.press("Müraciəti göndər")
+    await user.press(t("details.continue"))
+    if email is not None:
+        await user.text(email)  # typed at the contacts: the e-mail address
+    await user.press(t("contacts.ok"))
+    assert "qeydə alındı" in await user.press(t("review.send"))
+
+
+async def choose_account(user: TelegramUser | WaUser, code: str) -> None:
+    """Press the account with `code` when the dialog asks; a phone with one account is not asked."""
+    if isinstance(user, TelegramUser):
+        if any("|acc:" in data for _, data in user.buttons()):
+            await user.press(code)
+    elif any("|acc:" in option_id for option_id, _ in user.options()):
+        await user.press(code)
 
 
 def whatsapp_user(world: World, service: Isiqbot, wa_id: str) -> WaUser:
@@ -240,13 +249,11 @@ async def file_in_whatsapp(user: WaUser, own_number: str, code: str) -> None:
     assert "Azərişıq" in await user.text("Salam")
     await user.press("new")
     await user.press(own_number)
-    await user.press(code)
+    await choose_account(user, code)
     await user.press("reason:no_power")
     await user.text("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
     await user.press("done")
-    await user.press("keep")
-    await user.press("done")
-    await user.press("skip")
+    await user.press("ok")
     assert "qeydə alındı" in await user.press("send")
 
 

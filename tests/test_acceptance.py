@@ -150,6 +150,9 @@ async def test_staff_and_subscribers_write_to_each_other_with_photos_in_both_cha
     assert (
         "Sayğacınız budur?" in to_elcin[-1]["caption"] and "Bakı Elektrik Şəbəkəsi" in to_elcin[-1]["caption"]
     )
+    # A person replies seconds later; the test could within a millisecond, before the bot has written
+    # down which application the photo was about (right after Telegram took it). So it waits for that.
+    await eventually(lambda: staff_message_sent(db), "the photo recorded as sent")
     await elcin.photo("AgAD-answer", caption="Bəli, budur.", reply_to=to_elcin[-1]["message_id"])
     back = await eventually(
         lambda: [m for m in world.telegram.sent_to(BAKI) if m["method"] == "sendPhoto"], "Elçin's photo"
@@ -163,11 +166,19 @@ async def test_staff_and_subscribers_write_to_each_other_with_photos_in_both_cha
         lambda: [m for m in world.graph.sent_to(sevda.key) if m["type"] == "image"], "the photo for Sevda"
     )
     assert world.graph.uploads[-1]["data"] == PHOTO and "Bu kabeldir?" in image[-1]["image"]["caption"]
+    await eventually(lambda: staff_message_sent(db, 2), "the photo recorded as sent")
     await sevda.image("5550001112223334", caption="Bəli, dirəkdəki kabeldir.", reply_to=image[-1]["id"])
     await eventually(
         lambda: any("Bəli, dirəkdəki kabeldir." in x for x in world.telegram_texts(BAKI)), "Sevda's photo"
     )
     assert world.graph.media_requests[-1] == "5550001112223334"
+
+
+async def staff_message_sent(db: Database, count: int = 1) -> bool:
+    """Whether `count` staff messages to subscribers are recorded as sent (their links written)."""
+    async with db.transaction() as session:
+        rows = (await session.scalars(select(Notification).where(Notification.kind == "staff_message"))).all()
+    return sum(row.state in (outbox.SENT, outbox.DELIVERED) for row in rows) >= count
 
 
 async def test_a_subscriber_who_blocked_the_bot_gets_the_news_by_sms_and_the_link_opens_the_page(

@@ -28,12 +28,23 @@ from bot.core.service import Conversations
 from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
 from dialogs.replies import Message
 from dialogs.state import Step
-from locales import catalog, translate
+from locales import Msg, catalog, translate
 from storage import registry
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import Application, StatusChange
-from tests.chat import LANDLORD, PLAIN, PLAIN_CODE, SHOP, Chat, SmsRecorder, fill_residential, identify
+from tests.chat import (
+    BOTH,
+    LANDLORD,
+    PLAIN,
+    PLAIN_CODE,
+    SHOP,
+    Chat,
+    SmsRecorder,
+    choose_account,
+    fill_residential,
+    identify,
+)
 from tests.conftest import POSTGRES_URL, Clock, _drop_postgres_database, _postgres_database
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -114,17 +125,17 @@ async def _to_ask_otp(c: Chat) -> None:
 
 
 async def _to_account(c: Chat) -> None:
-    await identify(c)
+    await identify(c, BOTH)  # several accounts: the question is asked (one would be taken as it is)
 
 
 async def _to_metering_point(c: Chat) -> None:
-    await identify(c, SHOP)  # a main code with two metering points
-    await c.press(c.choice_ids[0])
+    await identify(c, SHOP)  # one main code (taken as it is) with two metering points
+    await choose_account(c)
 
 
 async def _to_reason(c: Chat) -> None:
-    await identify(c)
-    await c.press(PLAIN_CODE)
+    await identify(c)  # PLAIN has one account: it is taken, and the reason asked at once
+    await choose_account(c)
 
 
 async def _to_description(c: Chat) -> None:
@@ -132,28 +143,34 @@ async def _to_description(c: Chat) -> None:
     await c.press("reason:no_power")
 
 
-async def _to_attachments(c: Chat) -> None:
+async def _to_contacts(c: Chat) -> None:
     await _to_description(c)
     await c.type(DESCRIPTION)
+    await c.press("done")  # the mobile is PLAIN, prefilled from the shared contact
 
 
 async def _to_mobile(c: Chat) -> None:
-    await _to_attachments(c)
-    await c.press("done")
+    await _to_contacts(c)
+    await c.press("mobile")
 
 
 async def _to_extra_phones(c: Chat) -> None:
-    await _to_mobile(c)
-    await c.press("keep")  # the mobile number is PLAIN
+    await _to_contacts(c)
+    await c.press("extra")
 
 
 async def _to_email(c: Chat) -> None:
-    await _to_extra_phones(c)
-    await c.press("done")
+    await _to_contacts(c)
+    await c.press("email")
 
 
 async def _to_review(c: Chat) -> None:
     await fill_residential(c)
+
+
+async def _to_confirm_new(c: Chat) -> None:
+    await _to_description(c)
+    await c.command("new")  # a draft waits: go on with it, or start afresh?
 
 
 async def _to_my_list(c: Chat) -> None:
@@ -183,11 +200,12 @@ WALKS: dict[Step, Callable[[Chat], Awaitable[None]]] = {
     Step.METERING_POINT: _to_metering_point,
     Step.REASON: _to_reason,
     Step.DESCRIPTION: _to_description,
-    Step.ATTACHMENTS: _to_attachments,
+    Step.CONTACTS: _to_contacts,
     Step.MOBILE: _to_mobile,
     Step.EXTRA_PHONES: _to_extra_phones,
     Step.EMAIL: _to_email,
     Step.REVIEW: _to_review,
+    Step.CONFIRM_NEW: _to_confirm_new,
     Step.MY_LIST: _to_my_list,
     Step.APP_DETAIL: _to_app_detail,
     Step.CONFIRM_CANCEL: _to_confirm_cancel,
@@ -264,7 +282,7 @@ async def send_bad(chat: Chat, event: Event, lang: str = "az") -> str:
 
 # ---- the same bad input at every step -------------------------------------------------------------
 
-FOREIGN_CHOICES = ("reason:no_power", "acc:1", "send", "by_code", "edit:email")
+FOREIGN_CHOICES = ("reason:no_power", "acc:1", "send", "by_code", "edit:contacts")
 
 
 def _foreign_choice(chat: Chat) -> Event:
@@ -305,9 +323,9 @@ BAD: dict[str, Callable[[Chat], Event]] = {
 
 # Input that is bad elsewhere but exactly what these steps ask for (covered by the tests further down).
 VALID_THERE = {
-    # Each has 10+ characters and 3+ Latin letters: a description, as far as the dialog can tell.
-    Step.DESCRIPTION: {"sql", "html", "label_send_typed", "choice_id_typed"},
-    Step.ATTACHMENTS: {"photo"},
+    # Each has 10+ characters and 3+ Latin letters: a description, as far as the dialog can tell; and
+    # the photo is taken on the description's screen.
+    Step.DESCRIPTION: {"sql", "html", "label_send_typed", "choice_id_typed", "photo"},
 }
 
 CASES = [
@@ -388,7 +406,28 @@ EXPLAINED = {
     "description-bidi": Explained(
         Step.DESCRIPTION, Text("\u202eSəhərdən işıq yoxdur"), "error.control_characters"
     ),
-    "description-location": Explained(Step.DESCRIPTION, Location(40.4, 49.9), "description.hint"),
+    "description-contact": Explained(Step.DESCRIPTION, Contact(PLAIN, own=True), "details.hint"),
+    # DESCRIPTION: a photo or a location in Azerbaijan, on the same screen.
+    "location-paris": Explained(
+        Step.DESCRIPTION, Location(48.85, 2.35), "attachments.location_outside", ("Azərbaycan",)
+    ),
+    "location-swapped": Explained(Step.DESCRIPTION, Location(49.87, 40.41), "attachments.location_outside"),
+    "location-null_island": Explained(Step.DESCRIPTION, Location(0.0, 0.0), "attachments.location_outside"),
+    "location-nan": Explained(Step.DESCRIPTION, Location(math.nan, math.nan), "attachments.location_invalid"),
+    "location-inf": Explained(
+        Step.DESCRIPTION, Location(math.inf, -math.inf), "attachments.location_invalid"
+    ),
+    "photo-empty": Explained(Step.DESCRIPTION, Photo(""), "details.hint"),
+    "photo-huge_ref": Explained(Step.DESCRIPTION, Photo("x" * 513), "details.hint"),
+    # CONTACTS: a number (the mobile, or one more) or an e-mail address typed, or a button.
+    "contacts-words": Explained(Step.CONTACTS, Text("salam"), "error.phone_format"),
+    "contacts-russian": Explained(Step.CONTACTS, Text("+7 916 123 45 67"), "error.phone_not_az"),
+    "contacts-bad_email": Explained(Step.CONTACTS, Text("ad@@example.az"), "error.email"),
+    "contacts-location": Explained(Step.CONTACTS, Location(40.4, 49.9), "contacts.hint"),
+    "contacts-photo": Explained(Step.CONTACTS, Photo("file-1"), "contacts.hint"),
+    "contacts-contact_not_own": Explained(
+        Step.CONTACTS, Contact("+994551112233", own=False), "contacts.hint"
+    ),
     # MOBILE: an Azerbaijani mobile number, typed or the sender's own contact.
     "mobile-russian": Explained(
         Step.MOBILE, Text("+7 916 123 45 67"), "error.phone_not_az", ("Azərbaycan", "+994")
@@ -436,35 +475,17 @@ EXPLAINED = {
     "phone-too_short": Explained(Step.ASK_PHONE, Text("+994 55"), "identify.phone_hint"),
     "phone-10k": Explained(Step.ASK_PHONE, Text("5" * 10_000), "identify.phone_hint"),
     "phone-contact_not_own": Explained(Step.ASK_PHONE, Contact(PLAIN, own=False), "identify.contact_not_own"),
-    # ATTACHMENTS: a photo or a location in Azerbaijan.
-    "attachments-paris": Explained(
-        Step.ATTACHMENTS, Location(48.85, 2.35), "attachments.location_outside", ("Azərbaycan",)
-    ),
-    "attachments-swapped": Explained(
-        Step.ATTACHMENTS, Location(49.87, 40.41), "attachments.location_outside"
-    ),
-    "attachments-null_island": Explained(
-        Step.ATTACHMENTS, Location(0.0, 0.0), "attachments.location_outside"
-    ),
-    "attachments-nan": Explained(
-        Step.ATTACHMENTS, Location(math.nan, math.nan), "attachments.location_outside"
-    ),
-    "attachments-inf": Explained(
-        Step.ATTACHMENTS, Location(math.inf, -math.inf), "attachments.location_outside"
-    ),
-    "attachments-empty_photo": Explained(Step.ATTACHMENTS, Photo(""), "attachments.hint"),
-    "attachments-huge_photo_ref": Explained(Step.ATTACHMENTS, Photo("x" * 513), "attachments.hint"),
-    "attachments-text": Explained(Step.ATTACHMENTS, Text("şəkil yoxdur"), "attachments.hint"),
     # Buttons only.
     "menu-text": Explained(Step.MENU, Text("Yeni müraciət"), "error.use_buttons"),
     "reason-label_typed": Explained(Step.REASON, Text("İşıq yoxdur"), "error.use_buttons"),
-    "review-label_typed": Explained(Step.REVIEW, Text("✅ Müraciəti göndər"), "review.hint"),
+    "review-label_typed": Explained(Step.REVIEW, Text("✅ Müraciəti göndər"), "error.use_buttons"),
     "review-other_step_choice": Explained(
         Step.REVIEW, Pressed("reason:no_power", None), "error.stale_button"
     ),
     "mobile-reason_pressed": Explained(Step.MOBILE, Pressed("reason:no_power", None), "error.stale_button"),
     "my_list-text": Explained(Step.MY_LIST, Text("TX-2026-000001"), "error.use_buttons"),
     "account-forged": Explained(Step.ACCOUNT, Pressed("acc:999999", None), "error.stale_button"),
+    "confirm_new-text": Explained(Step.CONFIRM_NEW, Text("Yenisinə başla"), "error.use_buttons"),
     "any-unknown_command": Explained(Step.EMAIL, Command("drop"), "error.unknown_command", ("/drop",)),
 }
 
@@ -487,7 +508,7 @@ async def test_description_limits_are_inclusive(env: Env, text: str) -> None:
     chat = env.chat("limits")
     await _to_description(chat)
     await chat.type(text)
-    assert await chat.step() == Step.ATTACHMENTS
+    assert await chat.step() == Step.DESCRIPTION  # the description is taken; the photo may follow
     assert (await chat.state()).data["draft"]["description"] == text
 
 
@@ -507,13 +528,11 @@ async def test_html_and_sql_are_a_description_stored_verbatim(env: Env, text: st
     chat = env.chat("verbatim")
     await _to_description(chat)
     await chat.type(text)
-    assert await chat.step() == Step.ATTACHMENTS
+    assert await chat.step() == Step.DESCRIPTION
     assert (await chat.state()).data["draft"]["description"] == text
     await chat.press("done")
-    await chat.press("keep")
-    await chat.press("done")
-    card = await chat.press("skip")
-    assert f"Təsvir: {text}" in card
+    card = await chat.press("ok")
+    assert translate(Msg("review.description", {"text": text}), "az") in card
     number = re.search(r"TX-\d{4}-\d{6}", card)
     assert number
     await chat.press("send")
@@ -538,7 +557,7 @@ async def test_the_application_table_survives_drop_table(env: Env) -> None:
 
 async def test_location_outside_azerbaijan_stores_nothing(env: Env) -> None:
     chat = env.chat("paris")
-    await _to_attachments(chat)
+    await _to_description(chat)
     await send_bad(chat, Location(48.85, 2.35))
     assert keys(explanation(chat)[0]) == ["attachments.location_outside"]
     draft = (await chat.state()).data["draft"]
@@ -571,7 +590,9 @@ RUSSIAN = {
     "code-format": (Step.ASK_CODE, Text("12345")),
     "otp-format": (Step.ASK_OTP, Text("abc")),
     "review-label_typed": (Step.REVIEW, Text("✅ Отправить заявку")),
-    "attachments-paris": (Step.ATTACHMENTS, Location(48.85, 2.35)),
+    "location-paris": (Step.DESCRIPTION, Location(48.85, 2.35)),
+    "contacts-words": (Step.CONTACTS, Text("позвоните")),
+    "confirm_new-text": (Step.CONFIRM_NEW, Text("Новая")),
     "reason-stale": (Step.REASON, Pressed("send", None)),
     "unknown_command": (Step.MY_LIST, Command("foo")),
 }
@@ -598,11 +619,12 @@ async def test_the_right_code_in_other_digits_does_not_burn_a_try(env: Env, digi
     code = str(env.sms.sent[-1][1].params["code"])
     raw = await chat.stored_raw()
     await chat.type(code.translate(str.maketrans("0123456789", digits)))
-    identified = await chat.step() == Step.ACCOUNT
+    # PLAIN's one account is taken as it is: identified, the chat stands at the reason.
+    identified = await chat.step() == Step.REASON
     assert identified or await chat.stored_raw() == raw, chat.text
     if not identified:
         await chat.type(code)  # all three tries are left for the code typed in ASCII digits
-        assert await chat.step() == Step.ACCOUNT
+        assert await chat.step() == Step.REASON
 
 
 # ---- regressions: bugs found by these tests, fixed ---------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from babel.messages.pofile import read_po
 
 from dialogs.catalog import EDITABLE, REASONS
-from dialogs.lifecycle import Status
+from dialogs.lifecycle import NEEDS_RESULT, Status
 from locales import CATALOG_DIR, LANGUAGES, MissingMessage, Msg, catalog, placeholders, translate
 
 ROOT = Path(__file__).parents[1]
@@ -53,6 +53,7 @@ def keys_in_code() -> set[str]:
     keys |= {f"lang.name_{code}" for code in LANGUAGES}
     keys |= {f"review.edit_{name}" for name in EDITABLE}
     keys |= {"notify.status", "notify.status_result", "identify.otp_wrong", "review.photo_no"}
+    keys |= {f"app.result_{s.value}" for s in NEEDS_RESULT}
     return keys
 
 

@@ -10,10 +10,13 @@ import pytest
 from bot.channels.port import Channels, answer_within, one_by_one
 from bot.channels.telegram.staffchat import CALLBACK_RE
 from bot.channels.terminal import STATUS_COMMANDS, TerminalChannel
-from bot.notify.outbox import Permanent, Temporary
+from bot.core.departments import Departments
+from bot.notify.outbox import Permanent, Temporary, chat_text
 from bot.staff.desk import TAKE, WRITE, actions
 from dialogs import lifecycle, notices
 from dialogs.lifecycle import STAFF_STEPS, Role, Status
+from locales import Msg, translate
+from storage.models import Notification
 
 # ---- answer_within: one on-the-spot retry rule for every channel -----------------------------------
 
@@ -185,3 +188,18 @@ def test_a_lost_chat_message_becomes_an_sms_unless_its_sms_is_on_its_way() -> No
     assert notices.chat_lost("staff_message", {}, "TX-2026-000001") is not None
     assert notices.chat_lost("status", {"key": "notify.status_result"}, "TX-2026-000001") is None
     assert notices.chat_lost("reply", {}, "TX-2026-000001") is None  # an answer to a question, not news
+
+
+def test_news_of_a_result_does_not_invite_a_reply() -> None:
+    """A closed application takes no more messages, so its last news does not ask for one."""
+    hint = translate(Msg("notify.reply_hint"), "az")
+    params = {"number": "TX-2026-000001", "status": {"$msg": "status.in_progress"}}
+    started = Notification(kind="status", lang="az", payload={"key": "notify.status", "params": params})
+    done = Notification(
+        kind="status",
+        lang="az",
+        payload={"key": "notify.status_result", "params": {**params, "result": "Sayğac dəyişdirildi."}},
+    )
+    no_departments = Departments((), None)
+    assert chat_text(started, no_departments).endswith(hint)
+    assert hint not in chat_text(done, no_departments)

@@ -83,14 +83,19 @@ OTHER_CHOICES = (
     "app:1",
     "page:1",
     "page:-1",
-    "edit:email",
+    "edit:contacts",
     "edit:nothing",
+    "edit:attachments",
     "lang:ru",
     "lang:xx",
     "resume",
     "cancel_yes",
     "keep",
     "done",
+    "ok",
+    "fresh",
+    "another_phone",
+    "phone_add",
 )
 COMMAND_NAMES = ("start", "new", "my", "cancel", "lang", "help", "START", "Lang", "foo", "")
 LANG_ARGS = ("", "ru", "en", "az", "RU ", "xx", "ru-RU")
@@ -113,7 +118,7 @@ DESCRIPTIONS = (
 EXTRA_PHONES = ("+994 70 444 55 66", "012 498 76 54", "+994 77 444 55 67", PLAIN)
 ACCOUNT_CODES = (PLAIN_CODE, CHAIN_CODE, SHOP_CODE)
 REGISTRY_PHONES = (PLAIN, BOTH, SHOP, CHAIN, LANDLORD)
-PROGRESS = frozenset({"new", "resume", "done", "keep", "skip", "send"})
+PROGRESS = frozenset({"new", "resume", "done", "ok", "keep", "skip", "send"})
 
 
 def _forward(data: st.DataObject, chat: Chat, step: Step, otp: str | None) -> Event:
@@ -128,11 +133,11 @@ def _forward(data: st.DataObject, chat: Chat, step: Step, otp: str | None) -> Ev
         typed = [Text(code) for code in ACCOUNT_CODES]
     elif step == Step.ASK_OTP and otp is not None:
         typed = [Text(otp)] * 3
-    elif step == Step.DESCRIPTION:
-        typed = [Text(d) for d in DESCRIPTIONS]
-    elif step == Step.ATTACHMENTS:
+    elif step == Step.DESCRIPTION:  # the description, a photo and the location, on one screen
         lat, lon = data.draw(in_azerbaijan, label="place")
-        typed = [Photo("file-1"), Location(lat, lon)]
+        typed = [Text(d) for d in DESCRIPTIONS] + [Photo("file-1"), Location(lat, lon)]
+    elif step == Step.CONTACTS:
+        typed = [Text("+994 55 111 22 33"), Text("012 498 76 54"), Text("elcin.m@example.az")]
     elif step == Step.MOBILE:
         typed = [Text("+994 55 111 22 33"), Contact("+994501112233", own=True)]
     elif step == Step.EXTRA_PHONES:
@@ -229,7 +234,8 @@ async def check_applications(chat: Chat, registered: int) -> None:
         for (_, previous), (old, _) in itertools.pairwise(trail):
             assert old == previous, (app.number, trail)
         assert app.status == trail[-1][1] and app.status in {s.value for s in Status}
-        assert app.description and app.mobile and app.reason
+        assert app.mobile and app.reason
+        assert app.description or app.reason != "other", "'other' was filed without a description"
 
 
 @settings(

@@ -161,4 +161,5 @@ async def test_cancel_forgets_the_pending_link(service: Conversations) -> None:
     assert "link_app" not in (await newcomer.state()).data
     await newcomer.press("new")
     shown = await newcomer.contact(PLAIN)
-    assert (await newcomer.step()) == Step.ACCOUNT and number not in shown
+    # A new application, not the link's: PLAIN's one account is taken and the reason asked.
+    assert (await newcomer.step()) == Step.REASON and number not in shown

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,19 @@ def test_the_database_drivers_stay_quiet_at_debug(capsys: pytest.CaptureFixture[
     written = capsys.readouterr().err
     assert "executing" not in written  # the statement and its values are not written at all
     assert "a line of ours to +994 99 ***-**-79" in written
+
+
+def test_a_log_file_gets_the_lines_masked_and_standard_error_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`isiqbot chat` logs to a file: the same format and the same masking as on standard error."""
+    file = tmp_path / "data" / "isiqbot-chat.log"  # the folder is made
+    logs.setup("INFO", file)
+    try:
+        logging.getLogger("isiqbot.test").info("SMS to %s for %s", "+994996510079", "TX-2026-000001")
+        logging.getLogger("aiosqlite").info("executing with ('+994996510079',)")  # quiet at INFO too
+    finally:
+        logs.setup("WARNING")
+    assert capsys.readouterr().err == ""
+    (line,) = file.read_text(encoding="utf-8").splitlines()
+    assert line.endswith(" INFO isiqbot.test: SMS to +994 99 ***-**-79 for TX-2026-000001")

@@ -27,7 +27,7 @@ from storage import outbox
 from storage.db import Database
 from storage.models import Notification
 from tests.assembly import FAST, settings_in
-from tests.chat import PLAIN, Chat, SmsRecorder, identify
+from tests.chat import PLAIN, Chat, SmsRecorder, choose_account, identify
 from tests.conftest import Clock
 from tests.fake_telegram import TOKEN, FakeTelegram
 from tests.outside import Gateway, Mailbox
@@ -61,16 +61,14 @@ class Post:
         if lang != "az":
             await chat.start(hint=lang)
         await identify(chat, PLAIN)
-        await chat.press(chat.choice_ids[0])
+        await choose_account(chat)
         await chat.press("reason:no_power")
         await chat.type("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
         await chat.press("done")
-        await chat.press("keep")
-        await chat.press("done")
         if email_address:
+            await chat.press("email")
             await chat.type(email_address)
-        else:
-            await chat.press("skip")
+        await chat.press("ok")
         await chat.press("send")
         return chat
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 import csv
 import io
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func
 from sqlmodel import SQLModel, col, select
 
+from bot.core.service import RegistryAdapter
 from storage import registry
 from storage.db import Database
 from storage.models import Account, MeteringPoint, Person
@@ -22,6 +24,8 @@ from tests.processes import isiqbot_env, run_isiqbot
 
 HEADER = ",".join(registry.HEADER)
 COLUMNS = registry.HEADER
+FULL_COLUMNS = registry.HEADER + registry.OPTIONAL_HEADER  # with company and voen
+FULL_HEADER = ",".join(FULL_COLUMNS)
 
 # Fake people with realistic Azerbaijani data (FİN: 7 of [0-9A-HJ-NP-Z]; mobile +994 50/51/55/70/77/99/10).
 AYGUN = {
@@ -76,11 +80,12 @@ def row(base: dict[str, str], **changes: str) -> dict[str, str]:
     return base | changes
 
 
-def line(values: dict[str, str]) -> str:
-    """One CSV line (no line end), quoted as a spreadsheet would."""
+def line(values: dict[str, str], columns: Sequence[str] = COLUMNS) -> str:
+    """One CSV line (no line end), quoted as a spreadsheet would; an optional column missing is empty."""
     out = io.StringIO()
     # With a real line end the writer quotes a field that holds a CR or LF; the line end is cut off after.
-    csv.writer(out, lineterminator="\r\n").writerow([values[c] for c in COLUMNS])
+    cells = [values[c] if c in registry.HEADER else values.get(c, "") for c in columns]
+    csv.writer(out, lineterminator="\r\n").writerow(cells)
     return out.getvalue().removesuffix("\r\n")
 
 
@@ -88,6 +93,11 @@ def make_csv(*rows: dict[str, str] | str, header: str = HEADER, end: str = "\n")
     """A UTF-8 file: the header, then each row (a dict, or a raw line given as text)."""
     lines = [header, *(r if isinstance(r, str) else line(r) for r in rows)]
     return "".join(text + end for text in lines).encode("utf-8")
+
+
+def make_full_csv(*rows: dict[str, str]) -> bytes:
+    """A file with the optional columns company and voen too."""
+    return make_csv(*(line(r, FULL_COLUMNS) for r in rows), header=FULL_HEADER)
 
 
 async def load(
@@ -166,6 +176,8 @@ async def test_sample_lookups(sample_db: Database) -> None:
         assert accounts[0].address == "Gəncə şəhəri, Atatürk prospekti 18, mənzil 22"
         assert accounts[0].region == "Gəncə"
         assert accounts[2].address is None  # a main code's addresses live on its metering points
+        assert (accounts[2].company, accounts[2].voen) == ("Günəş Çörək MMC", "1700482351")
+        assert (accounts[0].company, accounts[0].voen) == (None, None)  # a person holds a residential one
 
         people = await registry.persons_by_phone(session, "+994998406430")
         assert [(p.fin, p.full_name) for p in people] == [("136UB12", "Məmmədova Səbinə Fikrət qızı")]
@@ -575,12 +587,19 @@ async def test_sample_reimport_is_idempotent(sample_db: Database) -> None:
 # --- a refresh that would set too many accounts inactive ---------------------------------------------
 
 FIVE = [*BASE, NIGAR]  # five accounts: Aygün's two, the shop (two points), Ramil's and Nigar's
-SAMPLE_ROWS = registry.SAMPLE_CSV.read_text(encoding="utf-8").splitlines()[1:]  # 62 rows, 43 accounts
+SAMPLE_HEADER, *SAMPLE_ROWS = registry.SAMPLE_CSV.read_text(
+    encoding="utf-8"
+).splitlines()  # 62 rows, 43 accounts
+
+
+def sample_rows(rows: list[str]) -> bytes:
+    """A file of these lines of the sample, under its header."""
+    return make_csv(*rows, header=SAMPLE_HEADER)
 
 
 def sample_without(n: int) -> bytes:
     """The sample without its last `n` rows: each is one residential account of its own."""
-    return make_csv(*SAMPLE_ROWS[: len(SAMPLE_ROWS) - n])
+    return sample_rows(SAMPLE_ROWS[: len(SAMPLE_ROWS) - n])
 
 
 async def active_accounts(db: Database) -> int:
@@ -596,7 +615,7 @@ async def too_many(db: Database, data: bytes, max_deactivate: float = 5) -> TooM
 
 async def test_a_two_row_file_over_the_sample_is_refused(sample_db: Database) -> None:
     before = await snapshot(sample_db)
-    error = await too_many(sample_db, make_csv(*SAMPLE_ROWS[:2]))  # two of Rauf's residential accounts
+    error = await too_many(sample_db, sample_rows(SAMPLE_ROWS[:2]))  # two of Rauf's residential accounts
     assert (error.active, error.deactivating, error.max_percent) == (43, 41, 5)
     assert (
         error.reason == "it would set 41 of 43 active accounts inactive (95.35%), more than the limit of 5%"
@@ -605,7 +624,7 @@ async def test_a_two_row_file_over_the_sample_is_refused(sample_db: Database) ->
     assert await snapshot(sample_db) == before
     assert await active_accounts(sample_db) == 43
 
-    report = await load(sample_db, make_csv(*SAMPLE_ROWS[:2]), max_deactivate=None)  # --allow-deactivate
+    report = await load(sample_db, sample_rows(SAMPLE_ROWS[:2]), max_deactivate=None)  # --allow-deactivate
     assert report == ImportReport(
         persons=1, accounts=2, metering_points=0, accounts_deactivated=41, metering_points_deactivated=25
     )
@@ -843,6 +862,209 @@ async def test_formula_look_alikes_are_imported(db: Database, column: str, value
 async def test_a_phone_with_a_plus_or_dashes_is_a_phone(db: Database, phone: str) -> None:
     await load(db, make_csv(row(AYGUN, phone=phone)))
     assert (await person(db, AYGUN["fin"])).phone == "+994501234567"
+
+
+# --- company and VÖEN: who holds a non-residential account -------------------------------------------
+
+SHOP_COMPANY = {"company": "Babayev Ticarət MMC", "voen": "1403927561"}
+
+
+async def test_company_and_voen_are_imported(db: Database) -> None:
+    data = make_full_csv(
+        AYGUN,  # a residential row: both empty
+        row(ELVIN_SHOP_1, company="Babayev Ticarət MMC", voen=" 1403 927 561 "),  # spaces are dropped
+        row(ELVIN_SHOP_2, **SHOP_COMPANY),
+        RAMIL,
+    )
+    report = await load(db, data)
+    assert (report.persons, report.accounts, report.metering_points) == (3, 3, 2)
+    shop = await account(db, ELVIN_SHOP_1["code"])
+    assert (shop.company, shop.voen) == ("Babayev Ticarət MMC", "1403927561")
+    aygun = await account(db, AYGUN["code"])
+    assert (aygun.company, aygun.voen) == (None, None)  # empty is None, not ""
+    async with db.transaction() as session:
+        [found] = await registry.accounts_by_phone(session, ELVIN_SHOP_1["phone"])
+        assert (found.company, found.voen) == ("Babayev Ticarət MMC", "1403927561")
+        [view] = await RegistryAdapter(session).accounts_by_phone(ELVIN_SHOP_1["phone"])
+        assert (view.kind, view.company, view.voen) == (
+            "non_residential",
+            "Babayev Ticarət MMC",
+            "1403927561",
+        )
+        [person_view] = await RegistryAdapter(session).accounts_by_phone(AYGUN["phone"])
+        assert (person_view.company, person_view.voen) == (None, None)
+
+
+async def test_company_and_voen_may_be_left_empty_or_one_column_may_be_missing(db: Database) -> None:
+    await load(db, make_full_csv(AYGUN, ELVIN_SHOP_1, row(ELVIN_SHOP_2)))
+    shop = await account(db, ELVIN_SHOP_1["code"])
+    assert (shop.company, shop.voen) == (None, None)
+
+    only_voen = make_csv(
+        *(line(r, (*COLUMNS, "voen")) for r in (row(ELVIN_SHOP_1, voen="1403927561"), AYGUN)),
+        header=f"{HEADER},voen",
+    )
+    assert (await load(db, only_voen, max_deactivate=None)).accounts_changed == 1
+    shop = await account(db, ELVIN_SHOP_1["code"])
+    assert (shop.company, shop.voen) == (None, "1403927561")
+
+
+async def test_company_limit_is_inclusive(db: Database) -> None:
+    company = "Babayev " + "Ə" * 188 + " MMC"  # 200 characters
+    await load(db, make_full_csv(row(ELVIN_SHOP_1, company=company, voen="1403927561")))
+    assert (await account(db, ELVIN_SHOP_1["code"])).company == company
+
+
+# Each case: one line of a file with company and voen; the bad one is line 3.
+BAD_COMPANY_LINES: list[tuple[str, dict[str, str], str]] = [
+    ("voen-9-digits", row(ELVIN_SHOP_1, voen="140392756"), "bad VÖEN: 10 digits"),
+    ("voen-11-digits", row(ELVIN_SHOP_1, voen="14039275611"), "bad VÖEN: 10 digits"),
+    ("voen-letters", row(ELVIN_SHOP_1, voen="14039A7561"), "bad VÖEN: 10 digits"),
+    ("voen-words", row(ELVIN_SHOP_1, voen="yoxdur"), "bad VÖEN: 10 digits"),
+    ("voen-with-dashes", row(ELVIN_SHOP_1, voen="1403-927-561"), "bad VÖEN: 10 digits"),
+    ("voen-arabic-digits", row(ELVIN_SHOP_1, voen="١٤٠٣٩٢٧٥٦١"), "bad VÖEN: 10 digits"),
+    ("voen-full-width", row(ELVIN_SHOP_1, voen="１４０３９２７５６１"), "bad VÖEN: 10 digits"),
+    ("company-201", row(ELVIN_SHOP_1, company="Ə" * 201), "company is longer than 200 characters"),
+    ("company-on-residential", row(NIGAR, company="Əliyeva MMC"), "a residential row has a company or VÖEN"),
+    ("voen-on-residential", row(NIGAR, voen="1403927561"), "a residential row has a company or VÖEN"),
+    (
+        "company-formula",
+        row(ELVIN_SHOP_1, company='=HYPERLINK("http://evil","x")'),
+        "company looks like a spreadsheet formula (it starts with '=')",
+    ),
+    (
+        "company-sign-formula",
+        row(ELVIN_SHOP_1, company="+cmd|'/C calc'!A0"),
+        "company looks like a spreadsheet formula (it starts with '+cmd|')",
+    ),
+    (
+        "company-control-character",
+        row(ELVIN_SHOP_1, company="Babayev\x07 MMC"),
+        "control characters or invisible formatting in a field",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"), [c[1:] for c in BAD_COMPANY_LINES], ids=[c[0] for c in BAD_COMPANY_LINES]
+)
+async def test_bad_company_or_voen_is_named_and_nothing_changes(
+    db: Database, bad: dict[str, str], reason: str
+) -> None:
+    await load(db, make_full_csv(*BASE))
+    before = await snapshot(db)
+    errors = await refused(db, make_full_csv(AYGUN, bad, RAMIL))
+    assert [(e.line, e.reason) for e in errors] == [(3, reason)]
+    assert await snapshot(db) == before
+
+
+async def test_company_problems_join_the_other_reasons_of_a_line(db: Database) -> None:
+    errors = await refused(db, make_full_csv(row(NIGAR, company="-SUM(A1)", voen="123")))
+    assert [(e.line, e.reason) for e in errors] == [
+        (
+            2,
+            "bad VÖEN: 10 digits; a residential row has a company or VÖEN; "
+            "company looks like a spreadsheet formula (it starts with '-SUM(')",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    "other",
+    [{"company": "Başqa Şirkət MMC"}, {"voen": "1403927562"}, {"company": "", "voen": ""}],
+    ids=["company", "voen", "empty"],
+)
+async def test_one_main_code_with_two_companies_is_a_conflict(db: Database, other: dict[str, str]) -> None:
+    data = make_full_csv(row(ELVIN_SHOP_1, **SHOP_COMPANY), AYGUN, row(ELVIN_SHOP_2, **SHOP_COMPANY | other))
+    errors = await refused(db, data)
+    assert [(e.line, e.reason) for e in errors] == [
+        (4, f"code {ELVIN_SHOP_1['code']} has another company or VÖEN on line 2")
+    ]
+    assert await counts(db) == (0, 0, 0)
+
+
+async def test_a_file_without_the_columns_imports_as_before(db: Database) -> None:
+    report = await load(db, make_csv(*BASE))
+    assert report == ImportReport(
+        persons=3, accounts=4, metering_points=2, persons_added=3, accounts_added=4, metering_points_added=2
+    )
+    shop = await account(db, ELVIN_SHOP_1["code"])
+    assert (shop.company, shop.voen) == (None, None)
+
+
+async def test_refresh_with_another_company_counts_as_changed(db: Database) -> None:
+    shop = [row(ELVIN_SHOP_1, **SHOP_COMPANY), row(ELVIN_SHOP_2, **SHOP_COMPANY)]
+    await load(db, make_full_csv(AYGUN, AYGUN_2, *shop, RAMIL))
+    assert (await load(db, make_full_csv(AYGUN, AYGUN_2, *shop, RAMIL))).accounts_changed == 0
+
+    renamed = [row(r, company="Babayev Qrup MMC") for r in shop]
+    report = await load(db, make_full_csv(AYGUN, AYGUN_2, *renamed, RAMIL))
+    assert report == ImportReport(persons=3, accounts=4, metering_points=2, accounts_changed=1)
+    stored = await account(db, ELVIN_SHOP_1["code"])
+    assert (stored.company, stored.voen) == ("Babayev Qrup MMC", SHOP_COMPANY["voen"])
+
+    new_voen = [row(r, voen="1403927579") for r in renamed]
+    report = await load(db, make_full_csv(AYGUN, AYGUN_2, *new_voen, RAMIL))
+    assert report.accounts_changed == 1
+    assert (await account(db, ELVIN_SHOP_1["code"])).voen == "1403927579"
+
+    # Empty cells clear them: the registry no longer names the holder.
+    report = await load(db, make_full_csv(*BASE))
+    assert report.accounts_changed == 1
+    stored = await account(db, ELVIN_SHOP_1["code"])
+    assert (stored.company, stored.voen) == (None, None)
+
+
+async def test_a_refresh_without_the_columns_keeps_the_company(db: Database) -> None:
+    """An export in the old format says nothing of the company: what is stored stays."""
+    await load(db, make_full_csv(AYGUN, row(ELVIN_SHOP_1, **SHOP_COMPANY), row(ELVIN_SHOP_2, **SHOP_COMPANY)))
+    before = await snapshot(db)
+    report = await load(db, make_csv(AYGUN, ELVIN_SHOP_1, ELVIN_SHOP_2))
+    assert report == ImportReport(persons=2, accounts=2, metering_points=2)  # nothing changed
+    assert await snapshot(db) == before
+    stored = await account(db, ELVIN_SHOP_1["code"])
+    assert (stored.company, stored.voen) == (SHOP_COMPANY["company"], SHOP_COMPANY["voen"])
+
+
+async def test_an_account_that_becomes_residential_loses_its_company(db: Database) -> None:
+    await load(db, make_full_csv(AYGUN, row(ELVIN_SHOP_1, **SHOP_COMPANY)))
+    home = row(ELVIN_SHOP_1, kind="residential", metering_point="")
+    report = await load(db, make_csv(AYGUN, home), max_deactivate=None)  # no company column at all
+    assert report.accounts_changed == 1
+    stored = await account(db, ELVIN_SHOP_1["code"])
+    assert (stored.kind, stored.company, stored.voen) == ("residential", None, None)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"{HEADER},voen,company",  # the wrong order
+        f"{HEADER},company,company",
+        f"{HEADER},company,voen,extra",
+        f"company,voen,{HEADER}",
+    ],
+)
+async def test_a_header_with_the_optional_columns_out_of_place_is_refused(db: Database, header: str) -> None:
+    errors = await refused(db, make_csv(header=header))
+    assert [(e.line, e.reason) for e in errors] == [
+        (1, f"the header must be: {HEADER}, optionally followed by company and/or voen")
+    ]
+
+
+async def test_a_spaced_header_with_the_optional_columns_is_accepted(db: Database) -> None:
+    header = " FIN , Full_Name ,phone,kind,code,metering_point,address,region, Company , VÖEN "
+    data = make_csv(line(row(ELVIN_SHOP_1, **SHOP_COMPANY), FULL_COLUMNS), header=header)
+    errors = await refused(db, data)  # VÖEN with Ö is not the column's name
+    assert [e.line for e in errors] == [1]
+    header = header.replace("VÖEN", "Voen")
+    data = make_csv(line(row(ELVIN_SHOP_1, **SHOP_COMPANY), FULL_COLUMNS), header=header)
+    await load(db, data)
+    assert (await account(db, ELVIN_SHOP_1["code"])).voen == SHOP_COMPANY["voen"]
+
+
+async def test_a_row_of_a_full_file_needs_ten_fields(db: Database) -> None:
+    errors = await refused(db, make_csv(line(AYGUN), header=FULL_HEADER))
+    assert [(e.line, e.reason) for e in errors] == [(2, "expected 10 fields, found 8")]
 
 
 # --- the command line ---------------------------------------------------------------------------------

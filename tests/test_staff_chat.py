@@ -24,7 +24,16 @@ from locales import Msg, translate
 from storage.db import Database
 from storage.models import Application, Notification, StaffAction, StatusChange
 from tests.assembly import EXAMPLE_DEPARTMENTS, FAST, settings_in
-from tests.chat import BOTH, PLAIN, Chat, SmsRecorder, describe_and_finish, fill_residential, identify
+from tests.chat import (
+    BOTH,
+    PLAIN,
+    Chat,
+    SmsRecorder,
+    choose_account,
+    describe_and_finish,
+    fill_residential,
+    identify,
+)
 from tests.conftest import Clock
 from tests.fake_telegram import TOKEN, FakeTelegram, StaffMember
 from tests.processes import free_port
@@ -56,7 +65,7 @@ class Desk:
             await fill_residential(chat, phone)
         else:
             await identify(chat, phone)
-            await chat.press(chat.choice_ids[0])
+            await choose_account(chat)
             await chat.press("reason:no_power")
             await describe_and_finish(chat, description)
         await chat.press("send")
@@ -191,15 +200,13 @@ async def test_subscriber_text_is_shown_as_text(desk: Desk) -> None:
 async def test_photo_and_location_follow_the_card(desk: Desk) -> None:
     chat = Chat(desk.service, user=str(SUBSCRIBER), channel=CHANNEL)
     await identify(chat, PLAIN)
-    await chat.press(chat.choice_ids[0])
+    await choose_account(chat)
     await chat.press("reason:damaged_cable")
     await chat.type("Dirəkdən gələn kabel qopub, yerdə qalıb.")
     await chat.photo("AgAD-photo-1")
     await chat.location(40.39, 49.85)
     await chat.press("done")
-    await chat.press("keep")
-    await chat.press("done")
-    await chat.press("skip")
+    await chat.press("ok")
     await chat.press("send")
     await desk.worker.drain()
     sent = desk.fake.sent_to(BAKI)
@@ -272,7 +279,7 @@ async def test_the_subscriber_hears_in_their_own_language(desk: Desk) -> None:
     await chat.start(hint="ru")
     await chat.press("new")
     await chat.contact(PLAIN)
-    await chat.press(chat.choice_ids[0])
+    await choose_account(chat)
     await chat.press("reason:no_power")
     await describe_and_finish(chat, "В квартире с утра нет света, у соседей есть.")
     await chat.press("send")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import Connection, inspect, text
 from sqlmodel import SQLModel, func, select
 
 from bot.core.service import Conversations
@@ -19,7 +20,7 @@ from storage import applications, conversations, registry
 from storage.db import Database
 from storage.migrate import config, upgrade
 from storage.models import Application, ProcessedUpdate
-from tests.chat import PLAIN, Chat, SmsRecorder, fill_residential, identify
+from tests.chat import LANDLORD, PLAIN, Chat, SmsRecorder, fill_residential, identify
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 
@@ -40,6 +41,31 @@ async def test_migrate_twice_is_harmless(db: Database) -> None:
         version = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar_one()
     head = ScriptDirectory.from_config(config(str(db.engine.url))).get_current_head()
     assert version == head and head is not None and head >= "0004"
+
+
+async def test_company_and_voen_go_back_and_come_again(sample_db: Database) -> None:
+    """0008 downgrades with the registry loaded (SQLite copies the table) and upgrades again."""
+
+    def account_columns(connection: Connection) -> set[str]:
+        return {c["name"] for c in inspect(connection).get_columns("account")}
+
+    def downgrade(connection: Connection) -> None:
+        cfg = config(sample_db.engine.url.render_as_string(hide_password=False))
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0007")
+
+    async with sample_db.engine.begin() as connection:
+        assert {"company", "voen"} <= await connection.run_sync(account_columns)
+        await connection.run_sync(downgrade)
+        assert not {"company", "voen"} & await connection.run_sync(account_columns)
+        assert (await connection.execute(text("SELECT count(*) FROM account"))).scalar_one() == 43
+    await upgrade(sample_db.engine)
+    async with sample_db.transaction() as session:
+        report = await registry.import_csv(session, registry.SAMPLE_CSV.read_bytes())
+    assert (report.accounts, report.accounts_added, report.accounts_changed) == (43, 0, 6)  # companies again
+    async with sample_db.engine.connect() as connection:
+        count = "SELECT count(*) FROM account WHERE company IS NOT NULL AND voen IS NOT NULL"
+        assert (await connection.execute(text(count))).scalar_one() == 6
 
 
 async def test_sqlite_runs_in_wal_mode(db: Database, backend: str) -> None:
@@ -133,8 +159,8 @@ async def test_two_processes_on_one_conversation_lose_no_update(sample_db: Datab
     try:
         chat = Chat(first, user="shared")
         await fill_residential(chat)
-        await chat.press("edit:attachments")
-        assert (await chat.step()) == Step.ATTACHMENTS
+        await chat.press("edit:description")  # the photo is added on the description's screen
+        assert (await chat.step()) == Step.DESCRIPTION
         before = (await chat.state()).rev
         services = [first, second] * 10
         results = await asyncio.gather(
@@ -152,7 +178,7 @@ async def test_two_processes_on_one_conversation_lose_no_update(sample_db: Datab
 
 
 async def test_state_is_written_at_every_transition(chat: Chat) -> None:
-    await identify(chat)
+    await identify(chat, LANDLORD)  # several accounts: the account question is asked
     seen = [await chat.stored_raw()]
     await chat.press(chat.choice_ids[0])
     seen.append(await chat.stored_raw())

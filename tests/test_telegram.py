@@ -23,7 +23,7 @@ from bot.web.server import make_app
 from dialogs.events import Command, Contact, Pressed, Text, Unsupported
 from dialogs.ports import Subscriber
 from dialogs.replies import Choice, Message, Outcome, Request
-from locales import Msg
+from locales import Msg, translate
 from storage.db import Database
 from storage.models import Application, Conversation, ProcessedUpdate, StaffAction
 from tests.chat import BOTH, PLAIN, Chat, fill_residential
@@ -52,6 +52,11 @@ async def polling(channel: TelegramChannel) -> AsyncIterator[TelegramChannel]:
     await asyncio.gather(task, return_exceptions=True)
 
 
+def t(key: str, **params: object) -> str:
+    """A message as an Azerbaijani-speaking person sees it."""
+    return translate(Msg(key, params), "az")
+
+
 def user_subscriber(user: TelegramUser) -> Subscriber:
     return Subscriber("telegram", str(user.id))
 
@@ -67,21 +72,21 @@ async def test_a_residential_application_by_polling(fake: FakeTelegram, polling:
     await user.press("Yeni müraciət")
     contact_request = fake.sent_to(501)[-2]
     assert contact_request["reply_markup"]["keyboard"][0][0]["request_contact"] is True
-    assert "Məmmədov Elçin" in await user.contact(PLAIN)
-    welcome = fake.sent_to(501)[-2]
-    assert welcome["reply_markup"] == {"remove_keyboard": True}  # the contact keyboard goes away
-    await user.press("168808605066007")
-    await user.press("İşıq yoxdur")
+    identified = await user.contact(PLAIN)
+    assert "Məmmədov Elçin" in identified
+    # PLAIN has one account: it is taken as it is, its data shown, and the reason asked at once.
+    assert "168808605066007" in identified and t("reason.ask") in identified
+    first_answer = fake.sent_to(501)[-3]
+    assert first_answer["reply_markup"] == {"remove_keyboard": True}  # the contact keyboard goes away
+    await user.press(t("reason.no_power"))
     await user.text("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
-    await user.press("Keç")
-    await user.press("qalsın")
-    await user.press("Keç")
-    review = await user.press("E-poçt olmadan")
+    await user.press(t("details.continue"))
+    review = await user.press(t("contacts.ok"))
     assert "TX-2026-000001" in review
-    assert "qeydə alındı" in await user.press("Müraciəti göndər")
+    assert "qeydə alındı" in await user.press(t("review.send"))
     assert await count(polling.service.db, Application) == 1
     answered = [p for m, p in fake.calls if m == "answerCallbackQuery"]
-    assert len(answered) == 8  # every one of the 8 presses answered: no spinning buttons
+    assert len(answered) == 5  # every one of the 5 presses answered: no spinning buttons
 
 
 async def test_the_same_update_twice_has_one_effect(fake: FakeTelegram, polling: TelegramChannel) -> None:
@@ -114,7 +119,7 @@ async def test_someone_elses_contact_is_refused(fake: FakeTelegram, polling: Tel
     user = TelegramUser(fake, 503)
     await user.text("/start")
     await user.press("Yeni müraciət")
-    assert "öz kontaktınız deyil" in await user.contact(PLAIN, owner=999)
+    assert t("identify.contact_not_own") in await user.contact(PLAIN, owner=999)
 
 
 async def test_tampered_and_old_buttons_are_answered_politely(
@@ -126,14 +131,14 @@ async def test_tampered_and_old_buttons_are_answered_politely(
     await user.press("Yeni müraciət")
     for data in ("garbage", "1|acc:1' OR 1=1", new_data, "99|menu"):
         shown = await user.press_data(data)
-        assert "Bu düymə artıq aktiv deyil" in shown or "keçərli deyil" in shown, shown
+        assert t("error.stale_button") in shown, shown
     assert sum(1 for m, _ in fake.calls if m == "answerCallbackQuery") == 5
 
 
 async def test_what_the_dialog_cannot_read_is_explained(fake: FakeTelegram, polling: TelegramChannel) -> None:
     user = TelegramUser(fake, 505)
     await user.text("/start")
-    assert "Bu növ mesajı oxuya bilmirəm" in await user.sticker()
+    assert t("error.unsupported") in await user.sticker()
 
 
 async def test_a_deep_link_opens_ones_own_application_and_no_one_elses(

@@ -83,7 +83,8 @@ async def test_killed_between_storing_and_answering_then_restarted(
     ids_after, step_after = stored(tmp_path)
     assert ids_after == ids and step_after == "ask_phone"  # handled once: no second effect
     resent = [m["text"] for m in fake.sent_to(601)[before:]]
-    assert any("Əvvəlcə sizi tanıyaq" in text for text in resent)  # and the person sees where they are
+    # and the person sees where they are
+    assert any("Abonent məlumatlarınızı tapmaq üçün" in text for text in resent)
 
 
 async def test_a_wrong_token_stops_the_start_with_a_clear_message(tmp_path: Path, fake: FakeTelegram) -> None:

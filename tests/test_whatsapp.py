@@ -50,7 +50,7 @@ from tests.fake_graph import (
 )
 from tests.fake_telegram import TOKEN, FakeTelegram
 from tests.processes import free_port
-from tests.running import file_in_whatsapp
+from tests.running import choose_account, file_in_whatsapp
 
 ROOT = Path(__file__).resolve().parents[1]
 LINK_SECRET = "whatsapp-test-secret-0123456789abcd"
@@ -210,14 +210,14 @@ async def test_a_residential_application_in_whatsapp(wa: Wa) -> None:
     await user.press("new")
     identified = await user.press("99 651 00 79")
     assert "Məmmədov Elçin" in identified
-    await user.press("168808605066007")
+    # PLAIN has one account: it is taken as it is, its data shown, and the reason asked at once.
+    assert "168808605066007" in identified and translate(Msg("reason.ask"), "az") in identified
+    assert not any("|acc:" in option_id for option_id, _ in user.options())
     await user.press("reason:no_power")  # 9 choices: a list
     assert wa.graph.sent_to(user.key)[-1]["interactive"]["type"] in ("button", "list")
     await user.text("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
     await user.press("done")
-    await user.press("keep")
-    await user.press("done")
-    review = await user.press("skip")
+    review = await user.press("ok")
     assert "TX-2026-000001" in review
     assert "qeydə alındı" in await user.press("send")
     [application] = await wa.rows(Application)
@@ -242,7 +242,7 @@ async def test_a_non_residential_application_with_twelve_metering_points(wa: Wa)
     await user.text("Salam")
     await user.press("new")
     await user.press("77 860 46 92")
-    await user.press("5412017015")
+    await choose_account(user, "5412017015")  # CHAIN's one main code is taken as it is
     listed = [title for _, title in user.options()]
     assert len(listed) <= 10
     more = [option_id for option_id, _ in user.options() if option_id.startswith("more|")]
@@ -258,9 +258,7 @@ async def test_a_non_residential_application_with_twelve_metering_points(wa: Wa)
     await user.press("reason:faulty_meter")
     await user.text("Sayğac ekranı yanmır, göstəriciləri oxumaq olmur.")
     await user.press("done")
-    await user.press("keep")
-    await user.press("done")
-    await user.press("skip")
+    await user.press("ok")
     assert "qeydə alındı" in await user.press("send")
     [application] = await wa.rows(Application)
     assert application.kind == "non_residential" and application.metering_point_code is not None
@@ -390,14 +388,12 @@ async def test_staff_see_a_whatsapp_application_with_its_photo_and_answer_it(wa:
     await user.text("Salam")
     await user.press("new")
     await user.press("99 651 00 79")
-    await user.press("168808605066007")
+    await choose_account(user, "168808605066007")
     await user.press("reason:damaged_cable")
     await user.text("Dirəkdən gələn kabel qopub, yerdə qalıb.")
     await user.image("1234567890123456", caption="kabel")
     await user.press("done")
-    await user.press("keep")
-    await user.press("done")
-    await user.press("skip")
+    await user.press("ok")
     await user.press("send")
     await wa.worker.drain()
     sent = wa.fake.sent_to(BAKI)

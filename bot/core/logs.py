@@ -5,6 +5,9 @@ libraries: a line that would carry an Azerbaijani phone number, an e-mail addres
 rewritten before it is written. The database drivers log each statement with its bound values at
 DEBUG (aiosqlite does, whatever the engine's `hide_parameters`), so they are kept at WARNING even
 when LOG_LEVEL is DEBUG.
+
+`isiqbot chat` writes its log to a file rather than into the conversation (`setup(level, file)`);
+the same formatter, so the same masking, is on whichever handler is used.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from pathlib import Path
 
 from dialogs.validate import mask_email, mask_phone
 
@@ -42,11 +46,25 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def setup(level: str) -> None:
-    """Log to standard error at `level`, every line redacted."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup(level: str, file: Path | None = None) -> None:
+    """Log at `level` to standard error, or appended to `file` (its folder made), every line redacted.
+
+    Raises OSError when the file cannot be opened; logging is then left as it was.
+    """
+    handler: logging.Handler
+    if file is None:
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(file, encoding="utf-8")
+    handler.setFormatter(RedactingFormatter(FORMAT))
     root = logging.getLogger()
+    for old in root.handlers:
+        if isinstance(old, logging.FileHandler):  # a file of an earlier setup
+            old.close()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level, logging.INFO))
     for name in QUIET:

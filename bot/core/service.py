@@ -83,7 +83,15 @@ class RegistryAdapter:
     async def accounts_by_phone(self, phone: str) -> Sequence[ports.AccountView]:
         rows = await registry.accounts_by_phone(self.session, phone)
         return [
-            ports.AccountView(id=a.id or 0, code=a.code, kind=a.kind, address=a.address, region=a.region)
+            ports.AccountView(
+                id=a.id or 0,
+                code=a.code,
+                kind=a.kind,
+                address=a.address,
+                region=a.region,
+                company=a.company,
+                voen=a.voen,
+            )
             for a in rows
         ]
 
@@ -143,21 +151,21 @@ class ApplicationsAdapter:
         return ports.Registered(number=app.number, created=created)
 
     async def list_mine(
-        self, subscriber: ports.Subscriber, phone: str | None
+        self, subscriber: ports.Subscriber, phones: Sequence[str]
     ) -> Sequence[ports.ApplicationView]:
         rows = await applications.list_for_subscriber(
-            self.session, subscriber.channel, subscriber.user_key, phone
+            self.session, subscriber.channel, subscriber.user_key, phones
         )
         return [application_view(a, done_within=self.policy.done_within) for a in rows]
 
     async def get_mine(
-        self, subscriber: ports.Subscriber, phone: str | None, application_id: int
+        self, subscriber: ports.Subscriber, phones: Sequence[str], application_id: int
     ) -> ports.ApplicationView | None:
         app = await self.session.get(Application, application_id)
         if app is None:
             return None
         own_chat = (app.channel, app.user_key) == (subscriber.channel, subscriber.user_key)
-        if not own_chat and not (phone and app.applicant_phone == phone):
+        if not own_chat and app.applicant_phone not in phones:
             return None
         history = (await applications.histories(self.session, [application_id]))[application_id]
         return application_view(app, history, self.policy.done_within)

@@ -116,7 +116,7 @@ class EmailSender:
             (t("email.account"), account_label(application)),
             (t("email.address"), application.address or "—"),
             (t("email.reason"), t(f"reason.{application.reason}")),
-            (t("email.description"), application.description),
+            (t("email.description"), application.description or "—"),
             (t("email.date"), translate(Msg("email.when", {"date": as_utc(application.created_at)}), lang)),
         ]
         if application.result:

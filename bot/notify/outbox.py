@@ -59,6 +59,8 @@ def chat_text(notification: Notification, departments: Departments) -> str:
     lang, payload = notification.lang, notification.payload
     hint = translate(Msg("notify.reply_hint"), lang)
     if notification.kind == "status":
+        if payload.get("key") == "notify.status_result":  # closed: it takes no more messages
+            return translate(payload_msg(payload), lang)
         return translate(payload_msg(payload), lang) + "\n\n" + hint
     if notification.kind == "staff_message":
         department = departments.by_key(str(payload.get("department", "")))

@@ -365,7 +365,7 @@ class StaffDesk:
                 {"address": application.address or "—", "region": application.region or "—"},
             ),
             Msg("staff.card_reason", {"reason": Msg(f"reason.{application.reason}")}),
-            Msg("staff.card_description", {"text": application.description}),
+            Msg("staff.card_description", {"text": application.description or "—"}),
         ]
         if person is not None:
             lines.append(Msg("staff.card_applicant", {"name": person.full_name}))

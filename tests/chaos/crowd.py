@@ -25,6 +25,7 @@ from tests.running import t
 REGIONS = ("Yasamal", "Gəncə", "Quba", "Lənkəran")  # one for each department of the example file
 FIN_LETTERS = "0123456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 SECRET = "chaos-webhook-secret"
+DESCRIPTION = "Səhərdən işıq yoxdur, qonşularda var."
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,20 +159,24 @@ class Subscriber:
                 await self.press(data[accounts[0]])
             elif "reason:no_power" in ids:
                 await self.press(data["reason:no_power"])
-            elif "skip" in ids:  # the e-mail question
-                await self.act(self.user._message(text=self.person.email))
-            elif "keep" in ids:
-                await self.press(data["keep"])
-            elif "done" in ids:
-                await self.press(data["done"])
+            elif "ok" in ids:  # the contacts: the e-mail typed there, then "Correct"
+                if self.person.email in str((question or {}).get("text", "")):
+                    await self.press(data["ok"])
+                else:
+                    await self.act(self.user._message(text=self.person.email))
+            elif "done" in ids:  # the description's screen: the description typed there, then "Continue"
+                if any(DESCRIPTION in x for x in texts[-3:]):
+                    await self.press(data["done"])
+                else:
+                    await self.act(self.user._message(text=DESCRIPTION))
             elif "resume" in ids:
                 await self.press(data["resume"])
             elif "new" in ids and not self.sends:
                 await self.press(data["new"])
             elif "new" in ids:
                 await self.act(self.user._message(text="/my"))
-            elif set(ids) <= {"back", "cancel"} and question is not None:  # the description
-                await self.act(self.user._message(text="Səhərdən işıq yoxdur, qonşularda var."))
+            elif set(ids) <= {"back", "cancel"} and question is not None:  # a question to answer in words
+                await self.act(self.user._message(text=DESCRIPTION))
             else:
                 await self.act(self.user._message(text="/start"))
             await asyncio.sleep(random.uniform(0, 0.05))
