@@ -29,6 +29,7 @@ OTP_TRIES = 3
 OTP_RESEND_AFTER = timedelta(seconds=60)
 OTP_MAX_PER_HOUR = 5  # codes to one phone
 OTP_MAX_PER_CHAT = 10  # codes asked for from one chat, to any phones
+MAX_PHONES = 5  # phones one chat may speak for (a family, a landlord): enough, and not a directory
 
 IDENTIFY_STEPS = frozenset({Step.ASK_PHONE, Step.ASK_CODE, Step.ASK_OTP})
 
@@ -48,6 +49,7 @@ async def on_phone(state: State, event: Event, ctx: Context) -> tuple[State, Not
             raise Invalid(Msg("identify.phone_hint")) from err
         if phone in confirmed(state):  # confirmed before in this chat: nothing more to prove
             return await identified(state, phone, ctx)
+        _room_for(state, phone)
         if await ctx.registry.accounts_by_phone(phone):
             return await send_otp(state, phone, via="phone", ctx=ctx)
         return state.go(Step.ASK_CODE), (note("identify.phone_unknown"),)
@@ -63,6 +65,7 @@ async def _shared_contact(state: State, event: Contact, ctx: Context) -> tuple[S
     except Invalid:
         return state.go(Step.ASK_CODE), (note("identify.phone_unknown"),)
     if await ctx.registry.accounts_by_phone(phone):
+        _room_for(state, phone)
         return await identified(state.with_data(own_phone=phone), phone, ctx)
     return state.with_data(own_phone=phone).go(Step.ASK_CODE), (note("identify.phone_unknown"),)
 
@@ -74,6 +77,7 @@ async def on_code(state: State, event: Event, ctx: Context) -> tuple[State, Note
     phone = await ctx.registry.phone_for_code(code)
     if phone is None:
         raise Invalid(Msg("identify.code_unknown"))
+    _room_for(state, phone)
     return await send_otp(state, phone, via="code", ctx=ctx)
 
 
@@ -95,6 +99,13 @@ async def on_otp(state: State, event: Event, ctx: Context) -> tuple[State, Notes
             return state.with_data(otp=otp), ()  # the question says the tries are over, once
         return state.with_data(otp=otp), (note("identify.otp_wrong", tries=otp["tries"]),)
     return await identified(state.with_data(otp=None), otp["phone"], ctx)
+
+
+def _room_for(state: State, phone: str) -> None:
+    """A chat that speaks for MAX_PHONES phones may use them, but not add one more."""
+    phones = confirmed(state)
+    if phone not in phones and len(phones) >= MAX_PHONES:
+        raise DialogError(Msg("identify.phones_full", {"max": MAX_PHONES}))
 
 
 # ---- one-time codes and what follows them --------------------------------------------------------

@@ -25,6 +25,9 @@ THREAD = "thread"  # the application's thread in its staff chat
 REGISTERED = "registered"
 RESULT = "result"
 FALLBACK_KINDS = frozenset({"status", "staff_message"})  # chat messages an SMS may stand in for
+# A result's news by the status it closes with: a refusal gives its reason, not "the result".
+RESULT_NEWS = {Status.REJECTED: "notify.status_refused"}
+RESULT_NEWS_KEYS = frozenset({"notify.status_result", *RESULT_NEWS.values()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +60,14 @@ def status_changed(number: str, new: Status, by: Role, result: str | None) -> li
     if new in NEEDS_RESULT:
         params = {"number": number, "status": status, "result": result}
         notices += _contacts(RESULT, {"number": number, "status": status})
-        return [*notices, Notice(CHAT, "status", {"key": "notify.status_result", "params": params})]
+        key = RESULT_NEWS.get(new, "notify.status_result")
+        return [*notices, Notice(CHAT, "status", {"key": key, "params": params})]
     params = {"number": number, "status": status}
     return [*notices, Notice(CHAT, "status", {"key": "notify.status", "params": params})]
 
 
 def chat_lost(kind: str, payload: dict[str, Any], number: str) -> Notice | None:
     """What replaces a chat message that can never arrive: an SMS with the link, or nothing."""
-    if kind not in FALLBACK_KINDS or payload.get("key") == "notify.status_result":
+    if kind not in FALLBACK_KINDS or payload.get("key") in RESULT_NEWS_KEYS:
         return None  # not news the subscriber is owed, or a result, whose SMS is on its way already
     return Notice(SMS, "sms_fallback", {"key": "sms.news", "params": {"number": number}})

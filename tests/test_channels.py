@@ -15,7 +15,7 @@ from bot.notify.outbox import Permanent, Temporary, chat_text
 from bot.staff.desk import TAKE, WRITE, actions
 from dialogs import lifecycle, notices
 from dialogs.lifecycle import STAFF_STEPS, Role, Status
-from locales import Msg, translate
+from locales import Msg, payload_msg, translate
 from storage.models import Notification
 
 # ---- answer_within: one on-the-spot retry rule for every channel -----------------------------------
@@ -203,3 +203,14 @@ def test_news_of_a_result_does_not_invite_a_reply() -> None:
     no_departments = Departments((), None)
     assert chat_text(started, no_departments).endswith(hint)
     assert hint not in chat_text(done, no_departments)
+
+
+def test_a_refusal_is_told_with_its_reason_not_as_a_result() -> None:
+    refused = notices.status_changed("TX-2026-000001", Status.REJECTED, Role.STAFF, "Balansınızda deyil.")
+    news = refused[-1]
+    assert news.payload["key"] == "notify.status_refused"
+    text = translate(payload_msg(news.payload), "az")
+    assert "İmtinanın səbəbi: Balansınızda deyil." in text and "Nəticə" not in text
+    assert notices.chat_lost("status", news.payload, "TX-2026-000001") is None  # its SMS is on its way
+    done = Notification(kind="status", lang="az", payload=news.payload)
+    assert translate(Msg("notify.reply_hint"), "az") not in chat_text(done, Departments((), None))

@@ -934,3 +934,21 @@ async def test_another_phone_from_the_menu_keeps_the_draft_that_waits(chat: Chat
     await chat.press(SHOP_CODE)
     await chat.press(chat.choice_ids[0])
     assert (await chat.step()) == Step.REASON
+
+
+async def test_a_chat_speaks_for_at_most_five_phones(chat: Chat, sms) -> None:
+    """Enough for a family or a landlord; not a way to collect the registry's accounts."""
+    await identify(chat, PLAIN)
+    others = [SHOP, CHAIN, BOTH, LANDLORD]
+    for phone in others:
+        await chat.command("start")
+        await chat.press("phone_add")
+        await chat.contact(phone)
+        assert (await chat.step()) == Step.ACCOUNT, phone
+    assert len((await chat.state()).data["phones"]) == 5
+    await chat.command("start")
+    await chat.press("phone_add")
+    shown = await chat.type("+994 50 111 22 33")
+    assert az("identify.phones_full", max=5) in shown and (await chat.step()) == Step.ASK_PHONE
+    await chat.contact(SHOP)  # one it has confirmed still works
+    assert (await chat.step()) == Step.ACCOUNT

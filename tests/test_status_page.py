@@ -144,6 +144,14 @@ async def test_the_result_and_timeline_are_shown_as_text(site: Site) -> None:
     assert "gözlənilir" not in page  # closed: nothing is due any more
 
 
+async def test_a_refusal_shows_its_reason_not_a_result(site: Site) -> None:
+    desk = StaffDesk(site.service.db, clock=site.clock)
+    await desk.set_status("1", Status.REJECTED, "staff:1", "Avadanlıq şəbəkənin balansındadır.")
+    _, page, _ = await fetch(site.link(1))
+    assert "İmtinanın səbəbi" in page and "Avadanlıq şəbəkənin balansındadır." in page
+    assert "Nəticə" not in page
+
+
 @pytest.mark.parametrize(
     "token",
     ["garbage", "A" * 28, SIGNER.token(1)[:-1] + ("A" if SIGNER.token(1)[-1] != "A" else "B"), "x" * 200],

@@ -120,7 +120,7 @@ class EmailSender:
             (t("email.date"), translate(Msg("email.when", {"date": as_utc(application.created_at)}), lang)),
         ]
         if application.result:
-            rows.append((t("email.result"), application.result))
+            rows.append((t(f"result.{application.status}"), application.result))
         context = {
             "lang": lang,
             "subject": t(f"email.subject_{event}", number=application.number),

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core.clock import Clock, system_clock
 from bot.core.departments import Departments
 from bot.core.metrics import METRICS
+from dialogs import notices
 from locales import Msg, payload_msg, translate
 from storage import outbox, staff
 from storage.db import Database, as_utc, storage_unavailable
@@ -59,7 +60,7 @@ def chat_text(notification: Notification, departments: Departments) -> str:
     lang, payload = notification.lang, notification.payload
     hint = translate(Msg("notify.reply_hint"), lang)
     if notification.kind == "status":
-        if payload.get("key") == "notify.status_result":  # closed: it takes no more messages
+        if payload.get("key") in notices.RESULT_NEWS_KEYS:  # closed: it takes no more messages
             return translate(payload_msg(payload), lang)
         return translate(payload_msg(payload), lang) + "\n\n" + hint
     if notification.kind == "staff_message":

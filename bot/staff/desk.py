@@ -389,7 +389,8 @@ class StaffDesk:
         if application.updated_at and as_utc(application.updated_at) > as_utc(application.created_at):
             lines.append(Msg("staff.card_changed", {"date": as_utc(application.updated_at)}))
         if application.result:
-            lines.append(Msg("staff.card_result", {"text": application.result}))
+            label = Msg(f"result.{application.status}")  # "the result", or the reason for a refusal
+            lines.append(Msg("staff.card_result", {"label": label, "text": application.result}))
         if deliveries:
             told = " · ".join(
                 f"{translate(Msg(f'staff.via_{via}'), lang)} {mark}" for via, mark in deliveries

@@ -162,7 +162,7 @@ class StatusPage:
                 if status in OPEN
                 else None
             ),
-            "result_label": t("page.result"),
+            "result_label": t(f"result.{status.value}") if application.result else "",
             "result": application.result,
             **self._since(application, history, said, token, lang),
             **_frame(lang),
