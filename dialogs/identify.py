@@ -158,7 +158,9 @@ async def identified(state: State, phone: str, ctx: Context) -> tuple[State, Not
         )
     phones = confirmed(state)
     state = state.with_data(
-        phone=phones[0] if phones else phone, phones=[*phones, phone] if phone not in phones else phones
+        phone=phones[0] if phones else phone,
+        phones=[*phones, phone] if phone not in phones else phones,
+        from_account=None,
     )
     link_app = state.data.get("link_app")
     if link_app is not None:

@@ -194,7 +194,7 @@ def _cancel(state: State) -> tuple[State, Notes]:
         or state.step in APPLICATION_STEPS
         or state.step in identify.IDENTIFY_STEPS
     )
-    for key in ("resume", "editing", "before_edit", "otp", "link_app"):
+    for key in ("resume", "editing", "before_edit", "otp", "link_app", "from_account"):
         data.pop(key, None)
     new_state = state.evolve(step=Step.MENU, data=data)
     return new_state, (note("cancel.done" if had_draft else "cancel.nothing"),)
@@ -225,8 +225,8 @@ async def _back(state: State, ctx: Context) -> State:
         return await _enter_review(ctx, restored.with_data(editing=None, before_edit=None))
     if step == Step.CONFIRM_NEW:
         return state.go(_return_step(state), return_to=None)
-    if step == Step.ASK_PHONE and _phones(state) and "draft" in state.data:
-        return state.go(Step.ACCOUNT)  # confirming another phone from the account question
+    if step == Step.ASK_PHONE and state.data.get("from_account"):
+        return state.go(Step.ACCOUNT, from_account=None)  # confirming another phone from the account question
     back_to = {
         Step.ASK_PHONE: Step.MENU,
         Step.ASK_CODE: Step.ASK_PHONE,
@@ -326,7 +326,7 @@ async def _on_language(state: State, event: Event, ctx: Context) -> tuple[State,
 async def _on_account(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
     holdings = await _holdings(state, ctx)
     if isinstance(event, Pressed) and event.choice == "another_phone":
-        return state.go(Step.ASK_PHONE), ()
+        return state.go(Step.ASK_PHONE, from_account=True), ()
     if isinstance(event, Pressed) and event.choice.startswith("acc:"):
         account_id = int(event.choice.removeprefix("acc:"))
         account, phone = next(h for h in holdings if h[0].id == account_id)
@@ -337,7 +337,8 @@ async def _on_account(state: State, event: Event, ctx: Context) -> tuple[State, 
             if typed and typed == account.code:
                 return await _choose_account(ctx, state, account, phone), ()
     if isinstance(event, Contact) or (isinstance(event, Text) and _looks_like_phone(event.text)):
-        return await identify.on_phone(state.go(Step.ASK_PHONE), event, ctx)  # another phone's accounts
+        asking = state.go(Step.ASK_PHONE, from_account=True)
+        return await identify.on_phone(asking, event, ctx)  # another phone's accounts
     raise Invalid(Msg("account.hint"))
 
 

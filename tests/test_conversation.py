@@ -952,3 +952,14 @@ async def test_a_chat_speaks_for_at_most_five_phones(chat: Chat, sms) -> None:
     assert az("identify.phones_full", max=5) in shown and (await chat.step()) == Step.ASK_PHONE
     await chat.contact(SHOP)  # one it has confirmed still works
     assert (await chat.step()) == Step.ACCOUNT
+
+
+async def test_back_from_another_phone_returns_where_it_was_asked(chat: Chat) -> None:
+    await identify(chat, BOTH)
+    await chat.press("another_phone")
+    await chat.press("back")
+    assert (await chat.step()) == Step.ACCOUNT  # asked at the account question: back to it
+    await chat.command("start")
+    await chat.press("phone_add")
+    await chat.press("back")
+    assert (await chat.step()) == Step.MENU  # asked from the menu: back to the menu
