@@ -124,7 +124,7 @@ def test_a_missing_key_fails_loudly() -> None:
 def test_nested_messages_are_translated_in_the_same_language() -> None:
     msg = Msg("notify.status", {"number": "TX-2026-000001", "status": Msg("status.in_progress")})
     assert translate(msg, "az") == "ℹ️ TX-2026-000001 nömrəli müraciətinizin statusu: icradadır."
-    assert translate(msg, "ru") == "ℹ️ Статус вашей заявки TX-2026-000001: в работе."
+    assert translate(msg, "ru") == "ℹ️ Статус вашей заявки № TX-2026-000001: в работе."
     assert translate(msg, "en") == "ℹ️ Your application TX-2026-000001 is now: in progress."
 
 

@@ -167,7 +167,7 @@ async def test_an_unterminated_quote_is_refused_and_changes_nothing(
 def test_the_quote_message_in_every_language() -> None:
     refused = {lang: translate(Msg("terminal.unterminated_quote"), lang) for lang in ("az", "ru", "en")}
     assert refused["en"] == 'A quote is not closed: put the text in "…".'
-    assert refused["ru"] == 'Кавычка не закрыта: возьмите текст в "…".'
+    assert refused["ru"] == 'Кавычки не закрыты: возьмите текст в кавычки "…".'
 
 
 async def test_stdin_lines_from_a_pipe_split_characters_and_the_end_of_input() -> None:
