@@ -179,7 +179,7 @@ async def _open_link(state: State, token: str, ctx: Context) -> tuple[State, Not
     application_id = ctx.links.application_id(token)
     if application_id is None:
         return menu, (note("link.invalid"),)
-    phones = _phones(state)
+    phones = identify.confirmed(state)
     if await ctx.applications.get_mine(ctx.subscriber, phones, application_id) is not None:
         return menu.go(Step.APP_DETAIL, view_app=application_id), ()
     if phones:
@@ -208,7 +208,7 @@ async def _start_application(state: State, ctx: Context, fresh: bool = False) ->
     data = {k: v for k, v in state.data.items() if k in ("phone", "phones", "own_phone")}
     data["draft"] = {}
     state = state.evolve(data=data)
-    if not _phones(state):
+    if not identify.confirmed(state):
         return state.go(Step.ASK_PHONE)
     return state.go(Step.ACCOUNT)
 
@@ -431,7 +431,7 @@ async def _on_contacts(state: State, event: Event, ctx: Context) -> tuple[State,
     """The mobile, more numbers and the e-mail on one screen: "Correct", or change what is wrong."""
     draft = state.draft
     if isinstance(event, Pressed):
-        mobile = _shown_mobile(state)
+        mobile = _prefilled_mobile(state)
         if event.choice == "ok" and mobile:
             return await _advance(ctx, state.with_data(draft=_with_mobile(draft, mobile))), ()
         target = {"mobile": Step.MOBILE, "extra": Step.EXTRA_PHONES, "email": Step.EMAIL}.get(event.choice)
@@ -452,7 +452,7 @@ def _typed_phones(state: State, text: str) -> State:
     """Numbers typed at the contacts: the first is the mobile when there is none yet, the rest more."""
     draft = state.draft
     found = validate.phones(text)
-    mobile = _shown_mobile(state)
+    mobile = _prefilled_mobile(state)
     if mobile is None:
         mobile = validate.mobile(found.pop(0))
     extra = [p for p in [*(draft.get("extra") or []), *found] if p != mobile]
@@ -491,7 +491,7 @@ async def _on_extra_phones(state: State, event: Event, ctx: Context) -> tuple[St
     extra = list(draft.get("extra") or [])
     added = []
     for phone in validate.phones(event.text):
-        if phone == _shown_mobile(state) or phone in extra:
+        if phone == _prefilled_mobile(state) or phone in extra:
             raise Invalid(Msg("extra.duplicate"))
         if len(extra) >= validate.MAX_EXTRA_PHONES:
             raise Invalid(Msg("extra.full", {"max": validate.MAX_EXTRA_PHONES}))
@@ -591,7 +591,7 @@ async def _on_app_detail(state: State, event: Event, ctx: Context) -> tuple[Stat
 async def _to_staff(
     state: State, application_id: int, event: Text | Photo, ctx: Context
 ) -> tuple[State, Notes]:
-    application = await ctx.applications.get_mine(ctx.subscriber, _phones(state), application_id)
+    application = await ctx.applications.get_mine(ctx.subscriber, identify.confirmed(state), application_id)
     if application is None:
         raise Invalid(Msg("app.not_found"))
     if not application.open:  # its work is done: a new problem is a new application
@@ -608,7 +608,7 @@ async def _to_staff(
 async def _on_confirm_cancel(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
     if isinstance(event, Pressed) and event.choice == "cancel_yes":
         app_id = int(state.data["view_app"])
-        application = await ctx.applications.get_mine(ctx.subscriber, _phones(state), app_id)
+        application = await ctx.applications.get_mine(ctx.subscriber, identify.confirmed(state), app_id)
         if application is None:
             return state.go(Step.MY_LIST), ()
         await ctx.applications.cancel(app_id, actor=f"subscriber:{ctx.subscriber.channel}")
@@ -623,7 +623,7 @@ async def _ask_menu(state: State, ctx: Context) -> Message:
     choices = [Choice("new", Msg("menu.new")), Choice("my", Msg("menu.my"))]
     if state.data.get("resume") and state.data.get("draft"):
         choices.insert(0, Choice("resume", Msg("menu.resume")))
-    if _phones(state):
+    if identify.confirmed(state):
         choices.append(Choice("phone_add", Msg("menu.phone_add")))
     choices += [Choice("lang", Msg("menu.lang")), Choice("help", Msg("menu.help"))]
     return Message((Msg("menu.prompt"),), tuple(choices))
@@ -680,7 +680,7 @@ async def _ask_description(state: State, ctx: Context) -> Message:
 
 async def _ask_contacts(state: State, ctx: Context) -> Message:
     draft = state.draft
-    mobile = _shown_mobile(state)
+    mobile = _prefilled_mobile(state)
     if mobile is None:  # nothing to confirm: the mobile first
         return Message((Msg("contacts.ask_mobile"),), (BACK, CANCEL))
     extra = draft.get("extra") or []
@@ -780,7 +780,7 @@ def _review_card(draft: dict[str, Any]) -> list[Msg]:
 
 
 async def _ask_my_list(state: State, ctx: Context) -> Message:
-    apps = await ctx.applications.list_mine(ctx.subscriber, _phones(state))
+    apps = await ctx.applications.list_mine(ctx.subscriber, identify.confirmed(state))
     if not apps:
         return Message((Msg("my.empty"),), (Choice("new", Msg("menu.new")), BACK))
     parts = [Msg("my.title", {"count": len(apps)})]
@@ -801,7 +801,9 @@ async def _ask_my_list(state: State, ctx: Context) -> Message:
 
 
 async def _ask_app_detail(state: State, ctx: Context) -> Message:
-    app = await ctx.applications.get_mine(ctx.subscriber, _phones(state), int(state.data["view_app"]))
+    app = await ctx.applications.get_mine(
+        ctx.subscriber, identify.confirmed(state), int(state.data["view_app"])
+    )
     if app is None:
         return Message((Msg("app.not_found"),), (BACK,))
     parts = [
@@ -911,20 +913,17 @@ def _codes(app: ApplicationView) -> str:
 
 
 def _prefilled_mobile(state: State) -> str | None:
+    """The mobile the contacts show: the one chosen, or else the chat's own when it is a mobile."""
     for candidate in (state.draft.get("mobile"), state.data.get("own_phone"), state.data.get("phone")):
         if candidate and validate.is_az_mobile(str(candidate)):
             return str(candidate)
     return None
 
 
-def _phones(state: State) -> list[str]:
-    return identify.confirmed(state)
-
-
 async def _holdings(state: State, ctx: Context) -> list[tuple[AccountView, str]]:
     """The accounts of every confirmed phone, each once, with the phone it is on file for."""
     seen: dict[int, tuple[AccountView, str]] = {}
-    for phone in _phones(state):
+    for phone in identify.confirmed(state):
         for account in await ctx.registry.accounts_by_phone(phone):
             seen.setdefault(account.id, (account, phone))
     return list(seen.values())
@@ -948,11 +947,6 @@ def _account_facts(account: AccountView) -> Msg:
 
 def _needs_description(draft: dict[str, Any]) -> bool:
     return draft.get("reason") in DESCRIBE_REASONS
-
-
-def _shown_mobile(state: State) -> str | None:
-    """The mobile the contacts show: the one chosen, or else the chat's own when it is a mobile."""
-    return _prefilled_mobile(state)
 
 
 def _has_content(draft: dict[str, Any]) -> bool:
