@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -222,6 +222,33 @@ class Notification(SQLModel, table=True):
         Index("ix_notification_recipient_state", "channel", "user_key", "state"),
         Index("ix_notification_state_id", "state", "id"),
         Index("ix_notification_provider", "channel", "provider_id"),
+        # The outbox's claim (storage.outbox.claim): the queued rows of a channel in the order they fall
+        # due, and the unsent rows of a lane (a chat; a staff chat's application thread) by age.
+        # Partial: sent and failed rows, most of the table, are in none of them.
+        Index(
+            "ix_notification_due",
+            "channel",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text("state = 'queued'"),
+            sqlite_where=text("state = 'queued'"),
+        ),
+        Index(
+            "ix_notification_lane",
+            "channel",
+            "user_key",
+            "id",
+            postgresql_where=text("state IN ('queued', 'sending') AND channel <> 'staff'"),
+            sqlite_where=text("state IN ('queued', 'sending') AND channel <> 'staff'"),
+        ),
+        Index(
+            "ix_notification_staff_lane",
+            "user_key",
+            "application_id",
+            "id",
+            postgresql_where=text("state IN ('queued', 'sending') AND channel = 'staff'"),
+            sqlite_where=text("state IN ('queued', 'sending') AND channel = 'staff'"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     application_id: int | None = Field(default=None, foreign_key="application.id", index=True)
