@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from sqlalchemy.engine import make_url
 
@@ -36,16 +37,47 @@ async def cmd_migrate(settings: Settings) -> int:
     return 0
 
 
+class _ExportUnreadable(Exception):
+    """Reading the export failed part way: told as such, not taken for a database error."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error.strerror)
+        self.error = error
+
+
+class _Export:
+    """The registry export, open for the import, which reads it a chunk at a time."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+
+    def read(self, size: int, /) -> bytes:
+        try:
+            return self.file.read(size)
+        except OSError as exc:
+            raise _ExportUnreadable(exc) from exc
+
+
 async def cmd_registry_import(settings: Settings, path: Path, max_deactivate: float | None) -> int:
     try:
-        data = await asyncio.to_thread(path.read_bytes)
+        file = await asyncio.to_thread(path.open, "rb")
     except OSError as exc:
         print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
+    with file:
+        return await _import_registry(settings, path, _Export(file), max_deactivate)
+
+
+async def _import_registry(
+    settings: Settings, path: Path, export: _Export, max_deactivate: float | None
+) -> int:
     db = await open_database(settings)
     try:
         async with db.transaction() as session:
-            report = await registry.import_csv(session, data, max_deactivate=max_deactivate)
+            report = await registry.import_csv(session, export, max_deactivate=max_deactivate)
+    except _ExportUnreadable as exc:
+        print(f"cannot read {path}: {exc.error.strerror}; nothing was imported", file=sys.stderr)
+        return 2
     except registry.TooManyDeactivations as exc:
         print(f"{path}: nothing was imported: {exc.reason}.", file=sys.stderr)
         print(

@@ -101,15 +101,20 @@ def make_full_csv(*rows: dict[str, str]) -> bytes:
 
 
 async def load(
-    db: Database, data: bytes, max_deactivate: float | None = registry.MAX_DEACTIVATE_PERCENT
+    db: Database,
+    data: registry.Source,
+    max_deactivate: float | None = registry.MAX_DEACTIVATE_PERCENT,
+    batch_rows: int = registry.BATCH_ROWS,
 ) -> ImportReport:
     async with db.transaction() as session:
-        return await registry.import_csv(session, data, max_deactivate=max_deactivate)
+        return await registry.import_csv(session, data, max_deactivate=max_deactivate, batch_rows=batch_rows)
 
 
-async def refused(db: Database, data: bytes) -> list[LineError]:
+async def refused(
+    db: Database, data: registry.Source, batch_rows: int = registry.BATCH_ROWS
+) -> list[LineError]:
     with pytest.raises(RegistryImportError) as caught:
-        await load(db, data)
+        await load(db, data, batch_rows=batch_rows)
     assert not isinstance(caught.value, TooManyDeactivations), caught.value
     assert caught.value.errors, "a refused file must say why"
     return caught.value.errors
@@ -1158,3 +1163,232 @@ async def test_a_flood_of_bad_lines_is_cut_with_a_note(db: Database) -> None:
     errors = await refused(db, make_csv(*bad))
     assert len(errors) == registry.MAX_ERRORS + 1
     assert "stopped after" in errors[-1].reason
+
+
+# --- a national registry: read as a stream, checked and staged in batches ----------------------------------
+
+MAIN_OWNER = {"fin": "MA1N007", "full_name": "Rzayev Kamran Elçin oğlu", "phone": "+994551112233"}
+MAIN_CODE = "5000000001"
+
+
+def many(count: int) -> list[dict[str, str]]:
+    """`count` rows, row n on line n + 2: two residential accounts a person, and every tenth row a
+    metering point of one main code."""
+    rows = []
+    for n in range(count):
+        if n % 10 == 9:
+            point = {"kind": "non_residential", "code": MAIN_CODE, "metering_point": f"MP-{n:04d}"}
+            where = {"address": f"Bakı şəhəri, Xətai rayonu, anbar {n}", "region": "Xətai"}
+            rows.append(MAIN_OWNER | point | where)
+            continue
+        person = {
+            "fin": f"{n // 2:07d}",
+            "full_name": f"Əliyev Vüqar {n // 2}",
+            "phone": f"+99450{n // 2:07d}",
+        }
+        where = {"address": f"Gəncə şəhəri, Nizami küçəsi {n}", "region": "Gəncə"}
+        rows.append(person | where | {"kind": "residential", "code": f"{10**14 + n}", "metering_point": ""})
+    return rows
+
+
+def many_report(count: int) -> tuple[int, int, int]:
+    """How many persons, accounts and metering points `many(count)` holds."""
+    rows = many(count)
+    return (
+        len({r["fin"] for r in rows}),
+        len({r["code"] for r in rows}),
+        sum(bool(r["metering_point"]) for r in rows),
+    )
+
+
+async def test_a_bad_line_deep_in_many_batches_changes_nothing(db: Database) -> None:
+    rows = many(500)
+    rows[311] = row(rows[311], phone="+994124987654")  # line 313, in the 20th batch of 16 rows
+    expected = [(313, "bad phone: not a valid Azerbaijani mobile number")]
+    assert [(e.line, e.reason) for e in await refused(db, make_csv(*rows), batch_rows=16)] == expected
+    assert await counts(db) == (0, 0, 0)  # the batches before the bad line did not land
+
+    await load(db, make_csv(*BASE))
+    before = await snapshot(db)
+    assert [(e.line, e.reason) for e in await refused(db, make_csv(*rows), batch_rows=16)] == expected
+    assert await snapshot(db) == before
+
+
+async def test_rows_are_checked_against_the_rows_of_earlier_batches(db: Database) -> None:
+    rows = [row(r, **SHOP_COMPANY) if r["metering_point"] else r for r in many(60)]  # lines 2-61
+    other_owner = {k: rows[40][k] for k in ("fin", "full_name", "phone")}
+    late = [
+        row(rows[0], full_name="Əliyev Vüqar Rauf oğlu", code="100000000009999"),  # 62
+        rows[20],  # 63: line 22 again
+        row(rows[30], **other_owner),  # 64: the code of line 32, another owner
+        row(rows[30], **other_owner),  # 65: the same: line 64 was refused, line 32 still holds the code
+        row(rows[19], address="Bakı şəhəri, başqa anbar"),  # 66: the metering point of line 21 again
+        row(rows[9], metering_point="MP-9999", company="Başqa Şirkət MMC"),  # 67
+        row(rows[9], kind="residential", metering_point="", company="", voen=""),  # 68
+        row(rows[2], phone="+994501111111", code="100000000008888"),  # 69: the FİN of line 4
+        row(rows[0], code="100000000007777"),  # 70: good
+    ]
+    code_30 = rows[30]["code"]
+    expected = [
+        (62, "FİN 00***** has another name or phone on an earlier line"),
+        (63, f"duplicate subscriber code {rows[20]['code']} (line 22)"),
+        (64, f"duplicate code {code_30} with another owner (line 32)"),
+        (65, f"duplicate code {code_30} with another owner (line 32)"),
+        (66, f"duplicate metering point MP-0019 of {MAIN_CODE} (line 21)"),
+        (67, f"code {MAIN_CODE} has another company or VÖEN on line 11"),
+        (68, f"code {MAIN_CODE} is non_residential on line 11"),
+        (69, "FİN 00***** has another name or phone on an earlier line"),
+    ]
+    data = make_full_csv(*rows, *late)
+    for batch_rows in (1, 3, 16, registry.BATCH_ROWS):
+        errors = await refused(db, data, batch_rows=batch_rows)
+        assert [(e.line, e.reason) for e in errors] == expected, batch_rows
+    assert await counts(db) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("good_after", [0, 1, 2], ids=["none", "one", "two"])
+async def test_the_cut_after_max_errors_falls_where_it_did_whatever_the_batch(
+    db: Database, good_after: int
+) -> None:
+    bad = [row(AYGUN, fin="BAD", code=f"{400500600700800 + n}") for n in range(registry.MAX_ERRORS)]
+    good = [row(NIGAR, code=f"{400500600700900 + n}") for n in range(good_after)]
+    data = make_csv(*bad, *good)
+    expected = await refused(db, data)
+    assert [e.line for e in expected[: registry.MAX_ERRORS]] == list(range(2, registry.MAX_ERRORS + 2))
+    # The first record after the last problem counted says where reading stopped; without one, nothing.
+    stop = registry.LineError(
+        registry.MAX_ERRORS + 2, "stopped after 200 problems; fix these and import again"
+    )
+    assert expected[registry.MAX_ERRORS :] == ([stop] if good_after else [])
+    for batch_rows in (1, 7, registry.MAX_ERRORS, registry.MAX_ERRORS + 1):
+        assert await refused(db, data, batch_rows=batch_rows) == expected, batch_rows
+
+
+async def test_a_refresh_in_many_batches_deactivates_what_the_file_drops(db: Database) -> None:
+    rows = many(500)
+    persons, accounts, points = many_report(500)
+    first = await load(db, make_csv(*rows), batch_rows=16)
+    assert first == ImportReport(
+        persons=persons,
+        accounts=accounts,
+        metering_points=points,
+        persons_added=persons,
+        accounts_added=accounts,
+        metering_points_added=points,
+    )
+    before = await snapshot(db)
+
+    dropped = [r for n, r in enumerate(rows) if n % 25 in (4, 19)]
+    dropped_codes = {r["code"] for r in dropped if not r["metering_point"]}
+    dropped_points = {r["metering_point"] for r in dropped if r["metering_point"]}
+    assert len(dropped_codes) == 20 and len(dropped_points) == 20
+    kept = [r for n, r in enumerate(rows) if n % 25 not in (4, 19)]
+    home = next(n for n, r in enumerate(kept) if n > 100 and not r["metering_point"])
+    shop = next(n for n, r in enumerate(kept) if n > 100 and r["metering_point"])
+    kept[home] = row(kept[home], address="Gəncə şəhəri, Atatürk prospekti 1")  # a residential account moves
+    kept[shop] = row(kept[shop], address="Bakı şəhəri, Xətai rayonu, yeni anbar")  # a metering point too
+    error = await too_many(db, make_csv(*kept), max_deactivate=4)  # 20 of 451: 4.43%
+    assert (error.active, error.deactivating) == (accounts, len(dropped_codes))
+    assert await snapshot(db) == before
+
+    report = await load(db, make_csv(*kept), max_deactivate=None, batch_rows=16)
+    assert report == ImportReport(
+        persons=len({r["fin"] for r in kept}),
+        accounts=accounts - len(dropped_codes),
+        metering_points=points - len(dropped_points),
+        accounts_changed=1,
+        accounts_deactivated=len(dropped_codes),
+        metering_points_changed=1,
+        metering_points_deactivated=len(dropped_points),
+    )
+    assert await counts(db) == (persons, accounts, points)  # nothing is deleted
+    async with db.transaction() as session:
+        inactive = set((await session.scalars(select(Account.code).where(~col(Account.active)))).all())
+        gone = select(MeteringPoint.code).where(~col(MeteringPoint.active))
+        inactive_points = set((await session.scalars(gone)).all())
+    assert (inactive, inactive_points) == (dropped_codes, dropped_points)
+
+    back = await load(db, make_csv(*rows), batch_rows=16)  # everything as it was: active again
+    assert (back.accounts_changed, back.metering_points_changed, back.deactivated) == (
+        len(dropped_codes) + 1,
+        len(dropped_points) + 1,
+        0,
+    )
+    assert await snapshot(db) == before  # the same rows, the same ids
+
+
+async def test_a_file_on_disk_is_read_by_its_path_or_as_an_open_file(db: Database, tmp_path: Path) -> None:
+    file = tmp_path / "registry.csv"
+    file.write_bytes(make_csv(*BASE))
+    assert (await load(db, file)).persons_added == 3
+    with file.open("rb") as opened:
+        assert await load(db, opened) == ImportReport(persons=3, accounts=4, metering_points=2)
+
+    file.write_bytes(make_csv(AYGUN, row(NIGAR, fin="7TRO2HJ"), RAMIL))
+    errors = await refused(db, file)
+    assert [(e.line, e.reason[:7]) for e in errors] == [(3, "bad FİN")]
+
+
+async def test_where_the_file_is_cut_into_chunks_changes_nothing(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BOM, CRLF, a lone CR, letters of two and three bytes: each may be cut between two reads."""
+    good = b"\xef\xbb\xbf" + make_full_csv(AYGUN, row(ELVIN_SHOP_1, company="Babayev Ticarət MMC"), RAMIL)
+    good = good.replace(b"\n", b"\r\n") + b"\r\n"
+    bad = make_csv(
+        AYGUN,  # 2
+        row(NIGAR, address="Şəki şəhəri,\rNizami küçəsi 19"),  # 3, and its quoted CR ends line 3
+        row(RAMIL, address="Gəncə şəhəri,\r\nmənzil 22"),  # 5, on lines 5 and 6
+        row(ELVIN_SHOP_1, fin="5RT8JKİ"),  # 7: İ has two bytes
+        end="\r",
+    )
+    expected = await refused(db, bad)
+    assert [e.line for e in expected] == [3, 5, 7]
+    for chunk in (1, 2, 3, 4, 5, 7, 64):
+        monkeypatch.setattr(registry, "_CHUNK_BYTES", chunk)
+        assert await refused(db, bad) == expected, chunk
+        report = await load(db, good)
+        assert (report.persons, report.accounts, report.metering_points) == (3, 3, 1), chunk
+    assert (await account(db, ELVIN_SHOP_1["code"])).company == "Babayev Ticarət MMC"
+    assert (await person(db, AYGUN["fin"])).full_name == AYGUN["full_name"]
+
+
+def not_utf8_at(data: bytes) -> int:
+    """Where decoding the whole file fails: the byte the import must name."""
+    with pytest.raises(UnicodeDecodeError) as caught:
+        data.decode("utf-8-sig")
+    return caught.value.start
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        make_csv(AYGUN, row(NIGAR, fin="BAD"), RAMIL) + b"\xff" + make_csv(NIGAR),  # after a bad line
+        b"\xef\xbb\xbf" + make_csv(AYGUN, RAMIL).replace(b"Ramil", b"Ram\xc9\x99\xc9l"),  # ə, half an ə
+        make_csv(AYGUN, RAMIL)[:-3] + "ə".encode()[:1],  # a letter cut short at the very end
+        make_csv(AYGUN, header="fin,name") + b"\xe2\x82",  # a bad header, then bad bytes
+    ],
+    ids=["after-a-bad-line", "cut-letter", "cut-at-the-end", "after-a-bad-header"],
+)
+async def test_a_file_that_is_not_utf8_further_on_is_refused_as_that(
+    db: Database, monkeypatch: pytest.MonkeyPatch, data: bytes
+) -> None:
+    await load(db, make_csv(*BASE))
+    before = await snapshot(db)
+    expected = [(0, f"the file is not UTF-8 (byte {not_utf8_at(data)})")]
+    for chunk in (1, 2, 3, 5, 64, 1 << 20):
+        monkeypatch.setattr(registry, "_CHUNK_BYTES", chunk)
+        assert [(e.line, e.reason) for e in await refused(db, data)] == expected, chunk
+    assert await snapshot(db) == before
+
+
+async def test_imports_refused_and_done_in_one_transaction(db: Database) -> None:
+    """The staging tables of one import do not stand in the way of the next in the same transaction."""
+    async with db.transaction() as session:
+        with pytest.raises(RegistryImportError):
+            await registry.import_csv(session, make_csv(row(AYGUN, fin="BAD")))
+        first = await registry.import_csv(session, make_csv(*BASE))
+        second = await registry.import_csv(session, make_csv(*BASE))
+    assert (first.persons_added, first.accounts_added, first.metering_points_added) == (3, 4, 2)
+    assert second == ImportReport(persons=3, accounts=4, metering_points=2)
+    assert await counts(db) == (3, 4, 2)
