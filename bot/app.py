@@ -23,7 +23,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ from aiohttp import web
 
 from bot.channels.port import Channel, Channels, Parts, StartError
 from bot.channels.telegram import connector as telegram
-from bot.channels.telegram.limits import RateLimiter
+from bot.channels.telegram.limits import Limits
 from bot.channels.terminal import StdinLines, Terminal, TerminalChannel, TerminalSms, demo_policy
 from bot.channels.whatsapp import connector as whatsapp
 from bot.core.clock import Clock, system_clock
@@ -168,7 +168,7 @@ class Service:
 class Pace:
     """Sending limits; the defaults are the platforms'. Tests of flows, not of limits, go faster."""
 
-    telegram: Callable[[], RateLimiter] = RateLimiter
+    telegram: Limits = field(default_factory=Limits)
     whatsapp_mps: float | None = None  # None: WHATSAPP_MPS
     whatsapp_per_user: float = 1.0
 
@@ -245,7 +245,7 @@ def _warn(settings: Settings, policy: StaffPolicy) -> None:
 async def _connect(settings: Settings, parts: Parts, pace: Pace) -> None:
     """Every channel that has credentials, into the registry. A new channel is a line here."""
     built: list[Channel | None] = [
-        await telegram.connect(settings.telegram, parts, pace.telegram()),
+        await telegram.connect(settings.telegram, parts, pace.telegram, settings.database.redis_url),
         whatsapp.connect(settings.whatsapp, parts, pace.whatsapp_mps, pace.whatsapp_per_user),
     ]
     for channel in built:

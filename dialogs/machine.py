@@ -83,7 +83,9 @@ class Dialog:
             return state, Outcome((*notes, question), state.rev, changed=False)
         new_state = new_state.evolve(rev=state.rev + 1)
         question = await self.question(new_state, ctx)
-        return new_state, Outcome((*notes, question), new_state.rev, changed=True)
+        # A contact shared with the request's own button takes it away by itself (it is asked once).
+        withdraw = _asks_contact(state) and question.request is None and not isinstance(event, Contact)
+        return new_state, Outcome((*notes, question), new_state.rev, changed=True, withdraw=withdraw)
 
     async def current(self, state: State, ctx: Context) -> Outcome:
         """The current question again, e.g. after a restart or for a channel that lost its message."""
@@ -92,6 +94,10 @@ class Dialog:
     async def question(self, state: State, ctx: Context) -> Message:
         """What the current step asks, and so which buttons are valid."""
         return await _question(state, ctx)
+
+
+def _asks_contact(state: State) -> bool:
+    return state.step == Step.ASK_PHONE
 
 
 # ---- dispatch -----------------------------------------------------------------------------------

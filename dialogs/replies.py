@@ -48,8 +48,13 @@ CANCEL = Choice("cancel", Msg("common.cancel"))
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """The messages to send for one event, and the question revision their buttons belong to."""
+    """The messages to send for one event, and the question revision their buttons belong to.
+
+    `withdraw`: the request asked before (a contact) was not answered by it and is no longer asked, so
+    a channel that keeps a request on screen (Telegram's reply keyboard) takes it away.
+    """
 
     messages: tuple[Message, ...]
     rev: int
     changed: bool
+    withdraw: bool = False

@@ -39,13 +39,11 @@ def route(
     assert application.id is not None
     application.department = department
     session.add(StaffThread(application_id=application.id, chat_id=chat_id, created_at=now))
+    # The location is a link on the card. The photo is the card itself where the chat can show it
+    # so (its sender then skips this row), else a message after the card.
     attachments: list[tuple[str, dict[str, Any]]] = [("card", {})]
     if application.photo_ref:  # a Telegram file id, or a WhatsApp media id the staff chat fetches
         attachments.append(("photo", {"photo": application.photo_ref}))
-    if application.latitude is not None and application.longitude is not None:
-        attachments.append(
-            ("location", {"latitude": application.latitude, "longitude": application.longitude})
-        )
     for kind, payload in attachments:  # one recipient's messages leave in order: the card first
         outbox.enqueue(
             session,
@@ -70,10 +68,16 @@ async def thread_by_topic(session: AsyncSession, chat_id: int, topic_id: int) ->
 async def to_thread(
     session: AsyncSession, application_id: int, kind: str, payload: dict[str, Any], now: datetime
 ) -> bool:
-    """Queue a message into the application's staff thread; False when it has none (no department)."""
+    """Queue a message into the application's staff thread; False when it has none (no department).
+
+    A card refresh is queued once: one still waiting shows the state as it is when it goes, as does
+    a card not posted yet, so edits coalesce instead of spending the group's 20 a minute.
+    """
     found = await thread(session, application_id)
     if found is None:
         return False
+    if kind == "card_refresh" and await _card_will_show(session, application_id):
+        return True
     outbox.enqueue(
         session,
         channel=outbox.STAFF,
@@ -84,6 +88,16 @@ async def to_thread(
         application_id=application_id,
     )
     return True
+
+
+async def _card_will_show(session: AsyncSession, application_id: int) -> bool:
+    waiting = select(Notification.id).where(
+        Notification.application_id == application_id,
+        Notification.channel == outbox.STAFF,
+        col(Notification.kind).in_(("card", "card_refresh")),
+        Notification.state == outbox.QUEUED,
+    )
+    return (await session.scalars(waiting.limit(1))).first() is not None
 
 
 async def link(

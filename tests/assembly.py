@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from limits import RateLimitItemPerSecond
+
 from bot.app import Pace
-from bot.channels.telegram.limits import RateLimiter
+from bot.channels.telegram.limits import Limits
 from bot.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +20,7 @@ LINK_SECRET = "test-link-secret-0123456789abcdefghijklmnop"
 # One person's answers may go faster than the platforms' 1 a second here, so the flows run quickly;
 # the limits themselves are tested on their own, with their real values.
 FAST = Pace(
-    telegram=lambda: RateLimiter(private=(50.0, 50.0), group=(50.0, 50.0)),
+    telegram=Limits(private=RateLimitItemPerSecond(50), group=RateLimitItemPerSecond(50)),
     whatsapp_mps=500,
     whatsapp_per_user=100,
 )

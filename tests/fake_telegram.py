@@ -1,8 +1,9 @@
 """A local Bot API server for tests: the real aiogram client talks HTTP to it, it records what it is sent.
 
 It speaks the methods the bot uses (getMe, getUpdates, sendMessage, sendPhoto, sendLocation,
-editMessageText, answerCallbackQuery, getChat, createForumTopic, getChatAdministrators,
-setMessageReaction, setWebhook, deleteWebhook, setMyCommands) and can answer with a failure (429 with
+editMessageText, editMessageCaption, answerCallbackQuery, getChat, createForumTopic,
+getChatAdministrators, setMessageReaction, setWebhook, deleteWebhook, setMyCommands) and can answer
+with a failure (429 with
 retry_after, 500, 403) on demand, or for every send* call during a time window (`down_until`: 502,
 `throttled_until`: 429 with `retry_after`).
 """
@@ -207,6 +208,18 @@ class FakeTelegram:
             "date": int(time.time()),
             "chat": {"id": chat_id, "type": "supergroup"},
             "text": params.get("text", ""),
+        }
+
+    async def _editmessagecaption(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.edits.append(params)
+        chat_id = int(params["chat_id"])
+        photo = [{"file_id": "edited", "file_unique_id": "u1", "width": 90, "height": 90}]
+        return {
+            "message_id": int(params["message_id"]),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "supergroup"},
+            "photo": photo,
+            "caption": params.get("caption", ""),
         }
 
     async def _getchat(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -68,7 +68,7 @@ class World:
         """The application's card in a staff chat: the message with the buttons that names the number."""
         for message in self.telegram.sent_to(chat_id):
             markup = message.get("reply_markup") or {}
-            if "inline_keyboard" in markup and number in str(message.get("text")):
+            if "inline_keyboard" in markup and number in str(message.get("text") or message.get("caption")):
                 return message
         return {}
 

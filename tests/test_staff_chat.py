@@ -21,6 +21,7 @@ from bot.core.policy import StaffPolicy
 from bot.core.service import Conversations
 from bot.notify.outbox import OutboxWorker
 from locales import Msg, translate
+from storage import staff
 from storage.db import Database
 from storage.models import Application, Notification, StaffAction, StatusChange
 from tests.assembly import EXAMPLE_DEPARTMENTS, FAST, settings_in
@@ -197,7 +198,7 @@ async def test_subscriber_text_is_shown_as_text(desk: Desk) -> None:
     assert application.description == tricky
 
 
-async def test_photo_and_location_follow_the_card(desk: Desk) -> None:
+async def test_one_group_message_for_an_application_with_a_photo_and_a_location(desk: Desk) -> None:
     chat = Chat(desk.service, user=str(SUBSCRIBER), channel=CHANNEL)
     await identify(chat, PLAIN)
     await choose_account(chat)
@@ -210,10 +211,44 @@ async def test_photo_and_location_follow_the_card(desk: Desk) -> None:
     await chat.press("send")
     await desk.worker.drain()
     sent = desk.fake.sent_to(BAKI)
-    assert [m["method"] for m in sent] == ["sendMessage", "sendPhoto", "sendLocation"]
-    card_id = sent[0]["message_id"]
-    assert sent[1]["photo"] == "AgAD-photo-1"
-    assert all(m["reply_parameters"]["message_id"] == card_id for m in sent[1:])  # the card's thread
+    assert [m["method"] for m in sent] == ["sendPhoto"]  # the photo is the card, its text the caption
+    card = sent[0]
+    assert card["photo"] == "AgAD-photo-1" and "inline_keyboard" in card["reply_markup"]
+    assert t("staff.card_photo") in card["caption"]
+    assert "https://maps.google.com/?q=40.390000,49.850000" in card["caption"]  # the place, a link
+
+    await StaffMember(desk.fake, 100001, BAKI, "Rauf").press(desk.buttons()[t("staff.btn_take")])
+    await desk.worker.drain()
+    edit = desk.fake.edits[-1]  # the card is edited as a caption
+    assert int(edit["message_id"]) == card["message_id"] and "İcraçı: Rauf" in edit["caption"]
+
+
+async def test_a_card_too_long_for_a_caption_goes_as_text_and_the_photo_after_it(desk: Desk) -> None:
+    chat = Chat(desk.service, user=str(SUBSCRIBER), channel=CHANNEL)
+    await identify(chat, PLAIN)
+    await choose_account(chat)
+    await chat.press("reason:damaged_cable")
+    await chat.type("Dirəkdən gələn kabel qopub, yerdə qalıb. " * 24)  # near the 1,000 a description may have
+    await chat.photo("AgAD-photo-2")
+    await chat.press("done")
+    await chat.press("ok")
+    await chat.press("send")
+    await desk.worker.drain()
+    sent = desk.fake.sent_to(BAKI)
+    assert [m["method"] for m in sent] == ["sendMessage", "sendPhoto"]
+    assert sent[1]["photo"] == "AgAD-photo-2"
+    assert sent[1]["reply_parameters"]["message_id"] == sent[0]["message_id"]  # in the card's thread
+
+
+async def test_card_refreshes_waiting_together_go_as_one_edit(desk: Desk) -> None:
+    await desk.file()
+    await desk.worker.drain()
+    async with desk.service.db.transaction() as session:
+        application = (await session.scalars(select(Application))).one()
+        for _ in range(5):  # five reasons to show the card again before the worker gets to it
+            assert await staff.to_thread(session, application.id, "card_refresh", {}, desk.clock())
+        kinds = (await session.scalars(select(Notification.kind))).all()
+    assert list(kinds).count("card_refresh") == 1
 
 
 # ---- the whole cycle -------------------------------------------------------------------------------

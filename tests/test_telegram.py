@@ -9,15 +9,16 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiogram.types import Update
+from limits import RateLimitItemPerSecond
 from sqlmodel import func, select
 
-from bot.channels.port import HeldAnswers
+from bot.channels.port import HeldAnswers, Sent
 from bot.channels.telegram import CHANNEL
 from bot.channels.telegram.channel import SECRET_HEADER, TelegramChannel, webhook_handler
 from bot.channels.telegram.client import TelegramClient, make_bot
-from bot.channels.telegram.limits import RateLimiter
+from bot.channels.telegram.limits import Limits, SendingBudget
 from bot.channels.telegram.mapping import map_update, within_64_bits
-from bot.channels.telegram.render import render, split_text
+from bot.channels.telegram.render import Outgoing, render, split_text
 from bot.core.service import Conversations
 from bot.web.server import make_app
 from dialogs.events import Command, Contact, Pressed, Text, Unsupported
@@ -36,8 +37,9 @@ from tests.test_staff_chat import BAKI, make_desk
 async def channel(fake: FakeTelegram, service: Conversations) -> AsyncIterator[TelegramChannel]:
     bot = make_bot(TOKEN, fake.url)
     # One person's replies may go faster than Telegram's 1 a second here, so the flows run quickly;
-    # the limits themselves are tested on their own below, with their real values.
-    client = TelegramClient(bot, service.db, service.clock, RateLimiter(private=(20.0, 20.0)))
+    # the limits themselves are tested on their own (test_limits.py).
+    budget = SendingBudget(TOKEN.split(":")[0], limits=Limits(private=RateLimitItemPerSecond(20)))
+    client = TelegramClient(bot, service.db, service.clock, budget)
     yield TelegramChannel(client, service, HeldAnswers(CHANNEL, service.db, service.clock, lambda: None))
     await bot.session.close()
 
@@ -76,8 +78,9 @@ async def test_a_residential_application_by_polling(fake: FakeTelegram, polling:
     assert "Məmmədov Elçin" in identified
     # PLAIN has one account: it is taken as it is, its data shown, and the reason asked at once.
     assert "168808605066007" in identified and t("reason.ask") in identified
-    first_answer = fake.sent_to(501)[-3]
-    assert first_answer["reply_markup"] == {"remove_keyboard": True}  # the contact keyboard goes away
+    # One message for the turn: shared by its own one-time button, the contact keyboard hid itself.
+    assert fake.sent_to(501)[-3] is contact_request
+    assert "inline_keyboard" in fake.sent_to(501)[-1]["reply_markup"]
     await user.press(t("reason.no_power"))
     await user.text("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
     await user.press(t("details.continue"))
@@ -87,6 +90,25 @@ async def test_a_residential_application_by_polling(fake: FakeTelegram, polling:
     assert await count(polling.service.db, Application) == 1
     answered = [p for m, p in fake.calls if m == "answerCallbackQuery"]
     assert len(answered) == 5  # every one of the 5 presses answered: no spinning buttons
+    # 8 updates, 9 messages: only the contact question takes two (its keyboard, then its buttons).
+    assert len(fake.sent_to(501)) == 9
+
+
+async def test_a_contact_question_left_another_way_takes_its_keyboard_away(
+    fake: FakeTelegram, polling: TelegramChannel
+) -> None:
+    user = TelegramUser(fake, 502)
+    await user.text("/start")
+    await user.press("Yeni müraciət")
+    assert fake.sent_to(502)[-2]["reply_markup"]["keyboard"][0][0]["request_contact"] is True
+    await user.press(t("common.back"))
+    back = fake.sent_to(502)[-2:]
+    assert back[0]["reply_markup"] == {"remove_keyboard": True}
+    assert "inline_keyboard" in back[1]["reply_markup"]  # the menu's buttons right after
+    await user.press("Yeni müraciət")
+    await user.text("/start")  # a command leaves it too
+    assert fake.sent_to(502)[-2]["reply_markup"] == {"remove_keyboard": True}
+    assert "Azərişıq" in fake.sent_to(502)[-2]["text"]  # the welcome carries it, the menu follows
 
 
 async def test_the_same_update_twice_has_one_effect(fake: FakeTelegram, polling: TelegramChannel) -> None:
@@ -223,14 +245,17 @@ async def test_webhook_needs_the_secret_and_answers_after_storing(
         await runner.cleanup()
     assert "Azərişıq" in user.replies()
     texts = [m["text"] for m in fake.sent_to(507)]
-    assert (
-        texts[0].startswith("Salam!") and texts[1:] == ["Nə etmək istəyirsiniz?"] * 2
-    )  # again: the question only
+    assert texts[0].startswith("Salam!") and texts[1:] == [
+        "Nə etmək istəyirsiniz?"
+    ]  # the welcome with its question, and again: the question only
     assert await count(channel.service.db, ProcessedUpdate) == 1
 
 
-async def post_all(channel: TelegramChannel, port: int, updates: list[dict[str, object]]) -> list[int]:
-    """Each update posted to the webhook, its lone surrogates escaped ("\\ud800") as JSON allows."""
+async def post_all(
+    channel: TelegramChannel, port: int, updates: list[dict[str, object]], bodies: list[str] | None = None
+) -> list[int]:
+    """Each update posted to the webhook, its lone surrogates escaped ("\\ud800") as JSON allows;
+    the responses' bodies in `bodies`."""
     runner = aiohttp.web.AppRunner(
         make_app(channel.service.db, [("POST", "/telegram/webhook", webhook_handler(channel, "s"))])
     )
@@ -244,6 +269,8 @@ async def post_all(channel: TelegramChannel, port: int, updates: list[dict[str, 
                 url = f"http://127.0.0.1:{port}/telegram/webhook"
                 async with http.post(url, data=body, headers={SECRET_HEADER: "s"}) as response:
                     statuses.append(response.status)
+                    if bodies is not None:
+                        bodies.append(await response.text())
     finally:
         await runner.cleanup()
     return statuses
@@ -276,12 +303,15 @@ async def test_webhook_lone_surrogates_and_ids_beyond_64_bits_are_no_500(
         {"update_id": 4, **TelegramUser(fake, 10**80)._message(text="/start")},
         {"update_id": 5, "callback_query": {**press, "id": "5", "from": {**user._sender(), "id": -(10**70)}}},
     ]
-    assert await post_all(channel, unused_tcp_port, updates) == [200, 200, 200, 400, 400, 400]
+    bodies: list[str] = []
+    assert await post_all(channel, unused_tcp_port, updates, bodies) == [200, 200, 200, 400, 400, 400]
     assert errors(caplog) == []
     assert await count(channel.service.db, ProcessedUpdate) == 3  # the ids beyond 64 bits: none stored
     assert await count(channel.service.db, Conversation) == 1
-    answered = [p["callback_query_id"] for m, p in fake.calls if m == "answerCallbackQuery"]
-    assert answered == ["\ufffd"]  # the press answered, its id as a UTF-8 reader reads it
+    # The press is answered in the webhook's response (Telegram makes the call), its id as a UTF-8
+    # reader reads it; no call of its own.
+    assert json.loads(bodies[1]) == {"method": "answerCallbackQuery", "callback_query_id": "\ufffd"}
+    assert [m for m, _ in fake.calls if m == "answerCallbackQuery"] == []
     assert user.replies().count("Nə etmək istəyirsiniz?") == 3  # each one answered with the question
 
 
@@ -433,10 +463,10 @@ async def test_fifty_chats_at_once_each_in_its_own_order(
     await fake.processed(last, within=60)
     for user in users:
         texts = [m["text"] for m in fake.sent_to(user.id)]
-        assert len(texts) == 3, texts
-        assert texts[0].startswith("Bu bot vasitəsilə")  # /help, then its question, then /my
-        assert texts[1] == "Nə etmək istəyirsiniz?"
-        assert texts[2].startswith("Hələ müraciətiniz yoxdur")
+        assert len(texts) == 2, texts
+        assert texts[0].startswith("Bu bot vasitəsilə")  # /help with its question, then /my
+        assert texts[0].endswith("\n\nNə etmək istəyirsiniz?")
+        assert texts[1].startswith("Hələ müraciətiniz yoxdur")
 
 
 @pytest.mark.parametrize(
@@ -463,29 +493,18 @@ async def test_an_unreachable_chat_is_recorded_then_cleared(
         assert row is not None and row.unreachable_at is None
 
 
-async def test_the_limiter_keeps_every_limit() -> None:
-    now = [0.0]
-    waits: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        now[0] += seconds
-
-    limiter = RateLimiter(clock=lambda: now[0], sleep=sleep)
-    for _ in range(3):  # a short burst to one private chat goes at once …
-        await limiter.acquire(42)
-    assert now[0] == 0
-    await limiter.acquire(42)  # … then about one a second
-    assert now[0] == pytest.approx(1.0)
-
-    for chat in range(100, 160):  # 60 messages to 60 chats: the 30 a second in all holds
-        await limiter.acquire(chat)
-    assert now[0] >= 1.0 + 29 / 30
-
-    start = now[0]
-    for _ in range(21):  # a group: 20 a minute
-        await limiter.acquire(-1001)
-    assert now[0] - start == pytest.approx(3.0, abs=0.1)  # the 21st waits for a twentieth of a minute
+async def test_an_answer_whose_turn_does_not_come_in_time_is_handed_to_the_outbox(
+    fake: FakeTelegram, service: Conversations
+) -> None:
+    # The bot's budget spent for the next ten seconds (another process's storm, say).
+    budget = SendingBudget(TOKEN.split(":")[0], limits=Limits(everyone=RateLimitItemPerSecond(1, 10)))
+    client = TelegramClient(make_bot(TOKEN, fake.url), service.db, service.clock, budget)
+    try:
+        assert await client.send(601, Outgoing("Salam")) == Sent.SENT
+        assert await client.send(602, Outgoing("Salam"), within=0.3) == Sent.LATER  # not held longer
+    finally:
+        await client.close()
+    assert [m["chat_id"] for m in fake.sent] == ["601"]
 
 
 async def test_a_message_telegram_refuses_does_not_stop_the_bot(

@@ -397,8 +397,8 @@ async def test_staff_see_a_whatsapp_application_with_its_photo_and_answer_it(wa:
     await user.press("send")
     await wa.worker.drain()
     sent = wa.fake.sent_to(BAKI)
-    assert [m["method"] for m in sent] == ["sendMessage", "sendPhoto"]
-    assert "WhatsApp" in sent[0]["text"] and wa.graph.media_requests == ["1234567890123456"]
+    assert [m["method"] for m in sent] == ["sendPhoto"]  # the photo is the card, fetched from WhatsApp
+    assert "WhatsApp" in sent[0]["caption"] and wa.graph.media_requests == ["1234567890123456"]
 
     from tests.fake_telegram import StaffMember
 

@@ -30,7 +30,7 @@ from dialogs.replies import Message, Outcome
 from dialogs.state import State
 from dialogs.validate import mask_phone
 from locales import Msg, normalize_language
-from storage import applications, codes, conversations, registry, staff
+from storage import applications, codes, conversations, outbox, registry, staff
 from storage.db import Database, as_utc, storage_unavailable
 from storage.models import Application
 
@@ -221,7 +221,7 @@ class Conversations:
         self.sms = sms
         self.links = links or LinkSigner.ephemeral()
         self.policy = policy or StaffPolicy()
-        self.on_commit = on_commit  # e.g. wakes the outbox worker: something may have been queued
+        self.on_commit = on_commit  # wakes the outbox worker after an update that queued a message
         self.clock = clock
         self.dialog = dialog or Dialog()
         # One lock per conversation, held while its update is handled: updates of one chat in order,
@@ -336,7 +336,7 @@ class Conversations:
                 await conversations.save(
                     session, row.id, new_state.to_json(), new_state.step.value, new_state.lang, now
                 )
-        if self.on_commit is not None:
+        if self.on_commit is not None and outbox.queued(session):
             self.on_commit()
         for phone, text, sms_lang in outgoing.queued:  # committed: now the codes may leave
             try:

@@ -60,8 +60,18 @@ def _http_url(value: str | None, name: str) -> str | None:
 
 
 class DatabaseSettings(BaseSettings):
+    """Where state is kept: the database, and Redis for what several processes share at once."""
+
     model_config = _config()
     database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None  # the sending budgets shared by every process; memory when unset
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return value or None
 
     @field_validator("database_url")
     @classmethod
@@ -77,6 +87,9 @@ class TelegramSettings(BaseSettings):
     api_url: str = "https://api.telegram.org"
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
+    # Telegram's paid broadcasts (allow_paid_broadcast, charged in Stars): bulk news at up to this
+    # many messages a second, beside the free 30. Unset: the free 30 a second for everything.
+    paid_broadcast_mps: int | None = Field(default=None, ge=1, le=1000)
 
     @field_validator("api_url")
     @classmethod

@@ -103,6 +103,11 @@ class Card:
     history: Sequence[StatusChange]
 
 
+def map_link(latitude: float, longitude: float) -> str:
+    """A place as a link any phone opens in its maps application."""
+    return f"https://maps.google.com/?q={latitude:.6f},{longitude:.6f}"
+
+
 def status_msg(status: str) -> Msg:
     return Msg(f"status.{status}")
 
@@ -372,8 +377,11 @@ class StaffDesk:
         phones = [display_phone(application.mobile)] + [display_phone(p) for p in application.extra_phones]
         lines.append(Msg("staff.card_phones", {"phones": ", ".join(phones)}))
         lines.append(Msg("staff.card_email", {"email": application.email or "—"}))
-        if application.photo_ref or application.latitude is not None:
-            lines.append(Msg("staff.card_attachments"))
+        if application.photo_ref:
+            lines.append(Msg("staff.card_photo"))
+        if application.latitude is not None and application.longitude is not None:
+            place = map_link(application.latitude, application.longitude)
+            lines.append(Msg("staff.card_location", {"url": place}))
         channel = self.channels.label(application.channel)
         lines.append(Msg("staff.card_channel", {"channel": channel, "date": as_utc(application.created_at)}))
         lines += self._state_lines(application, lang, deliveries)

@@ -92,7 +92,7 @@ async def storm(world: World, db: Database, services: list[Isiqbot], count: int,
     mail = Counter(
         n for n in numbers for m in world.mail.messages if n in str(m["Subject"]) + m.get_body().get_content()
     )  # type: ignore[union-attr]
-    card = Counter(n for n in numbers for m in cards() if n in str(m["text"]))
+    card = Counter(n for n in numbers for m in cards() if n in str(m.get("text") or m.get("caption")))
     result = {
         "subscribers": count,
         "pressed_send": sum(1 for s in subscribers if s.sends),
@@ -114,6 +114,7 @@ async def storm(world: World, db: Database, services: list[Isiqbot], count: int,
         f"{result['applications']} applications, {result['doubled']} doubled, {result['lost']} lost; "
         f"registration SMS/e-mail/card not exactly once: {result['sms_not_1']}/{result['email_not_1']}/"
         f"{result['card_not_1']}; {result['seconds']} s"
+        + "".join(f"; card of {n}: {card[n]}" for n in numbers if card[n] != 1)
     )
     twice = [n for n in numbers if sms[n] > 1]
     if twice:  # how the repeated ones went: attempts on the row, and when each reached the gateway

@@ -18,7 +18,7 @@ from bot.channels.port import HeldAnswers, Sent, one_by_one
 from bot.channels.telegram.client import TelegramClient
 from bot.channels.telegram.mapping import Inbound, map_update, within_64_bits
 from bot.channels.telegram.render import Outgoing, render
-from bot.core.service import Conversations
+from bot.core.service import Conversations, Handled
 from bot.web.server import Handler, TooDeep, error, loads_json, try_again
 from dialogs.events import COMMANDS
 from locales import LANGUAGES, Msg, translate
@@ -53,28 +53,41 @@ class TelegramChannel:
         self.held = held  # answers that wait in the outbox because Telegram was slow
         self.staff = staff
 
-    async def process(self, update: Update) -> None:
-        """Handle one update and answer it. Storage errors propagate: the update must come again."""
+    async def process(self, update: Update, in_response: bool = False) -> AnswerCallbackQuery | None:
+        """Handle one update and answer it. Storage errors propagate: the update must come again.
+
+        `in_response` (a webhook): a subscriber's press is not answered by a call of its own but
+        returned, for the webhook's response to carry (Telegram makes that call for us: one request
+        less for every press)."""
         if self.staff is not None and self.staff.owns(update) is not None:
             await self.staff.handle(update)
-            return
+            return None
         inbound = map_update(update)
-        if inbound is not None:
-            await self.answer(inbound)
+        if inbound is None:
+            return None
+        return await self.answer(inbound, in_response)
 
-    async def answer(self, inbound: Inbound) -> None:
+    async def answer(self, inbound: Inbound, in_response: bool = False) -> AnswerCallbackQuery | None:
         """Run the dialog for an update already mapped, then send what it says."""
         subscriber, update_id = inbound.subscriber, str(inbound.update_id)
         handled, _ = await self.service.receive(subscriber, inbound.event, update_id, inbound.language)
+        press = None
         if inbound.callback_id is not None:  # every press is answered, or the button keeps spinning
-            try:
-                await self.client.call(AnswerCallbackQuery(callback_query_id=inbound.callback_id))
-            except TelegramBadRequest:  # too old to answer (Telegram allows a few minutes): nothing spins
-                pass
-        if handled is None:
-            return
-        chat_id = inbound.chat_id
+            press = AnswerCallbackQuery(callback_query_id=inbound.callback_id)
+            if not in_response:
+                await self._answer_press(press)
+                press = None
+        if handled is not None:
+            await self._send(inbound.chat_id, handled)
+        return press
 
+    async def _answer_press(self, press: AnswerCallbackQuery) -> None:
+        try:
+            await self.client.call(press)
+        except TelegramBadRequest:  # too old to answer (Telegram allows a few minutes): nothing spins
+            pass
+
+    async def _send(self, chat_id: int, handled: Handled) -> None:
         async def send_now(message: Outgoing) -> Sent:
             return await self.client.send(chat_id, message)
 
@@ -156,12 +169,14 @@ def webhook_handler(channel: TelegramChannel, secret: str) -> Handler:
         if not within_64_bits(update):  # an id no Telegram update has, nor any column could keep
             return error(400, "not a Telegram update")
         try:
-            await channel.process(update)
+            press = await channel.process(update, in_response=True)
         except Exception as exc:
             if not storage_unavailable(exc):
                 raise  # the web server's middleware logs it and answers 500
             log.warning("storage unavailable; asking Telegram to deliver update %s again", update.update_id)
             return try_again()
+        if press is not None:  # Telegram answers the press itself, as the Bot API allows a webhook
+            return web.json_response({"method": press.__api_method__, **press.model_dump(exclude_none=True)})
         return web.json_response({"ok": True})
 
     return handle

@@ -9,6 +9,7 @@ by SMS.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from typing import Any, TypeVar
@@ -27,7 +28,7 @@ from aiogram.methods import SendMessage, TelegramMethod
 
 from bot.channels.port import ANSWER_WITHIN, Sent, answer_within
 from bot.channels.telegram import CHANNEL
-from bot.channels.telegram.limits import RateLimiter
+from bot.channels.telegram.limits import Priority, SendingBudget
 from bot.channels.telegram.render import Outgoing
 from bot.core.clock import Clock
 from bot.notify.outbox import Permanent, Temporary
@@ -44,22 +45,26 @@ def make_bot(token: str, api_url: str) -> Bot:
 
 
 class TelegramClient:
-    def __init__(self, bot: Bot, db: Database, clock: Clock, limiter: RateLimiter | None = None) -> None:
+    def __init__(self, bot: Bot, db: Database, clock: Clock, budget: SendingBudget | None = None) -> None:
         self.bot = bot
         self.db = db
         self.clock = clock
-        self.limiter = limiter or RateLimiter()
+        self.budget = budget or SendingBudget(str(bot.id))
 
     async def send(self, chat_id: int, message: Outgoing, within: float = ANSWER_WITHIN) -> Sent:
         """An answer to what the person just did, within the limits, then tried for at most `within`
-        seconds (our own pacing is not counted: only Telegram's slowness is).
+        seconds.
 
         SENT; UNREACHABLE when the chat blocked the bot or is gone (recorded for the SMS fallback) or
-        Telegram refused the message; LATER when Telegram did not take it in time (5xx, the network,
-        a 429 longer than the time left): the caller hands it to the outbox rather than hold the
-        update any longer.
+        Telegram refused the message; LATER when its turn in the sending budget did not come within
+        `within` seconds (a storm), or Telegram did not take it in time (5xx, the network, a 429
+        longer than the time left): the caller hands it to the outbox rather than hold the update
+        any longer.
         """
-        await self.limiter.acquire(chat_id)
+        try:
+            await asyncio.wait_for(self.budget.acquire(chat_id, Priority.ANSWER), within)
+        except TimeoutError:
+            return Sent.LATER
         method = SendMessage(chat_id=chat_id, text=message.text, reply_markup=message.markup)
         try:
             taken = await answer_within(lambda: self._call(method), within)
@@ -73,14 +78,20 @@ class TelegramClient:
             return Sent.UNREACHABLE
         return Sent.SENT if taken is not None else Sent.LATER
 
-    async def request(self, chat_id: int, method: TelegramMethod[T], message: bool = True) -> T:
+    async def request(
+        self,
+        chat_id: int,
+        method: TelegramMethod[T],
+        message: bool = True,
+        priority: Priority = Priority.BULK,
+    ) -> T:
         """One call for the outbox, within the limits: failures as `Temporary` or `Permanent`.
 
         Only messages count against the limits (`message=False` for a callback answer, a reaction …).
         The outbox retries; a chat that blocked the bot or is gone is recorded for the SMS fallback.
         """
         if message:
-            await self.limiter.acquire(chat_id)
+            await self.budget.acquire(chat_id, priority)
         try:
             return await self._call(method)
         except TelegramForbiddenError as exc:
@@ -116,6 +127,7 @@ class TelegramClient:
         try:
             return await self.bot(method)
         except TelegramRetryAfter as exc:
+            await self.budget.pause(exc.retry_after)
             raise Temporary("Telegram 429: too many requests", exc.retry_after) from exc
         except (TelegramServerError, TelegramNetworkError) as exc:
             raise Temporary(f"Telegram {type(exc).__name__}: {exc}"[:200]) from exc

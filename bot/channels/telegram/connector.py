@@ -20,7 +20,7 @@ from bot.channels.port import Parts, StartError
 from bot.channels.telegram import CHANNEL, holds
 from bot.channels.telegram.channel import ALLOWED_UPDATES, TelegramChannel, webhook_handler
 from bot.channels.telegram.client import TelegramClient, make_bot
-from bot.channels.telegram.limits import RateLimiter
+from bot.channels.telegram.limits import Limits, SendingBudget, storage_for
 from bot.channels.telegram.notify import TelegramNotifier
 from bot.channels.telegram.staffchat import StaffChat
 from bot.core.links import ChatLink
@@ -121,12 +121,18 @@ def chat_link(username: str, token: str) -> ChatLink:
     return ChatLink(CHANNEL, f"https://t.me/{username}?start={token}", Msg("page.open_telegram"))
 
 
-async def connect(settings: TelegramSettings, parts: Parts, limiter: RateLimiter) -> Telegram | None:
-    """Telegram, when a bot token is set. Raises StartError when Telegram refuses the token."""
+async def connect(
+    settings: TelegramSettings, parts: Parts, limits: Limits, redis_url: str | None
+) -> Telegram | None:
+    """Telegram, when a bot token is set. Raises StartError when Telegram refuses the token.
+
+    Its sending budget is shared through Redis by every process of the same bot when `redis_url`
+    is set."""
     if settings.bot_token is None:
         return None
     bot = make_bot(settings.bot_token.get_secret_value(), settings.api_url)
-    client = TelegramClient(bot, parts.db, parts.clock, limiter)
+    budget = SendingBudget(str(bot.id), storage_for(redis_url), limits, settings.paid_broadcast_mps)
+    client = TelegramClient(bot, parts.db, parts.clock, budget)
     staff_chat = None
     if parts.desk.policy.departments.chats:
         staff_chat = StaffChat(client, parts.db, parts.clock, parts.desk, parts.wake, parts.channels.media)

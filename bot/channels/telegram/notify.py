@@ -6,6 +6,7 @@ from aiogram.methods import SendMessage, SendPhoto
 
 from bot.channels.telegram import CHANNEL
 from bot.channels.telegram.client import TelegramClient
+from bot.channels.telegram.limits import Priority
 from bot.channels.telegram.render import split_text
 from bot.core.clock import Clock
 from bot.core.policy import StaffPolicy
@@ -37,22 +38,27 @@ class TelegramNotifier:
             method = SendMessage(
                 chat_id=chat_id, text=str(payload["text"]), reply_markup=payload.get("markup")
             )
-            return str((await self.client.request(chat_id, method)).message_id)
+            return str((await self.client.request(chat_id, method, priority=Priority.ANSWER)).message_id)
         text, photo = self._content(notification)
+        paid = True if self.client.budget.paid_broadcast else None  # news, at the paid rate if enabled
         if photo:
             caption, rest = (text, "") if len(text) <= CAPTION_LIMIT else ("", text)
             sent = await self.client.request(
-                chat_id, SendPhoto(chat_id=chat_id, photo=photo, caption=caption)
+                chat_id, SendPhoto(chat_id=chat_id, photo=photo, caption=caption, allow_paid_broadcast=paid)
             )
             message_ids = [sent.message_id]
             if rest:
                 for piece in split_text(rest):
-                    reply = await self.client.request(chat_id, SendMessage(chat_id=chat_id, text=piece))
+                    reply = await self.client.request(
+                        chat_id, SendMessage(chat_id=chat_id, text=piece, allow_paid_broadcast=paid)
+                    )
                     message_ids.append(reply.message_id)
         else:
             message_ids = []
             for piece in split_text(text):
-                reply = await self.client.request(chat_id, SendMessage(chat_id=chat_id, text=piece))
+                reply = await self.client.request(
+                    chat_id, SendMessage(chat_id=chat_id, text=piece, allow_paid_broadcast=paid)
+                )
                 message_ids.append(reply.message_id)
         if notification.application_id is not None:
             async with self.db.transaction() as session:
@@ -67,6 +73,10 @@ class TelegramNotifier:
                         self.clock(),
                     )
         return str(message_ids[-1])
+
+    async def _text(self, chat_id: int, text: str, paid: bool | None) -> int:
+        method = SendMessage(chat_id=chat_id, text=text, allow_paid_broadcast=paid)
+        return (await self.client.request(chat_id, method)).message_id
 
     def _content(self, notification: Notification) -> tuple[str, str | None]:
         photo = notification.payload.get("photo") if notification.kind == "staff_message" else None

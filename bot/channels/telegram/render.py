@@ -21,6 +21,7 @@ __all__ = ["Outgoing", "render", "split_text"]
 TEXT_LIMIT = 4096
 
 Markup = InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyKeyboardRemove | None
+_REMOVE = ReplyKeyboardRemove(remove_keyboard=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,19 +31,55 @@ class Outgoing:
 
 
 def render(outcome: Outcome, lang: str) -> list[Outgoing]:
-    """The messages to send, in order. Plain text: nothing a subscriber typed is read as markup."""
+    """The messages to send, in order: one for each turn where Telegram allows it.
+
+    A note (no buttons, no request) goes at the head of the message after it, a blank line between,
+    because every message counts against the bot's 30 a second. A location is asked for in words
+    (the 📎 menu has it), so the description's question keeps its buttons in the same message. Only
+    the contact is asked with a reply keyboard, which takes a message of its own; when the dialog
+    withdraws it, the first message without buttons takes it away. Plain text: nothing a subscriber
+    typed is read as markup.
+    """
     out: list[Outgoing] = []
+    notes: list[str] = []
     for message in outcome.messages:
-        out.extend(_render_message(message, outcome.rev, lang))
-    if out and out[0].markup is None and not any(isinstance(o.markup, ReplyKeyboardMarkup) for o in out):
-        # No request any more: a note that leads the answer (the welcome after a shared contact, say)
-        # takes the request keyboard away. A message with buttons cannot carry that too.
-        out[0] = Outgoing(out[0].text, ReplyKeyboardRemove(remove_keyboard=True))
+        text = _text(message, lang)
+        if not message.choices and message.request != Request.CONTACT:
+            notes.append(text)
+            continue
+        if outcome.withdraw and notes and not out:  # the notes carry the keyboard's removal
+            out.extend(_plain("\n\n".join(notes)))
+            notes = []
+        out.extend(_render_message(message, "\n\n".join([*notes, text]), outcome.rev, lang))
+        notes = []
+    if notes:
+        out.extend(_plain("\n\n".join(notes)))
+    if outcome.withdraw and out and out[0].markup is None:
+        out[0] = Outgoing(out[0].text, _REMOVE)
+    elif outcome.withdraw and out and isinstance(out[0].markup, InlineKeyboardMarkup):
+        # Only a question with buttons: its text goes alone, taking the keyboard away, and its
+        # buttons follow, as they do under the contact question.
+        first = out[0]
+        out[:1] = [
+            Outgoing(first.text, _REMOVE),
+            Outgoing(translate(Msg("telegram.or_choose"), lang), first.markup),
+        ]
     return out
 
 
-def _render_message(message: Message, rev: int, lang: str) -> list[Outgoing]:
-    chunks = split_text("\n".join(translate(part, lang) for part in message.parts))
+def _text(message: Message, lang: str) -> str:
+    text = "\n".join(translate(part, lang) for part in message.parts)
+    if message.request == Request.LOCATION:
+        text += "\n\n" + translate(Msg("telegram.location_hint"), lang)
+    return text
+
+
+def _plain(text: str) -> list[Outgoing]:
+    return [Outgoing(chunk) for chunk in split_text(text)]
+
+
+def _render_message(message: Message, text: str, rev: int, lang: str) -> list[Outgoing]:
+    chunks = split_text(text)
     inline = (
         InlineKeyboardMarkup(
             inline_keyboard=[
@@ -57,14 +94,10 @@ def _render_message(message: Message, rev: int, lang: str) -> list[Outgoing]:
         if message.choices and rev >= 0
         else None
     )
-    if message.request is None:
+    if message.request != Request.CONTACT:
         return [Outgoing(chunk) for chunk in chunks[:-1]] + [Outgoing(chunks[-1], inline)]
     # One message carries one keyboard: the request button under the question, the choices after it.
-    button = (
-        KeyboardButton(text=translate(Msg("identify.share_button"), lang), request_contact=True)
-        if message.request == Request.CONTACT
-        else KeyboardButton(text=translate(Msg("telegram.share_location"), lang), request_location=True)
-    )
+    button = KeyboardButton(text=translate(Msg("identify.share_button"), lang), request_contact=True)
     keyboard = ReplyKeyboardMarkup(keyboard=[[button]], resize_keyboard=True, one_time_keyboard=True)
     out = [Outgoing(chunk) for chunk in chunks[:-1]] + [Outgoing(chunks[-1], keyboard)]
     if inline is not None:

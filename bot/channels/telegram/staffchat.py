@@ -22,6 +22,7 @@ from aiogram.exceptions import ClientDecodeError
 from aiogram.methods import (
     AnswerCallbackQuery,
     CreateForumTopic,
+    EditMessageCaption,
     EditMessageText,
     GetChat,
     GetChatAdministrators,
@@ -59,13 +60,14 @@ from bot.staff.desk import ACTIONS, COMMANDS, Actor, Prompt, Reaction, StaffDesk
 from locales import Msg, payload_msg, translate
 from storage import conversations, outbox, staff
 from storage.db import Database
-from storage.models import Application, Notification, Person, StaffThread
+from storage.models import Application, LinkedMessage, Notification, Person, StaffThread
 
 log = logging.getLogger(__name__)
 Media = Callable[[str], Awaitable[tuple[bytes, str]]]
 CALLBACK_RE = re.compile(rf"^s:(\d{{1,12}}):({'|'.join(ACTIONS)})$")
 COMMAND_RE = re.compile(rf"^/({'|'.join(COMMANDS)})(?:@\w+)?(?:\s+(.*))?$", re.DOTALL | re.IGNORECASE)
 CAPTION_LIMIT = 1024
+PHOTO_CARD = "card_photo"  # a card posted as its application's photo: edited as a caption
 ADMINS_FOR = 300.0  # seconds a chat's administrator list is trusted
 
 
@@ -329,14 +331,17 @@ class StaffChat:
                 else None
             )
             owed = await outbox.for_application(session, notification.application_id)
+            is_photo = thread is not None and await _card_is_photo(session, thread)
         if application is None or thread is None:
             raise Permanent("the application or its staff thread is gone")
-        card = _Card(application, thread, person, lang, delivery_summary(owed))
+        card = _Card(application, thread, person, lang, delivery_summary(owed), is_photo)
         if notification.kind == "card":
             return await self._post_card(card)
         if notification.kind == "card_refresh":
             return await self._refresh_card(card)
         if notification.kind == "photo":
+            if card.is_photo:  # the card went as this photo, with the card as its caption
+                return str(thread.card_message_id)
             sent = await self.client.request(
                 chat_id,
                 SendPhoto(
@@ -378,9 +383,20 @@ class StaffChat:
                         row.topic_id = topic.message_thread_id
                 thread.topic_id = topic.message_thread_id
         text, markup = self.card(application, card.person, lang, card.deliveries)
+        # One group message for an application where it fits: the photo, with the card as its caption
+        # (a group may be sent 20 messages a minute). A longer card goes as text, the photo after it.
+        as_photo = bool(application.photo_ref) and len(text) <= CAPTION_LIMIT
         sent = await self.client.request(
             chat_id,
-            SendMessage(
+            SendPhoto(
+                chat_id=chat_id,
+                photo=await self._photo(application.photo_ref),
+                caption=text,
+                reply_markup=markup,
+                message_thread_id=thread.topic_id,
+            )
+            if as_photo
+            else SendMessage(
                 chat_id=chat_id,
                 text=text,
                 reply_markup=markup,
@@ -388,12 +404,13 @@ class StaffChat:
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             ),
         )
+        kind = PHOTO_CARD if as_photo else "card"
         async with self.db.transaction() as session:
             row = await session.get(StaffThread, application.id, with_for_update=True)
             if row is not None:
                 row.card_message_id = sent.message_id
             assert application.id is not None
-            await staff.link(session, CHANNEL, chat_id, sent.message_id, application.id, "card", self.clock())
+            await staff.link(session, CHANNEL, chat_id, sent.message_id, application.id, kind, self.clock())
         return str(sent.message_id)
 
     async def _refresh_card(self, card: _Card) -> str | None:
@@ -401,17 +418,23 @@ class StaffChat:
         if thread.card_message_id is None:
             return None  # the card is still queued, and will show the current state when it goes
         text, markup = self.card(card.application, card.person, card.lang, card.deliveries)
-        try:
-            await self.client.request(
-                thread.chat_id,
-                EditMessageText(
-                    chat_id=thread.chat_id,
-                    message_id=thread.card_message_id,
-                    text=text,
-                    reply_markup=markup,
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                ),
+        if card.is_photo and len(text) > CAPTION_LIMIT:  # grown past a caption: the description gives way
+            text = self._caption(card)
+        edit: EditMessageText | EditMessageCaption = (
+            EditMessageCaption(
+                chat_id=thread.chat_id, message_id=thread.card_message_id, caption=text, reply_markup=markup
             )
+            if card.is_photo
+            else EditMessageText(
+                chat_id=thread.chat_id,
+                message_id=thread.card_message_id,
+                text=text,
+                reply_markup=markup,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        )
+        try:
+            await self.client.request(thread.chat_id, edit)
         except Permanent as exc:
             if "not modified" not in exc.reason:
                 raise
@@ -494,6 +517,15 @@ class StaffChat:
         text = self.desk.card_text(application, person, lang, deliveries)
         return split_text(text)[0], self._buttons(application, lang)
 
+    def _caption(self, card: _Card) -> str:
+        """The card within a caption's 1024 characters, its description shortened to make room."""
+        text = self.desk.card_text(card.application, card.person, card.lang, card.deliveries)
+        description = card.application.description or ""
+        keep = max(0, len(description) - (len(text) - CAPTION_LIMIT) - 1)
+        shorter = card.application.model_copy(update={"description": description[:keep] + "…"})
+        text = self.desk.card_text(shorter, card.person, card.lang, card.deliveries)
+        return text[:CAPTION_LIMIT]
+
     def _buttons(self, application: Application, lang: str) -> InlineKeyboardMarkup:
         rows = [
             [
@@ -506,6 +538,14 @@ class StaffChat:
         return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
+async def _card_is_photo(session: AsyncSession, thread: StaffThread) -> bool:
+    if thread.card_message_id is None:
+        return False
+    key = (CHANNEL, str(thread.chat_id), str(thread.card_message_id))
+    linked = await session.get(LinkedMessage, key)
+    return linked is not None and linked.kind == PHOTO_CARD
+
+
 @dataclass(frozen=True, slots=True)
 class _Card:
     """What a staff card shows, read for one send: the application, where it goes, how it was told."""
@@ -515,6 +555,7 @@ class _Card:
     person: Person | None
     lang: str
     deliveries: Sequence[tuple[str, str]]
+    is_photo: bool = False  # the card is the application's photo, its text the caption
 
 
 def _in_thread(thread: StaffThread | None) -> dict[str, Any]:
