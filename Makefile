@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CODE := isiqbot bot dialogs storage locales bench
 
-.PHONY: demo test lint run migrate bench chaos clean
+.PHONY: demo test lint run migrate bench bench-dialog chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,11 @@ test: lint
 chaos: $(STAMP)  ## the long chaos suite: 100 subscribers through kills, outages and 10,000 hostile updates
 	ISIQBOT_CHAOS=long $(BIN)/pytest -q -p no:cacheprovider tests/chaos
 
-bench: $(STAMP)  ## updates per second for many subscribers at once (BENCH_DATABASE_URL to use PostgreSQL)
+bench: $(STAMP)  ## the outage storm: isiqbot run beside a bare aiogram bot, 40 chats every 3 s, SQLite then PostgreSQL
+	$(BIN)/python -m bench.storm
+	$(BIN)/python -m bench.storm --database postgresql
+
+bench-dialog: $(STAMP)  ## updates per second through the dialog service alone (BENCH_DATABASE_URL to use PostgreSQL)
 	$(BIN)/python bench/throughput.py --subscribers $${BENCH_SUBSCRIBERS:-300} $${BENCH_DATABASE_URL:+--database $$BENCH_DATABASE_URL}
 
 clean:
