@@ -34,16 +34,25 @@ async def mark_processed(session: AsyncSession, channel: str, update_id: str, no
     dialect = session.get_bind().dialect.name
     statement = _MARK.get(dialect)
     if statement is None:
+        table = ProcessedUpdate.__table__  # type: ignore[attr-defined]
         statement = _MARK[dialect] = (
-            _insert(session, ProcessedUpdate)
+            (postgresql if dialect == "postgresql" else sqlite)
+            .insert(table)
             .values(
                 channel=bindparam("channel"), update_id=bindparam("update_id"), created_at=bindparam("now")
             )
             .on_conflict_do_nothing()
-            .returning(col(ProcessedUpdate.update_id))
+            .returning(table.c.update_id)
         )
     params = {"channel": channel, "update_id": update_id[:128], "now": now}
-    return (await session.execute(statement, params)).first() is not None
+    return (await _core(session, statement, params)).first() is not None
+
+
+async def _core(session: AsyncSession, statement: Any, params: dict[str, Any]) -> Any:
+    """A Core statement on the session's connection: the ORM's per-statement work (an INSERT …
+    RETURNING of an entity is compiled again each time) is not needed for a table's rows."""
+    connection = await session.connection()
+    return await connection.execute(statement, params)
 
 
 async def mark_reshown(session: AsyncSession, channel: str, update_id: str, now: datetime) -> bool:
@@ -95,7 +104,7 @@ _SAVE = (
 async def lock(session: AsyncSession, channel: str, user_key: str, lang: str, now: datetime) -> Locked:
     """The conversation row, created when new, locked for this transaction (a row lock on PostgreSQL)."""
     key = {"channel": channel, "user_key": user_key}
-    row = (await session.execute(_LOCK, key)).first()
+    row = (await _core(session, _LOCK, key)).first()
     if row is None:
         create = (
             _insert(session, Conversation)
@@ -103,7 +112,7 @@ async def lock(session: AsyncSession, channel: str, user_key: str, lang: str, no
             .on_conflict_do_nothing()
         )
         await session.execute(create)  # a concurrent first contact may have created it: then take that one
-        row = (await session.execute(_LOCK, key)).one()
+        row = (await _core(session, _LOCK, key)).one()
     return Locked(id=row.id, state=row.state, lang=row.lang)
 
 
@@ -111,7 +120,7 @@ async def save(
     session: AsyncSession, row_id: int, state_json: str, step: str, lang: str, now: datetime
 ) -> None:
     params = {"row_id": row_id, "state": state_json, "step": step, "lang": lang, "now": now}
-    await session.execute(_SAVE, params)
+    await _core(session, _SAVE, params)
 
 
 async def mark_unreachable(

@@ -116,3 +116,22 @@ def test_a_wrong_sharing_setting_is_named(tmp_path: object, name: str, value: st
     env.write_text(f"{name}={value}\n", encoding="utf-8")
     with pytest.raises(SettingsError, match=name):
         Settings(env)
+
+
+async def test_this_process_sweeps_its_windows_once_a_second_not_after_every_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handed = 0
+    real = asyncio.to_thread
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        nonlocal handed
+        handed += 1
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    budget = SendingBudget(bot_id())
+    for chat in range(20):
+        assert await goes(budget, -1000 - chat)  # 20 groups: 21 exact windows to sweep
+        await asyncio.sleep(0.01)  # time enough for a sweep to end before the next send
+    assert 1 <= handed <= 21  # one sweep (a thread hop per window), not one after each of 20 sends

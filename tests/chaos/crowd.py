@@ -95,6 +95,9 @@ class Webhooks:
             await asyncio.sleep(0.2)
 
 
+THINK = 0.5  # seconds between a person's actions
+
+
 @dataclass
 class Subscriber:
     """One person filing one application; `deliver` is None when the bot polls."""
@@ -117,6 +120,7 @@ class Subscriber:
         else:
             await self.deliver(update)
         await asyncio.sleep(0.05)  # the answers of a webhook update leave right after the 200
+        await asyncio.sleep(THINK)  # a person reads, then taps: the crowd files for as long as the kills take
 
     def _question(self) -> dict[str, Any] | None:
         for message in reversed(self.fake.sent_to(self.person.user_id)):

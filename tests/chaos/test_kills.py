@@ -47,7 +47,7 @@ async def killer(services: list[Isiqbot], crowd_done: asyncio.Event, kills: int)
     """SIGKILL a process at random moments while the crowd files, and start it again at once."""
     killed = 0
     while killed < kills and not crowd_done.is_set():
-        await asyncio.sleep(random.uniform(1.0, 3.0))
+        await asyncio.sleep(random.uniform(0.5, 2.0))
         if crowd_done.is_set():
             break
         victim = random.choice(services)
