@@ -87,9 +87,10 @@ async def test_a_429_pauses_every_send_of_the_bot_in_every_process() -> None:
 async def test_a_private_chat_and_a_group_keep_their_own_windows() -> None:
     budget = SendingBudget(bot_id())  # Telegram's own limits
     for _ in range(5):
-        assert await goes(budget, 42)  # a short burst to one person …
-    assert not await goes(budget, 42)  # … then about one a second
-    assert await goes(budget, 43)  # another person is not held back
+        assert await goes(budget, 42, Priority.BULK)  # a short burst of news to one person …
+    assert not await goes(budget, 42, Priority.BULK)  # … then about one a second
+    assert await goes(budget, 43, Priority.BULK)  # another person is not held back
+    assert await goes(budget, 42)  # an answer to what the person just did is not held back
     group = SendingBudget(bot_id(), limits=Limits(group=RateLimitItemPerMinute(20)))
     for _ in range(20):
         assert await goes(group, -1001)

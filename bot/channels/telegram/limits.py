@@ -125,7 +125,10 @@ class SendingBudget:
             (self.limits.group, self.windows) if chat_id < 0 else (self.limits.private, self.people)
         )
         chat = (self.ns, "chat", str(chat_id))
-        while not await windows.test(chat_item, *chat):
+        # News to a chat waits for the chat's window. An answer to a person does not: it answers what
+        # they just did, and no one taps for long faster than the window; it is counted all the same,
+        # so news to them waits behind it. A group's window (20 a minute) holds every message.
+        while (chat_id < 0 or priority == Priority.BULK) and not await windows.test(chat_item, *chat):
             await self._sleep_until((await windows.get_window_stats(chat_item, *chat)).reset_time)
         if priority == Priority.ANSWER:
             self._answers_waiting += 1
