@@ -50,6 +50,8 @@ The columns, per bot:
   CPU busy                that CPU as a share of one core over the same time
   bench CPU s             this process (load generator, fake Bot API, proxy): when it nears one core
                           the bench, not the bot, is the limit
+--fanout N queues N status messages to other chats in isiqbot's outbox just before the load: the
+answers' latency while the outbox fans news out at the bulk rate (answers go first).
 Then the ratios isiqbot/bare of CPU per update and of p99, and each bot's latency p50/p99 by step of
 the walk. Staff cards beyond Telegram's 20 a minute per group stay in isiqbot's outbox when the
 sends stop and are not in the measure. It prints; it asserts nothing. The isiqbot logs stay in the
@@ -80,6 +82,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -328,6 +331,7 @@ class Options:
     limit: float
     redis: str | None
     profile: bool
+    fanout: int = 0
 
 
 class Load:
@@ -506,6 +510,7 @@ async def measure(
     walk: Sequence[Act],
     smart: bool,
     options: Options,
+    db_url: str | None = None,
 ) -> Result:
     proxy: RoundRobin | None = None
     profiler: asyncio.subprocess.Process | None = None
@@ -519,6 +524,8 @@ async def measure(
         if options.profile and smart:
             profiler = await start_profiler(procs[0])
         fake.reset()
+        if db_url is not None and options.fanout:
+            await queue_fanout(db_url, options.fanout)
         pids = [p.process.pid for p in procs if p.process is not None]
         cpu0, bench0, wall0 = tree_cpu(pids), own_cpu(), time.monotonic()
         load = Load(fake, url, walk, smart, options)
@@ -526,6 +533,12 @@ async def measure(
         await settle(fake)
         cpu1, bench1, wall1 = tree_cpu(pids), own_cpu(), time.monotonic()
         counts = fake.counts
+        if db_url is not None and options.fanout:
+            fanned = sum(len(log.messages) for chat, log in fake.chats.items() if chat >= FANOUT_CHATS)
+            print(
+                f"fan-out: {fanned} of {options.fanout} delivered during the load "
+                f"({fanned / (wall1 - wall0):.1f}/s; they are in the messages counted below)"
+            )
         fake.reset()  # what comes now (the stop, the next bot's start) is no part of this measure
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)  # py-spy writes its flame graph on SIGINT
@@ -548,6 +561,37 @@ async def measure(
             await proxy.stop()
         for proc in procs:
             await proc.stop()
+
+
+FANOUT_CHATS = 900_000_000  # the fan-out's chats: ids no walking chat has
+
+
+async def queue_fanout(db_url: str, count: int) -> None:
+    """`count` status messages to as many other chats, queued as a status change queues them: the
+    worker sends them at the bulk rate while the chats walk (answers go first)."""
+    from storage import outbox  # the bench's own process writes isiqbot's outbox directly
+    from storage.db import Database
+
+    db = Database(db_url)
+    try:
+        now = datetime.now(UTC)
+        payload = {
+            "key": "notify.status",
+            "params": {"number": "TX-2026-000001", "status": {"$msg": "status.in_progress"}},
+        }
+        async with db.transaction() as session:
+            for n in range(count):
+                outbox.enqueue(
+                    session,
+                    channel="telegram",
+                    user_key=str(FANOUT_CHATS + n),
+                    kind="status",
+                    payload=payload,
+                    now=now,
+                )
+    finally:
+        await db.dispose()
+    print(f"fan-out: {count} status messages queued in the outbox before the load")
 
 
 async def start_profiler(proc: BotProcess) -> asyncio.subprocess.Process | None:
@@ -666,7 +710,7 @@ async def main(options: Options) -> None:
             log_path = folder / f"isiqbot-{options.database}-{n + 1}.log"
             ours.append(BotProcess([str(ISIQBOT), "run"], env, folder, port, log_path, "/readyz"))
         await import_registry(ours[0].env, folder)
-        results.append(await measure("isiqbot run", fake, ours, ISIQBOT_WALK, True, options))
+        results.append(await measure("isiqbot run", fake, ours, ISIQBOT_WALK, True, options, db_url))
     finally:
         await fake.stop()
         if pg_name is not None:
@@ -808,6 +852,12 @@ def parse(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument(
         "--profile", action="store_true", help="run py-spy on an isiqbot process during the load"
     )
+    parser.add_argument(
+        "--fanout",
+        type=int,
+        default=0,
+        help="status messages queued in isiqbot's outbox just before the load, to other chats (default 0)",
+    )
     args = parser.parse_args(argv)
     if args.processes > 1 and args.database != "postgresql":
         parser.error("--processes > 1 needs --database postgresql (processes share one database)")
@@ -817,7 +867,15 @@ def parse(argv: Sequence[str] | None = None) -> Options:
         args.limit_per_second if args.limit_per_second is not None else (30.0 if args.processes > 1 else 0.0)
     )
     return Options(
-        args.chats, args.every, args.seconds, args.database, args.processes, limit, args.redis, args.profile
+        args.chats,
+        args.every,
+        args.seconds,
+        args.database,
+        args.processes,
+        limit,
+        args.redis,
+        args.profile,
+        args.fanout,
     )
 
 
