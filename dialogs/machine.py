@@ -36,7 +36,7 @@ from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Te
 from dialogs.ports import AccountView, ApplicationDraft, ApplicationView, Context
 from dialogs.replies import BACK, CANCEL, Choice, Message, Notes, Outcome, Request, note
 from dialogs.state import State, Step
-from locales import LANGUAGES, Msg
+from locales import LANGUAGES, Msg, translate
 
 T = TypeVar("T")
 PAGE_SIZE = 8
@@ -73,6 +73,7 @@ class Dialog:
     """The conversation of one subscriber; stateless itself, so one instance serves everyone."""
 
     async def handle(self, state: State, event: Event, ctx: Context) -> tuple[State, Outcome]:
+        event = await _typed_choice(state, event, ctx)
         try:
             new_state, notes = await _dispatch(state, event, ctx)
         except DialogError as err:
@@ -83,8 +84,9 @@ class Dialog:
             return state, Outcome((*notes, question), state.rev, changed=False)
         new_state = new_state.evolve(rev=state.rev + 1)
         question = await self.question(new_state, ctx)
-        # A contact shared with the request's own button takes it away by itself (it is asked once).
-        withdraw = _asks_contact(state) and question.request is None and not isinstance(event, Contact)
+        # A keyboard used (the contact shared, a choice tapped) hides by itself: it is asked once.
+        used = isinstance(event, Contact | Pressed)
+        withdraw = _asks_contact(state) and question.request is None and not used
         return new_state, Outcome((*notes, question), new_state.rev, changed=True, withdraw=withdraw)
 
     async def current(self, state: State, ctx: Context) -> Outcome:
@@ -98,6 +100,19 @@ class Dialog:
 
 def _asks_contact(state: State) -> bool:
     return state.step == Step.ASK_PHONE
+
+
+async def _typed_choice(state: State, event: Event, ctx: Context) -> Event:
+    """A choice of the contact question sent as its label: a channel may show those choices as
+    keyboard buttons beside "share my number" (one message, in Telegram), and such a button sends
+    its text. Typed by hand, the label counts the same."""
+    if not (_asks_contact(state) and isinstance(event, Text)) or event.reply_to:
+        return event
+    typed = event.text.strip()
+    for choice in (await _question(state, ctx)).choices:
+        if translate(choice.label, state.lang) == typed:
+            return Pressed(choice.id, state.rev)
+    return event
 
 
 # ---- dispatch -----------------------------------------------------------------------------------

@@ -371,7 +371,21 @@ class TelegramUser:
                 return [(b["text"], b["callback_data"]) for row in markup["inline_keyboard"] for b in row]
         return []
 
+    def keyboard(self) -> list[str]:
+        """The text buttons of the reply keyboard, when the last message with buttons shows one."""
+        for message in reversed(self.fake.sent_to(self.id)):
+            markup = message.get("reply_markup") or {}
+            if "inline_keyboard" in markup:
+                return []
+            if "keyboard" in markup:
+                return [b["text"] for row in markup["keyboard"] for b in row if not b.get("request_contact")]
+        return []
+
     async def press(self, label: str) -> str:
+        """An inline button, or a reply keyboard's text button (it sends its text)."""
+        for text in self.keyboard():
+            if label in text:
+                return await self.text(text)
         for text, data in self.buttons():
             if label in text:
                 return await self.press_data(data)

@@ -963,3 +963,16 @@ async def test_back_from_another_phone_returns_where_it_was_asked(chat: Chat) ->
     await chat.press("phone_add")
     await chat.press("back")
     assert (await chat.step()) == Step.MENU  # asked from the menu: back to the menu
+
+
+async def test_a_choice_of_the_contact_question_sent_as_its_label_is_that_choice(chat: Chat) -> None:
+    # Telegram shows these choices as keyboard buttons under "share my number": they send their text.
+    await chat.start()
+    await chat.press("new")
+    await chat.type(az("common.back"))
+    assert (await chat.step()) == Step.MENU
+    await chat.press("new")
+    await chat.type(f"  {az('identify.by_code')} ")
+    assert (await chat.step()) == Step.ASK_CODE
+    await chat.type(az("common.back"))  # elsewhere a label is just text: the code question reads it
+    assert (await chat.step()) == Step.ASK_CODE

@@ -72,14 +72,20 @@ async def test_a_residential_application_by_polling(fake: FakeTelegram, polling:
     user = TelegramUser(fake, 501)
     assert "Azərişıq" in await user.text("/start")
     await user.press("Yeni müraciət")
-    contact_request = fake.sent_to(501)[-2]
-    assert contact_request["reply_markup"]["keyboard"][0][0]["request_contact"] is True
+    contact_request = fake.sent_to(501)[-1]  # one message: "share my number" and the choices under it
+    keyboard = contact_request["reply_markup"]["keyboard"]
+    assert keyboard[0][0]["request_contact"] is True
+    assert [row[0]["text"] for row in keyboard[1:]] == [
+        t("identify.by_code"),
+        t("common.back"),
+        t("common.cancel"),
+    ]
     identified = await user.contact(PLAIN)
     assert "Məmmədov Elçin" in identified
     # PLAIN has one account: it is taken as it is, its data shown, and the reason asked at once.
     assert "168808605066007" in identified and t("reason.ask") in identified
     # One message for the turn: shared by its own one-time button, the contact keyboard hid itself.
-    assert fake.sent_to(501)[-3] is contact_request
+    assert fake.sent_to(501)[-2] is contact_request
     assert "inline_keyboard" in fake.sent_to(501)[-1]["reply_markup"]
     await user.press(t("reason.no_power"))
     await user.text("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
@@ -90,8 +96,8 @@ async def test_a_residential_application_by_polling(fake: FakeTelegram, polling:
     assert await count(polling.service.db, Application) == 1
     answered = [p for m, p in fake.calls if m == "answerCallbackQuery"]
     assert len(answered) == 5  # every one of the 5 presses answered: no spinning buttons
-    # 8 updates, 9 messages: only the contact question takes two (its keyboard, then its buttons).
-    assert len(fake.sent_to(501)) == 9
+    # 8 updates, 8 messages: one message for each.
+    assert len(fake.sent_to(501)) == 8
 
 
 async def test_a_contact_question_left_another_way_takes_its_keyboard_away(
@@ -100,15 +106,19 @@ async def test_a_contact_question_left_another_way_takes_its_keyboard_away(
     user = TelegramUser(fake, 502)
     await user.text("/start")
     await user.press("Yeni müraciət")
-    assert fake.sent_to(502)[-2]["reply_markup"]["keyboard"][0][0]["request_contact"] is True
-    await user.press(t("common.back"))
-    back = fake.sent_to(502)[-2:]
-    assert back[0]["reply_markup"] == {"remove_keyboard": True}
-    assert "inline_keyboard" in back[1]["reply_markup"]  # the menu's buttons right after
-    await user.press("Yeni müraciət")
-    await user.text("/start")  # a command leaves it too
+    assert fake.sent_to(502)[-1]["reply_markup"]["keyboard"][0][0]["request_contact"] is True
+    await user.text("/start")  # a command leaves it: the welcome takes the keyboard away
     assert fake.sent_to(502)[-2]["reply_markup"] == {"remove_keyboard": True}
-    assert "Azərişıq" in fake.sent_to(502)[-2]["text"]  # the welcome carries it, the menu follows
+    assert "Azərişıq" in fake.sent_to(502)[-2]["text"]
+    assert "inline_keyboard" in fake.sent_to(502)[-1]["reply_markup"]  # the menu's buttons right after
+    await user.press("Yeni müraciət")
+    before = len(fake.sent_to(502))
+    await user.press(t("common.back"))  # the keyboard's own button: used, it hid itself
+    back = fake.sent_to(502)[before:]
+    assert len(back) == 1 and "inline_keyboard" in back[0]["reply_markup"]  # the menu, one message
+    await user.press("Yeni müraciət")
+    await user.press(t("identify.by_code"))  # a choice of the keyboard is read as that choice
+    assert t("identify.ask_code") in fake.sent_to(502)[-1]["text"]
 
 
 async def test_the_same_update_twice_has_one_effect(fake: FakeTelegram, polling: TelegramChannel) -> None:
@@ -437,10 +447,13 @@ def test_render_keyboards_and_limits() -> None:
         request=Request.CONTACT,
     )
     out = render(Outcome((question,), rev=123456789, changed=True), "az")
-    assert out[0].markup is not None and out[0].markup.keyboard[0][0].request_contact  # type: ignore[union-attr]
-    assert out[1].text == "Və ya seçin:"
-    buttons = out[1].markup.inline_keyboard  # type: ignore[union-attr]
-    assert [b[0].callback_data for b in buttons] == ["123456789|by_code", "123456789|back"]
+    assert len(out) == 1  # the choices are buttons of the same keyboard, under "share my number"
+    keyboard = out[0].markup.keyboard  # type: ignore[union-attr]
+    assert keyboard[0][0].request_contact
+    assert [row[0].text for row in keyboard[1:]] == [t("identify.by_code"), t("common.back")]
+    menu = Message((Msg("menu.prompt"),), (Choice("new", Msg("menu.new")),))
+    buttons = render(Outcome((menu,), rev=123456789, changed=True), "az")[0].markup.inline_keyboard  # type: ignore[union-attr]
+    assert [b[0].callback_data for b in buttons] == ["123456789|new"]
     assert all(len(b[0].callback_data.encode()) <= 64 for b in buttons)
     long_text = "\n".join("sətir " * 50 for _ in range(100))
     pieces = split_text(long_text)

@@ -36,8 +36,8 @@ def render(outcome: Outcome, lang: str) -> list[Outgoing]:
     A note (no buttons, no request) goes at the head of the message after it, a blank line between,
     because every message counts against the bot's 30 a second. A location is asked for in words
     (the 📎 menu has it), so the description's question keeps its buttons in the same message. Only
-    the contact is asked with a reply keyboard, which takes a message of its own; when the dialog
-    withdraws it, the first message without buttons takes it away. Plain text: nothing a subscriber
+    the contact is asked with a reply keyboard, its choices as buttons of that keyboard; when the
+    dialog withdraws it, the first message without buttons takes it away. Plain text: nothing a subscriber
     typed is read as markup.
     """
     out: list[Outgoing] = []
@@ -96,10 +96,9 @@ def _render_message(message: Message, text: str, rev: int, lang: str) -> list[Ou
     )
     if message.request != Request.CONTACT:
         return [Outgoing(chunk) for chunk in chunks[:-1]] + [Outgoing(chunks[-1], inline)]
-    # One message carries one keyboard: the request button under the question, the choices after it.
-    button = KeyboardButton(text=translate(Msg("identify.share_button"), lang), request_contact=True)
-    keyboard = ReplyKeyboardMarkup(keyboard=[[button]], resize_keyboard=True, one_time_keyboard=True)
-    out = [Outgoing(chunk) for chunk in chunks[:-1]] + [Outgoing(chunks[-1], keyboard)]
-    if inline is not None:
-        out.append(Outgoing(translate(Msg("telegram.or_choose"), lang), inline))
-    return out
+    # One message carries one keyboard: "share my number" and, under it, the choices as buttons that
+    # send their label (the dialog reads a label as its choice).
+    share = KeyboardButton(text=translate(Msg("identify.share_button"), lang), request_contact=True)
+    rows = [[share]] + [[KeyboardButton(text=translate(c.label, lang))] for c in message.choices]
+    keyboard = ReplyKeyboardMarkup(keyboard=rows, resize_keyboard=True, one_time_keyboard=True)
+    return [Outgoing(chunk) for chunk in chunks[:-1]] + [Outgoing(chunks[-1], keyboard)]
