@@ -456,6 +456,26 @@ def test_a_link_secret_signs_the_same_links_in_every_process(monkeypatch: pytest
     assert load().http.links().application_id(first.token(12)) is None  # ephemeral without it
 
 
+def test_a_rotated_link_secret_keeps_old_links_and_signs_with_the_new_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    old, new = "o" * 40, "n" * 40
+    setenv(monkeypatch, {"LINK_SECRET": old})
+    sent_by_sms = load().http.links().token(12)
+    monkeypatch.setenv("LINK_SECRET", f"{new}, {old}")  # rotated: the new key first
+    rotated = load().http.links()
+    assert rotated.application_id(sent_by_sms) == 12  # the link already sent still opens
+    fresh = rotated.token(13)
+    monkeypatch.setenv("LINK_SECRET", new)  # the old key dropped, later
+    assert load().http.links().application_id(fresh) == 13  # signed with the new key
+    assert load().http.links().application_id(sent_by_sms) is None
+    monkeypatch.setenv("LINK_SECRET", f"{new},short")
+    with pytest.raises(SettingsError, match="LINK_SECRET: each key must be at least 32"):
+        load()
+    monkeypatch.setenv("LINK_SECRET", f"{new},{old}")
+    assert new not in repr(load().http) and old not in repr(load().http)  # secrets stay secret
+
+
 def test_migrate_reads_dot_env_in_the_working_folder(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("LOG_LEVEL=loud\n", encoding="utf-8")
     done = run_cli(tmp_path, {}, "migrate")

@@ -28,13 +28,14 @@ MIN_SECRET_BYTES = 32
 
 
 class LinkSigner:
-    """Makes and checks application tokens with one secret (`LINK_SECRET`)."""
+    """Makes application tokens with one secret and checks them with it and any older ones
+    (`LINK_SECRET=new,old`): a rotation does not break the links already sent by SMS."""
 
-    def __init__(self, secret: bytes) -> None:
-        if len(secret) < MIN_SECRET_BYTES:
+    def __init__(self, secret: bytes, *older: bytes) -> None:
+        if any(len(key) < MIN_SECRET_BYTES for key in (secret, *older)):
             raise ValueError(f"the link secret must have at least {MIN_SECRET_BYTES} bytes")
         # A key of its own for this purpose, so the secret could sign something else one day safely.
-        self._key = hmac.new(secret, _PURPOSE, hashlib.sha256).digest()
+        self._keys = [hmac.new(key, _PURPOSE, hashlib.sha256).digest() for key in (secret, *older)]
 
     @classmethod
     def ephemeral(cls) -> LinkSigner:
@@ -45,7 +46,7 @@ class LinkSigner:
         if not 0 < application_id < 1 << (8 * ID_BYTES):
             raise ValueError(f"application id {application_id} does not fit a link")
         body = application_id.to_bytes(ID_BYTES, "big")
-        return base64.urlsafe_b64encode(body + self._tag(body)).decode("ascii")
+        return base64.urlsafe_b64encode(body + self._tag(self._keys[0], body)).decode("ascii")
 
     def application_id(self, token: str) -> int | None:
         """The application a token names, or None for anything that is not a token we made."""
@@ -56,13 +57,14 @@ class LinkSigner:
         except (binascii.Error, ValueError):
             return None
         body, tag = raw[:ID_BYTES], raw[ID_BYTES:]
-        if not hmac.compare_digest(tag, self._tag(body)):
+        if not any(hmac.compare_digest(tag, self._tag(key, body)) for key in self._keys):
             return None
         application_id = int.from_bytes(body, "big")
         return application_id or None
 
-    def _tag(self, body: bytes) -> bytes:
-        return hmac.new(self._key, body, hashlib.sha256).digest()[:TAG_BYTES]
+    @staticmethod
+    def _tag(key: bytes, body: bytes) -> bytes:
+        return hmac.new(key, body, hashlib.sha256).digest()[:TAG_BYTES]
 
 
 class PublicLinks:

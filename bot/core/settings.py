@@ -277,18 +277,23 @@ class HttpSettings(BaseSettings):
     @field_validator("link_secret")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+        """The current key, then older ones still accepted, comma-separated; each long enough."""
+        if value is None:
+            return None
+        if any(len(key.strip().encode()) < MIN_SECRET_BYTES for key in value.get_secret_value().split(",")):
             raise ValueError(
-                f"LINK_SECRET must be at least {MIN_SECRET_BYTES} characters long "
+                f"LINK_SECRET: each key must be at least {MIN_SECRET_BYTES} characters long "
                 '(make one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))")'
             )
         return value
 
     def links(self) -> LinkSigner:
-        """The signer of application links; without LINK_SECRET, one whose links die with the process."""
+        """The signer of application links: it signs with the first key of LINK_SECRET and accepts
+        every key listed. Without LINK_SECRET, one whose links die with the process."""
         if self.link_secret is None:
             return LinkSigner.ephemeral()
-        return LinkSigner(self.link_secret.get_secret_value().encode())
+        keys = [key.strip().encode() for key in self.link_secret.get_secret_value().split(",")]
+        return LinkSigner(*keys)
 
     @field_validator("log_level", mode="before")
     @classmethod
