@@ -240,6 +240,24 @@ async def test_a_card_too_long_for_a_caption_goes_as_text_and_the_photo_after_it
     assert sent[1]["reply_parameters"]["message_id"] == sent[0]["message_id"]  # in the card's thread
 
 
+async def test_a_card_whose_photo_telegram_refuses_still_reaches_staff_as_text(desk: Desk) -> None:
+    chat = Chat(desk.service, user=str(SUBSCRIBER), channel=CHANNEL)
+    await identify(chat, PLAIN)
+    await choose_account(chat)
+    await chat.press("reason:damaged_cable")
+    await chat.type("Dirəkdən gələn kabel qopub, yerdə qalıb.")
+    await chat.photo("AgAD-gone")
+    await chat.press("done")
+    await chat.press("ok")
+    await chat.press("send")
+    refused = {"ok": False, "error_code": 400, "description": "Bad Request: wrong file identifier"}
+    desk.fake.fail_next("sendphoto", 400, refused)
+    await desk.worker.drain()
+    sent = desk.fake.sent_to(BAKI)
+    assert sent[0]["method"] == "sendMessage" and "inline_keyboard" in sent[0]["reply_markup"]
+    assert t("staff.card_photo") in sent[0]["text"]  # the card, as text, says a photo was sent
+
+
 async def test_card_refreshes_waiting_together_go_as_one_edit(desk: Desk) -> None:
     await desk.file()
     await desk.worker.drain()

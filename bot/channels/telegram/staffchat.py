@@ -384,26 +384,36 @@ class StaffChat:
                 thread.topic_id = topic.message_thread_id
         text, markup = self.card(application, card.person, lang, card.deliveries)
         # One group message for an application where it fits: the photo, with the card as its caption
-        # (a group may be sent 20 messages a minute). A longer card goes as text, the photo after it.
-        as_photo = bool(application.photo_ref) and len(text) <= CAPTION_LIMIT
-        sent = await self.client.request(
-            chat_id,
-            SendPhoto(
-                chat_id=chat_id,
-                photo=await self._photo(application.photo_ref),
-                caption=text,
-                reply_markup=markup,
-                message_thread_id=thread.topic_id,
+        # (a group may be sent 20 messages a minute). A longer card goes as text, the photo after it;
+        # so does a card whose photo cannot be had or is refused: the card itself must reach staff.
+        sent = None
+        if application.photo_ref and len(text) <= CAPTION_LIMIT:
+            try:
+                photo = await self._photo(application.photo_ref)
+                sent = await self.client.request(
+                    chat_id,
+                    SendPhoto(
+                        chat_id=chat_id,
+                        photo=photo,
+                        caption=text,
+                        reply_markup=markup,
+                        message_thread_id=thread.topic_id,
+                    ),
+                )
+            except Permanent as exc:
+                log.warning("a card's photo could not be shown (%s); the card goes as text", exc.reason)
+        as_photo = sent is not None
+        if sent is None:
+            sent = await self.client.request(
+                chat_id,
+                SendMessage(
+                    chat_id=chat_id,
+                    text=text,
+                    reply_markup=markup,
+                    message_thread_id=thread.topic_id,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                ),
             )
-            if as_photo
-            else SendMessage(
-                chat_id=chat_id,
-                text=text,
-                reply_markup=markup,
-                message_thread_id=thread.topic_id,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            ),
-        )
         kind = PHOTO_CARD if as_photo else "card"
         async with self.db.transaction() as session:
             row = await session.get(StaffThread, application.id, with_for_update=True)
