@@ -23,8 +23,9 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -47,7 +48,7 @@ from bot.staff.desk import StaffDesk
 from bot.web.server import Route, serve
 from bot.web.statuspage import StatusPage
 from dialogs import ports
-from storage import outbox, registry
+from storage import outbox, registry, retention
 from storage.db import Database, as_utc
 from storage.migrate import open_database
 
@@ -223,9 +224,8 @@ async def build(
         senders.update(channel.senders())
         routes.extend(channel.routes())
     period = settings.staff.deadline_check_seconds
-    worker = OutboxWorker(
-        database, senders, clock, periodic=[desk.check_deadlines], wakeup=wakeup, period=period
-    )
+    jobs = [desk.check_deadlines, _pruner(database, timedelta(days=settings.database.retention_days))]
+    worker = OutboxWorker(database, senders, clock, periodic=jobs, wakeup=wakeup, period=period)
     proxies = settings.http.trusted_proxies
     page = StatusPage(database, signer, policy, channels.chat_links, clock, trusted_proxies=proxies)
     routes.append(("GET", "/a/{token}", page.handle))
@@ -240,6 +240,18 @@ def _warn(settings: Settings, policy: StaffPolicy) -> None:
         log.warning("no staff chat: set STAFF_CHAT_ID or DEPARTMENTS_FILE to show applications to staff")
     if len(settings.http.public_base_url) > 32:  # "/a/" and a 28-character token follow it
         log.warning("PUBLIC_BASE_URL is long: an Azerbaijani SMS with its link may take 3 parts, not 2")
+
+
+def _pruner(database: Database, keep: timedelta) -> Callable[[datetime], Coroutine[Any, Any, None]]:
+    """The retention job: what is older than `keep` goes, a batch of each kind at each turn."""
+
+    async def prune(now: datetime) -> None:
+        async with database.transaction() as session:
+            gone = await retention.prune(session, now - keep)
+        if any(gone.values()):
+            log.info("retention: deleted %s", ", ".join(f"{n} {table}" for table, n in gone.items() if n))
+
+    return prune
 
 
 async def _connect(settings: Settings, parts: Parts, pace: Pace) -> None:

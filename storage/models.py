@@ -151,6 +151,7 @@ class ProcessedUpdate(SQLModel, table=True):
     """A platform update already handled: a re-delivery of it is acknowledged and ignored."""
 
     __tablename__ = "processed_update"
+    __table_args__ = (Index("ix_processed_update_created_at", "created_at"),)  # retention, oldest first
     channel: str = Field(primary_key=True, max_length=16)
     update_id: str = Field(primary_key=True, max_length=128)
     created_at: datetime = _ts()
@@ -163,6 +164,7 @@ class OtpRequest(SQLModel, table=True):
     """A one-time code sent: limits hold per target phone and per chat, whatever the chat's state says."""
 
     __tablename__ = "otp_request"
+    __table_args__ = (Index("ix_otp_request_created_at", "created_at"),)  # retention, oldest first
     id: int | None = Field(default=None, primary_key=True)
     phone: str = Field(max_length=16, index=True)
     requester: str = Field(max_length=96, index=True)

@@ -65,6 +65,9 @@ class DatabaseSettings(BaseSettings):
     model_config = _config()
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None  # the sending budgets shared by every process; memory when unset
+    # Processed update ids, sent notifications of closed applications and one-time-code records are
+    # deleted after this many days (applications and their audit trail are kept).
+    retention_days: float = Field(default=30, ge=1, le=3650)
 
     @field_validator("redis_url")
     @classmethod
