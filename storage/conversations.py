@@ -8,19 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import SQLModel, col, select
+from sqlmodel import col, select
 
-from storage.db import as_utc
+from storage.db import as_utc, dialect_insert
 from storage.models import Conversation, Notification, ProcessedUpdate
-
-
-def _insert(session: AsyncSession, model: type[SQLModel]) -> Any:
-    """INSERT for this database, with ON CONFLICT support (both SQLite and PostgreSQL have it)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(model)
-
 
 _MARK: dict[str, Any] = {}  # the statement, built once per kind of database
 
@@ -36,8 +28,7 @@ async def mark_processed(session: AsyncSession, channel: str, update_id: str, no
     if statement is None:
         table = ProcessedUpdate.__table__  # type: ignore[attr-defined]
         statement = _MARK[dialect] = (
-            (postgresql if dialect == "postgresql" else sqlite)
-            .insert(table)
+            dialect_insert(session, table)
             .values(
                 channel=bindparam("channel"), update_id=bindparam("update_id"), created_at=bindparam("now")
             )
@@ -107,7 +98,7 @@ async def lock(session: AsyncSession, channel: str, user_key: str, lang: str, no
     row = (await _core(session, _LOCK, key)).first()
     if row is None:
         create = (
-            _insert(session, Conversation)
+            dialect_insert(session, Conversation)
             .values(channel=channel, user_key=user_key, lang=lang, step="menu", state="", updated_at=now)
             .on_conflict_do_nothing()
         )

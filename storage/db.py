@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -114,3 +115,10 @@ def storage_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         return is_transient(exc)
     return isinstance(exc, OSError | TimeoutError)
+
+
+def dialect_insert(session: AsyncSession, target: Any) -> Any:
+    """INSERT for this database, with ON CONFLICT support (both SQLite and PostgreSQL have it): of an
+    entity, or of a `Table`'s rows (Core, no ORM work per statement)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(target)

@@ -15,17 +15,17 @@ is worked off over the periodic job's next turns without holding the hot tables 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from dialogs.lifecycle import OPEN
 from storage import outbox
 from storage.models import Application, Notification, OtpRequest, ProcessedUpdate
+from storage.staff import OPEN_VALUES
 
 BATCH = 1000
-_OPEN = tuple(status.value for status in OPEN)
 
 
 async def prune(session: AsyncSession, before: datetime, batch: int = BATCH) -> dict[str, int]:
@@ -40,7 +40,7 @@ async def prune(session: AsyncSession, before: datetime, batch: int = BATCH) -> 
     gone_updates = await session.execute(
         delete(updates).where(tuple_(updates.c.channel, updates.c.update_id).in_(old_updates))
     )
-    still_open = select(Application.id).where(col(Application.status).in_(_OPEN))
+    still_open = select(Application.id).where(col(Application.status).in_(OPEN_VALUES))
     old_notifications = (
         select(Notification.id)
         .where(
@@ -51,27 +51,23 @@ async def prune(session: AsyncSession, before: datetime, batch: int = BATCH) -> 
         .order_by(col(Notification.id))
         .limit(batch)
     )
-    gone_notifications = await session.execute(
-        delete(Notification)
-        .where(col(Notification.id).in_(old_notifications))
-        .execution_options(synchronize_session=False)
-    )
     old_codes = (
         select(OtpRequest.id)
         .where(col(OtpRequest.created_at) < before)
         .order_by(col(OtpRequest.id))
         .limit(batch)
     )
-    gone_codes = await session.execute(
-        delete(OtpRequest)
-        .where(col(OtpRequest.id).in_(old_codes))
-        .execution_options(synchronize_session=False)
-    )
     return {
         "processed_update": _count(gone_updates),
-        "notification": _count(gone_notifications),
-        "otp_request": _count(gone_codes),
+        "notification": await _delete_ids(session, Notification, old_notifications),
+        "otp_request": await _delete_ids(session, OtpRequest, old_codes),
     }
+
+
+async def _delete_ids(session: AsyncSession, model: type[Notification] | type[OtpRequest], ids: Any) -> int:
+    """Delete the rows of `model` whose ids `ids` selects; how many went."""
+    statement = delete(model).where(col(model.id).in_(ids)).execution_options(synchronize_session=False)
+    return _count(await session.execute(statement))
 
 
 def _count(result: object) -> int:

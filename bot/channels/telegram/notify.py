@@ -41,25 +41,16 @@ class TelegramNotifier:
             return str((await self.client.request(chat_id, method, priority=Priority.ANSWER)).message_id)
         text, photo = self._content(notification)
         paid = True if self.client.budget.paid_broadcast else None  # news, at the paid rate if enabled
-        if photo:
-            caption, rest = (text, "") if len(text) <= CAPTION_LIMIT else ("", text)
+        pieces = split_text(text)
+        message_ids: list[int] = []
+        if photo:  # the text is its caption when it fits, else the messages after it
+            caption, pieces = (text, []) if len(text) <= CAPTION_LIMIT else ("", pieces)
             sent = await self.client.request(
                 chat_id, SendPhoto(chat_id=chat_id, photo=photo, caption=caption, allow_paid_broadcast=paid)
             )
-            message_ids = [sent.message_id]
-            if rest:
-                for piece in split_text(rest):
-                    reply = await self.client.request(
-                        chat_id, SendMessage(chat_id=chat_id, text=piece, allow_paid_broadcast=paid)
-                    )
-                    message_ids.append(reply.message_id)
-        else:
-            message_ids = []
-            for piece in split_text(text):
-                reply = await self.client.request(
-                    chat_id, SendMessage(chat_id=chat_id, text=piece, allow_paid_broadcast=paid)
-                )
-                message_ids.append(reply.message_id)
+            message_ids.append(sent.message_id)
+        for piece in pieces:
+            message_ids.append(await self._text(chat_id, piece, paid))
         if notification.application_id is not None:
             async with self.db.transaction() as session:
                 for message_id in message_ids:

@@ -37,8 +37,8 @@ def render(outcome: Outcome, lang: str) -> list[Outgoing]:
     because every message counts against the bot's 30 a second. A location is asked for in words
     (the 📎 menu has it), so the description's question keeps its buttons in the same message. Only
     the contact is asked with a reply keyboard, its choices as buttons of that keyboard; when the
-    dialog withdraws it, the first message without buttons takes it away. Plain text: nothing a subscriber
-    typed is read as markup.
+    dialog withdraws it, the first message without buttons takes it away. Plain text: nothing a
+    subscriber typed is read as markup.
     """
     out: list[Outgoing] = []
     notes: list[str] = []
@@ -58,7 +58,7 @@ def render(outcome: Outcome, lang: str) -> list[Outgoing]:
         out[0] = Outgoing(out[0].text, _REMOVE)
     elif outcome.withdraw and out and isinstance(out[0].markup, InlineKeyboardMarkup):
         # Only a question with buttons: its text goes alone, taking the keyboard away, and its
-        # buttons follow, as they do under the contact question.
+        # buttons follow under "Or choose:".
         first = out[0]
         out[:1] = [
             Outgoing(first.text, _REMOVE),
@@ -80,25 +80,21 @@ def _plain(text: str) -> list[Outgoing]:
 
 def _render_message(message: Message, text: str, rev: int, lang: str) -> list[Outgoing]:
     chunks = split_text(text)
-    inline = (
-        InlineKeyboardMarkup(
-            inline_keyboard=[
-                [
-                    InlineKeyboardButton(
-                        text=translate(c.label, lang)[:64], callback_data=callback_data(rev, c.id)
-                    )
-                ]
-                for c in message.choices
-            ]
-        )
-        if message.choices and rev >= 0
-        else None
-    )
-    if message.request != Request.CONTACT:
-        return [Outgoing(chunk) for chunk in chunks[:-1]] + [Outgoing(chunks[-1], inline)]
-    # One message carries one keyboard: "share my number" and, under it, the choices as buttons that
-    # send their label (the dialog reads a label as its choice).
-    share = KeyboardButton(text=translate(Msg("identify.share_button"), lang), request_contact=True)
-    rows = [[share]] + [[KeyboardButton(text=translate(c.label, lang))] for c in message.choices]
-    keyboard = ReplyKeyboardMarkup(keyboard=rows, resize_keyboard=True, one_time_keyboard=True)
-    return [Outgoing(chunk) for chunk in chunks[:-1]] + [Outgoing(chunks[-1], keyboard)]
+    return [Outgoing(chunk) for chunk in chunks[:-1]] + [Outgoing(chunks[-1], _keyboard(message, rev, lang))]
+
+
+def _keyboard(message: Message, rev: int, lang: str) -> Markup:
+    """The one keyboard a message carries: for the contact, "share my number" and, under it, the
+    choices as buttons that send their label (the dialog reads a label as its choice); else the
+    choices as inline buttons."""
+    if message.request == Request.CONTACT:
+        share = KeyboardButton(text=translate(Msg("identify.share_button"), lang), request_contact=True)
+        rows = [[share]] + [[KeyboardButton(text=translate(c.label, lang))] for c in message.choices]
+        return ReplyKeyboardMarkup(keyboard=rows, resize_keyboard=True, one_time_keyboard=True)
+    if not message.choices or rev < 0:
+        return None
+    buttons = [
+        [InlineKeyboardButton(text=translate(c.label, lang)[:64], callback_data=callback_data(rev, c.id))]
+        for c in message.choices
+    ]
+    return InlineKeyboardMarkup(inline_keyboard=buttons)
