@@ -108,7 +108,10 @@ def downgrade() -> None:
         batch_op.drop_column("claimed_at")
         batch_op.drop_column("next_attempt_at")
 
-    with op.batch_alter_table("application", schema=None) as batch_op:
+    # In place (SQLite 3.35 and later drop a plain column): a copy of the table could not be swapped in,
+    # as notifications, status changes and staff rows refer to their applications and SQLite checks
+    # foreign keys.
+    with op.batch_alter_table("application", schema=None, recreate="never") as batch_op:
         batch_op.drop_index(batch_op.f("ix_application_department"))
         batch_op.drop_column("done_flagged_at")
         batch_op.drop_column("take_flagged_at")
