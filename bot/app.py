@@ -38,6 +38,7 @@ from bot.channels.terminal import StdinLines, Terminal, TerminalChannel, Termina
 from bot.channels.whatsapp import connector as whatsapp
 from bot.core.clock import Clock, system_clock
 from bot.core.links import PublicLinks
+from bot.core.metrics import DatabaseMetrics, exposition
 from bot.core.policy import StaffPolicy
 from bot.core.service import Conversations
 from bot.core.settings import Settings
@@ -45,7 +46,7 @@ from bot.notify.mail import EmailSender, LogMailer, Mailer, SmtpConfig, SmtpMail
 from bot.notify.outbox import OutboxWorker, Sender
 from bot.notify.sms import GatewaySms, HttpSmsGateway, LogSmsGateway, SmsGateway, SmsSender, delivery_handler
 from bot.staff.desk import StaffDesk
-from bot.web.server import Route, serve
+from bot.web.server import Listener, Route, make_app, metrics_handler, serve
 from bot.web.statuspage import StatusPage
 from dialogs import ports
 from storage import outbox, registry, retention
@@ -70,6 +71,7 @@ class Service:
     worker: OutboxWorker
     channels: Channels
     routes: list[Route]
+    metrics: DatabaseMetrics
     owns_db: bool = True
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -86,6 +88,7 @@ class Service:
             for name, work in channel.background(self.stop).items():
                 self._background(name, work)
         log.info("outbox: %s", ", ".join(self.senders))
+        await self.metrics.renew(self.conversations.clock())  # before the first scrape
         async with self.db.transaction() as session:
             waiting = await outbox.waiting_channels(session)
         for channel, count in sorted(waiting.items()):
@@ -110,11 +113,37 @@ class Service:
     async def run(self) -> int:
         """Serve until `stop` (SIGTERM), then drain. 1 when a part of the service died on its own."""
         try:
-            await serve(self.settings, self.db, self.stop, [*self.routes, ("GET", "/readyz", self.readyz)])
+            await serve(self.listeners(), self.stop)
         finally:
             self.stop.set()
             await self.drain()
         return 1 if self.died else 0
+
+    def listeners(self) -> list[Listener]:
+        """The web applications `run` serves, each with its host and port: the public one, and the
+        metrics' own when METRICS_PORT is set."""
+        http = self.settings.http
+        served = [(self.app(), http.http_host, http.http_port)]
+        if http.metrics_port is not None:
+            metrics = metrics_handler(self._exposition, None, guarded=False)
+            served.append(
+                (make_app(self.db, [("GET", "/metrics", metrics)]), http.http_host, http.metrics_port)
+            )
+        return served
+
+    def app(self, *extra: Route) -> web.Application:
+        """The public web application: the channels' webhooks, the SMS gateway's reports, the status
+        page, /healthz, /readyz and, unless METRICS_PORT gives it a port of its own, /metrics for
+        the local network or the holder of METRICS_TOKEN. `extra`: routes a test adds."""
+        http = self.settings.http
+        routes = [*self.routes, ("GET", "/readyz", self.readyz), *extra]
+        if http.metrics_port is None:
+            token = http.metrics_token.get_secret_value() if http.metrics_token else None
+            routes.append(("GET", "/metrics", metrics_handler(self._exposition, token, guarded=True)))
+        return make_app(self.db, routes)
+
+    async def _exposition(self) -> bytes:
+        return await exposition(self.metrics, self.conversations.clock)
 
     async def drain(self) -> None:
         """Let the worker finish what it has claimed (at most DRAIN_SECONDS); stop the rest."""
@@ -135,6 +164,10 @@ class Service:
         for task in self.tasks.values():
             task.cancel()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        try:  # another replica reports the database's metrics from its next turn
+            await self.metrics.release(self.conversations.clock())
+        except Exception as exc:
+            log.warning("the metrics lease was not given up (%s); it expires", type(exc).__name__)
 
     async def close(self) -> None:
         for channel in self.channels:
@@ -224,14 +257,21 @@ async def build(
         senders.update(channel.senders())
         routes.extend(channel.routes())
     period = settings.staff.deadline_check_seconds
-    jobs = [desk.check_deadlines, _pruner(database, timedelta(days=settings.database.retention_days))]
+    database_metrics = DatabaseMetrics(database, period)
+    jobs = [
+        desk.check_deadlines,
+        _pruner(database, timedelta(days=settings.database.retention_days)),
+        database_metrics.renew,
+    ]
     worker = OutboxWorker(database, senders, clock, periodic=jobs, wakeup=wakeup, period=period)
     proxies = settings.http.trusted_proxies
     page = StatusPage(database, signer, policy, channels.chat_links, clock, trusted_proxies=proxies)
     routes.append(("GET", "/a/{token}", page.handle))
 
     _warn(settings, policy)
-    return Service(settings, database, http, conversations, desk, worker, channels, routes, owns_db)
+    return Service(
+        settings, database, http, conversations, desk, worker, channels, routes, database_metrics, owns_db
+    )
 
 
 def _warn(settings: Settings, policy: StaffPolicy) -> None:
@@ -328,8 +368,7 @@ async def run(settings: Settings) -> int:
         log.info("started in %.1f s", time.monotonic() - started)
         return await service.run()
     except OSError as exc:  # the port is taken, say
-        http = settings.http
-        log.error("cannot listen on %s:%s: %s", http.http_host, http.http_port, exc.strerror or exc)
+        log.error("cannot listen: %s", exc)
         return 1
     finally:
         await service.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,11 +120,11 @@ def cmd_chat(settings: Settings, lang: str, verbose: bool) -> int:
 
     Ctrl-C ends it at once and quietly, as /quit does.
     """
-    level = settings.http.log_level
+    level, fmt = settings.http.log_level, settings.http.log_format
     try:
-        logs.setup(level, None if verbose else chat_log(settings.database.database_url))
+        logs.setup(level, None if verbose else chat_log(settings.database.database_url), fmt)
     except OSError:  # no file to write: only what is worth a look, where it always went
-        logs.setup("WARNING")
+        logs.setup("WARNING", fmt=fmt)
     try:
         from bot import app  # the service's parts are imported only by the command that runs them
 
@@ -179,8 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("run", "migrate"):
+        # As PID 1 in a container a signal without a handler is ignored: a SIGTERM that comes while
+        # the service starts (or migrates) stops it at once. `run` sets its draining handler later.
+        signal.signal(signal.SIGTERM, _terminated)
     # A terminal may send bytes that are not UTF-8: they become "�", never a crash.
     for stream in (sys.stdin, sys.stdout):
         if hasattr(stream, "reconfigure"):
@@ -194,7 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "chat":
         return cmd_chat(settings, args.lang, args.verbose)
-    logs.setup("WARNING" if args.command == "applications" else settings.http.log_level)
+    if args.command == "applications":  # a staff member's command: its warnings are for them to read
+        logs.setup("WARNING")
+    else:
+        logs.setup(settings.http.log_level, fmt=settings.http.log_format)
     if args.command == "migrate":
         return asyncio.run(cmd_migrate(settings))
     if args.command == "applications":

@@ -140,8 +140,10 @@ async def _check_code_limits(phone: str, ctx: Context) -> None:
         len(sent) >= OTP_MAX_PER_HOUR
         or await ctx.codes.count_by(ctx.subscriber, hour_ago) >= OTP_MAX_PER_CHAT
     ):
+        ctx.codes.refused()
         raise DialogError(Msg("identify.otp_too_many"))
     if sent and ctx.now - sent[-1] < OTP_RESEND_AFTER:
+        ctx.codes.refused()
         wait = int((OTP_RESEND_AFTER - (ctx.now - sent[-1])).total_seconds()) + 1
         raise DialogError(Msg("identify.resend_wait", {"seconds": wait}))
 

@@ -157,6 +157,9 @@ class CodeLog(Protocol):
 
     async def record(self, phone: str, subscriber: Subscriber, at: datetime) -> None: ...
 
+    def refused(self) -> None:
+        """A code was refused by the limits (counted for the operators)."""
+
 
 class Links(Protocol):
     """Reads the signed tokens of application links (`/start <token>`, the status page)."""

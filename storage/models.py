@@ -267,3 +267,13 @@ class Notification(SQLModel, table=True):
     next_attempt_at: datetime | None = _ts_or_none()
     claimed_at: datetime | None = _ts_or_none()  # when a worker took it to send: a lease
     provider_id: str | None = Field(default=None, max_length=128)
+
+
+class Lease(SQLModel, table=True):
+    """A duty that one process of several holds at a time (the database-wide metrics, the pruning),
+    for as long as it renews the lease before `expires_at`; then any process may take it over."""
+
+    __tablename__ = "lease"
+    name: str = Field(primary_key=True, max_length=32)
+    holder: str = Field(max_length=96)
+    expires_at: datetime = _ts()

@@ -40,6 +40,7 @@ SENDING = "sending"
 SENT = "sent"
 DELIVERED = "delivered"
 FAILED = "failed"
+STATES = (QUEUED, SENDING, SENT, DELIVERED, FAILED)
 STAFF = "staff"  # the channel of messages to a staff chat; `user_key` is the chat id
 SMS = "sms"  # `user_key` is the phone in E.164
 EMAIL = "email"  # `user_key` is the address
@@ -295,6 +296,17 @@ async def oldest_due(session: AsyncSession, now: datetime) -> datetime | None:
         col(Notification.state) == QUEUED, col(Notification.next_attempt_at) <= now
     )
     return await session.scalar(query)
+
+
+async def due_by_channel(session: AsyncSession, now: datetime) -> dict[str, tuple[int, datetime]]:
+    """Messages due and not sent, by channel: how many, and since when the longest-waiting one is due."""
+    query = (
+        select(Notification.channel, func.count(), func.min(Notification.next_attempt_at))
+        .where(col(Notification.state) == QUEUED, col(Notification.next_attempt_at) <= now)
+        .group_by(Notification.channel)
+    )
+    rows = await session.execute(query)
+    return {channel: (count, since) for channel, count, since in rows if since is not None}
 
 
 async def waiting_channels(session: AsyncSession) -> dict[str, int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,9 +19,10 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core import metrics
 from bot.core.clock import Clock, system_clock
+from bot.core.context import bind, log_context
 from bot.core.links import LinkSigner
-from bot.core.metrics import METRICS
 from bot.core.policy import StaffPolicy
 from dialogs import lifecycle, ports
 from dialogs.errors import DialogError
@@ -64,6 +66,16 @@ class CodeLogAdapter:
 
     async def record(self, phone: str, subscriber: ports.Subscriber, at: datetime) -> None:
         codes.record(self.session, phone, _requester(subscriber), at)
+        metrics.CODES.labels("sent").inc()
+
+    def refused(self) -> None:
+        metrics.CODES.labels("refused").inc()
+
+
+def _count(update_id: str | None, channel: str, outcome: str, started: float) -> None:
+    """A platform's update counted for /metrics; the question asked again after it is not another."""
+    if update_id is not None:
+        metrics.handled(channel, outcome, time.perf_counter() - started)
 
 
 def _requester(subscriber: ports.Subscriber) -> str:
@@ -141,6 +153,7 @@ class ApplicationsAdapter:
 
     async def register(self, draft: ports.ApplicationDraft) -> ports.Registered:
         app, created = await applications.register(self.session, draft, self.now)
+        bind(application=app.number)  # on this update's log lines from here on
         if created:
             department = self.policy.departments.for_region(app.region)
             if department is not None:
@@ -167,6 +180,7 @@ class ApplicationsAdapter:
         own_chat = (app.channel, app.user_key) == (subscriber.channel, subscriber.user_key)
         if not own_chat and app.applicant_phone not in phones:
             return None
+        bind(application=app.number)
         history = (await applications.histories(self.session, [application_id]))[application_id]
         return application_view(app, history, self.policy.done_within)
 
@@ -254,12 +268,16 @@ class Conversations:
         an apology, and the update is recorded so that it is not retried forever.
         """
         key = (subscriber.channel, subscriber.user_key)
-        METRICS.handled(subscriber.channel)
-        async with self._lock(key):
+        started = time.perf_counter()
+        # The update's channel and id on every line logged while it is handled, unless the channel
+        # has set them already (bot.core.context).
+        update = log_context(channel=subscriber.channel, update_id=update_id, keep=True)
+        async with self._lock(key), update:
             try:
-                return await self._handle(subscriber, event, update_id, language_hint, inbound)
+                handled = await self._handle(subscriber, event, update_id, language_hint, inbound)
             except Exception as exc:
                 if storage_unavailable(exc):
+                    _count(update_id, subscriber.channel, "unavailable", started)
                     raise  # let the platform re-deliver the update later
                 if isinstance(exc, DBAPIError):
                     # The message holds the statement, never its parameters (hide_parameters on the engine).
@@ -269,7 +287,11 @@ class Conversations:
                 else:
                     log.exception("update %s of %s failed", update_id, subscriber.channel)
                 lang = await self._record_failed(subscriber, update_id, language_hint)
+                _count(update_id, subscriber.channel, "failed", started)
                 return Handled(_apology(), lang)
+        outcome = "repeated" if handled is None else "handled"
+        _count(update_id, subscriber.channel, outcome, started)
+        return handled
 
     async def receive(
         self,

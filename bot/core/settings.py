@@ -262,6 +262,13 @@ class HttpSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # text: one line for people; json: one JSON object a line, for a log collector.
+    log_format: Literal["text", "json"] = "text"
+    # /metrics on a port of its own (not the public one); unset: on HTTP_PORT, see METRICS_TOKEN.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # A bearer token that opens /metrics on the public port from anywhere; without it only direct
+    # requests from this machine or a private network are answered there.
+    metrics_token: SecretStr | None = None
     # /readyz fails when a message has been due for longer than this (seconds): the outbox is stuck.
     readyz_outbox_max_age: float = Field(default=900, gt=0)
     # The reverse proxies whose X-Forwarded-For is believed (addresses and networks); none by default.
@@ -302,6 +309,11 @@ class HttpSettings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class SettingsError(Exception):

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import aiosmtplib
 
+from bot.core.context import bind
 from bot.core.links import PublicLinks
 from bot.core.templates import TEMPLATES
 from bot.notify.outbox import Permanent, Temporary
@@ -97,6 +98,7 @@ class EmailSender:
             application = await session.get(Application, notification.application_id)
             if application is None:
                 raise Permanent("the application is gone")
+            bind(application=application.number)
             history = (await applications.histories(session, [notification.application_id]))[
                 notification.application_id
             ]

@@ -15,9 +15,10 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core import metrics
 from bot.core.clock import Clock, system_clock
+from bot.core.context import log_context
 from bot.core.departments import Departments
-from bot.core.metrics import METRICS
 from dialogs import notices
 from locales import Msg, payload_msg, translate
 from storage import outbox, staff
@@ -111,7 +112,7 @@ class OutboxWorker:
         ids = {row.id for row in claimed if row.id is not None}
         self._in_flight |= ids
         try:
-            await asyncio.gather(*(self._send(row) for row in claimed))
+            await asyncio.gather(*(self._sending(row) for row in claimed))
         finally:
             self._in_flight -= ids
         return len(claimed)
@@ -177,6 +178,12 @@ class OutboxWorker:
             except TimeoutError:
                 pass
 
+    async def _sending(self, row: Notification) -> None:
+        """`_send`, its lines carrying the message's channel and application number (a sender that
+        reads the application binds the number when the payload has none: `bot.core.context`)."""
+        with log_context(channel=row.channel, application=_number(row.payload)):
+            await self._send(row)
+
     async def _send(self, row: Notification) -> None:
         assert row.id is not None
         sender = self.senders[row.channel]
@@ -206,7 +213,7 @@ class OutboxWorker:
                 await outbox.mark_sent(session, notification_id, provider_id, now)
 
             await self._write(row, sent)
-            METRICS.sent(row.channel, (now - as_utc(row.created_at)).total_seconds())
+            metrics.sent(row.channel, (now - as_utc(row.created_at)).total_seconds())
 
     async def _write(self, row: Notification, write: Callable[[AsyncSession], Awaitable[None]]) -> None:
         """Record what a send did, again and again while the database is away.
@@ -260,6 +267,16 @@ class OutboxWorker:
             await outbox.retry_later(session, notification_id, reason, now + timedelta(seconds=delay))
 
         await self._write(row, record)
+        metrics.not_sent(
+            row.channel, given_up=failed is not None or now - as_utc(row.created_at) > GIVE_UP_AFTER
+        )
+
+
+def _number(payload: Mapping[str, object]) -> str | None:
+    """The application number a message's payload names (a department's message, a status, an SMS)."""
+    params = payload.get("params")
+    found = payload.get("number") or (params.get("number") if isinstance(params, Mapping) else None)
+    return found if isinstance(found, str) else None
 
 
 def _failed(what: str, exc: Exception) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from bot.core.clock import Clock, system_clock
+from bot.core.context import bind
 from bot.core.departments import Department
 from bot.core.policy import StaffPolicy
 from dialogs import lifecycle
@@ -204,6 +205,8 @@ class StaffDesk:
             return Reaction(Msg("staff.stale_button"), alert=True)
         application_id, action = button
         application = await staff.get_for_update(session, application_id)
+        if application is not None:
+            bind(application=application.number)  # on the lines logged about this press
         refused = _refused(act, application, application_id, action, department, allowed)
         if refused is not None:
             return refused
@@ -235,6 +238,8 @@ class StaffDesk:
             act.record("message", False, application_id, "not on the department's staff")
             return Reaction(answer=[Msg("staff.refused_not_staff")])
         application = await staff.get_for_update(session, application_id)
+        if application is not None:
+            bind(application=application.number)  # on the lines logged about this message
         if application is None or application.department != department.key:
             act.record("message", False, application_id, "another department's application")
             return Reaction(answer=[Msg("staff.refused_department")])

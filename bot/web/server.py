@@ -9,6 +9,7 @@ as the status page's HTML 404 and 429, passes unchanged.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
 import json
 import logging
@@ -17,11 +18,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
-from bot.core.metrics import METRICS
-from bot.core.settings import Network, Settings
-from storage import applications, outbox
+from bot.core.settings import Network
 from storage.db import Database, storage_unavailable
 
 log = logging.getLogger(__name__)
@@ -178,44 +178,58 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text format: applications by status, the outbox by state, updates and send latency."""
-    async with request.app[DB_KEY].transaction() as session:
-        counts = await applications.count_by_status(session)
-        states = await outbox.counts_by_state(session)
-    lines = [
-        "# HELP isiqbot_applications Applications by status.",
-        "# TYPE isiqbot_applications gauge",
-        *(f'isiqbot_applications{{status="{status}"}} {count}' for status, count in sorted(counts.items())),
-        "# HELP isiqbot_outbox Notifications by state.",
-        "# TYPE isiqbot_outbox gauge",
-        *(f'isiqbot_outbox{{state="{state}"}} {count}' for state, count in sorted(states.items())),
-        *METRICS.lines(),
-    ]
-    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8")
+def metrics_handler(export: Callable[[], Awaitable[bytes]], token: str | None, *, guarded: bool) -> Handler:
+    """GET /metrics, in Prometheus's text format. `guarded` on the public port: answered only to
+    whoever shows `token`, or to a direct request (no proxy's X-Forwarded-For) from this machine or a
+    private network, where Prometheus scrapes from; anyone else gets 403."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        if guarded and not _may_read_metrics(request, token):
+            return error(403, "forbidden")
+        return web.Response(body=await export(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return metrics
+
+
+def _may_read_metrics(request: web.Request, token: str | None) -> bool:
+    if token is not None:
+        shown = request.headers.get("Authorization", "").encode()
+        if hmac.compare_digest(shown, f"Bearer {token}".encode()):
+            return True
+    if FORWARDED_FOR in request.headers or "Forwarded" in request.headers:
+        return False  # it came through the reverse proxy, from the internet
+    address = _ip(request.remote or "")
+    return address is not None and (address.is_loopback or address.is_private)
 
 
 Route = tuple[str, str, Handler]
 
 
 def make_app(db: Database, routes: Sequence[Route] = ()) -> web.Application:
+    """The service's routes, answered in JSON on every failure (`errors`)."""
     app = web.Application(client_max_size=1024 * 1024, middlewares=[errors])
     app[DB_KEY] = db
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", metrics)
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     return app
 
 
-async def serve(settings: Settings, db: Database, stop: asyncio.Event, routes: Sequence[Route] = ()) -> None:
-    # The access log leaves out the path: a status page's path is its token, a working link.
-    runner = web.AppRunner(make_app(db, routes), access_log_format="%a %s %b %Tfs")
-    await runner.setup()
-    site = web.TCPSite(runner, settings.http.http_host, settings.http.http_port)
-    await site.start()
-    log.info("listening on http://%s:%s", settings.http.http_host, settings.http.http_port)
+Listener = tuple[web.Application, str, int]
+
+
+async def serve(listeners: Sequence[Listener], stop: asyncio.Event) -> None:
+    """Serve each application on its host and port until `stop`."""
+    runners: list[web.AppRunner] = []
     try:
+        for app, host, port in listeners:
+            # The access log leaves out the path: a status page's path is its token, a working link.
+            runner = web.AppRunner(app, access_log_format="%a %s %b %Tfs")
+            runners.append(runner)
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+            log.info("listening on http://%s:%s", host, port)
         await stop.wait()
     finally:
-        await runner.cleanup()
+        for runner in runners:
+            await runner.cleanup()

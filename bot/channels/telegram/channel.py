@@ -15,9 +15,11 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from bot.channels.port import HeldAnswers, Sent, one_by_one
+from bot.channels.telegram import CHANNEL
 from bot.channels.telegram.client import TelegramClient
 from bot.channels.telegram.mapping import Inbound, map_update, within_64_bits
 from bot.channels.telegram.render import Outgoing, render
+from bot.core.context import log_context
 from bot.core.service import Conversations, Handled
 from bot.web.server import Handler, TooDeep, error, loads_json, try_again
 from dialogs.events import COMMANDS
@@ -59,13 +61,14 @@ class TelegramChannel:
         `in_response` (a webhook): a subscriber's press is not answered by a call of its own but
         returned, for the webhook's response to carry (Telegram makes that call for us: one request
         less for every press)."""
-        if self.staff is not None and self.staff.owns(update) is not None:
-            await self.staff.handle(update)
-            return None
-        inbound = map_update(update)
-        if inbound is None:
-            return None
-        return await self.answer(inbound, in_response)
+        with log_context(channel=CHANNEL, update_id=update.update_id):  # on every line logged meanwhile
+            if self.staff is not None and self.staff.owns(update) is not None:
+                await self.staff.handle(update)
+                return None
+            inbound = map_update(update)
+            if inbound is None:
+                return None
+            return await self.answer(inbound, in_response)
 
     async def answer(self, inbound: Inbound, in_response: bool = False) -> AnswerCallbackQuery | None:
         """Run the dialog for an update already mapped, then send what it says."""
@@ -107,10 +110,11 @@ class TelegramChannel:
                 mine.append((inbound.chat_id, inbound))
 
         async def run(item: tuple[int, Inbound | Update]) -> None:
-            if isinstance(item[1], Inbound):
-                await self.answer(item[1])
-            elif self.staff is not None:
-                await self.staff.handle(item[1])
+            with log_context(channel=CHANNEL, update_id=item[1].update_id):
+                if isinstance(item[1], Inbound):
+                    await self.answer(item[1])
+                elif self.staff is not None:
+                    await self.staff.handle(item[1])
 
         await one_by_one(mine, lambda item: item[0], run)
 

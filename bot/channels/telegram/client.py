@@ -30,6 +30,7 @@ from bot.channels.port import ANSWER_WITHIN, Sent, answer_within
 from bot.channels.telegram import CHANNEL
 from bot.channels.telegram.limits import Priority, SendingBudget
 from bot.channels.telegram.render import Outgoing
+from bot.core import metrics
 from bot.core.clock import Clock
 from bot.notify.outbox import Permanent, Temporary
 from storage import conversations
@@ -127,6 +128,7 @@ class TelegramClient:
         try:
             return await self.bot(method)
         except TelegramRetryAfter as exc:
+            metrics.RATE_LIMITED.labels(CHANNEL).inc()
             await self.budget.pause(exc.retry_after)
             raise Temporary("Telegram 429: too many requests", exc.retry_after) from exc
         except (TelegramServerError, TelegramNetworkError) as exc:

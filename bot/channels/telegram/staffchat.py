@@ -54,6 +54,7 @@ from bot.channels.telegram import CHANNEL, holds
 from bot.channels.telegram.client import TelegramClient
 from bot.channels.telegram.render import split_text
 from bot.core.clock import Clock
+from bot.core.context import bind
 from bot.core.departments import Department
 from bot.notify.outbox import Permanent, Temporary
 from bot.staff.desk import ACTIONS, COMMANDS, Actor, Prompt, Reaction, StaffDesk, actions, delivery_summary
@@ -334,6 +335,7 @@ class StaffChat:
             is_photo = thread is not None and await _card_is_photo(session, thread)
         if application is None or thread is None:
             raise Permanent("the application or its staff thread is gone")
+        bind(application=application.number)  # on the outbox worker's lines about this message
         card = _Card(application, thread, person, lang, delivery_summary(owed), is_photo)
         if notification.kind == "card":
             return await self._post_card(card)

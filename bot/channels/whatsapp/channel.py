@@ -28,6 +28,8 @@ from bot.channels.whatsapp import CHANNEL
 from bot.channels.whatsapp.mapping import Inbound, map_message
 from bot.channels.whatsapp.payload import Status, Webhook
 from bot.channels.whatsapp.render import Body, render
+from bot.core import metrics
+from bot.core.context import log_context
 from bot.core.links import PublicLinks
 from bot.core.policy import StaffPolicy
 from bot.core.service import Conversations
@@ -146,7 +148,10 @@ def _refusal(what: str, status: int, answer: Any) -> Temporary | Permanent:
     code = int(error.get("code") or 0) if isinstance(error, dict) else 0
     message = error.get("message", "") if isinstance(error, dict) else ""
     reason = f"{what} {status} ({code}): {message}"[:200]
-    if code in RATE_LIMITED or status == 429 or status >= 500:
+    if code in RATE_LIMITED or status == 429:
+        metrics.RATE_LIMITED.labels(CHANNEL).inc()
+        return Temporary(reason)
+    if status >= 500:
         return Temporary(reason)
     return Permanent(reason)
 
@@ -204,7 +209,8 @@ class WhatsAppChannel:
         except ValidationError:
             return web.json_response({"error": "not a WhatsApp webhook"}, status=400)
         try:
-            await self.process(payload)
+            with log_context(channel=CHANNEL):  # each message and status adds its id (`process`)
+                await self.process(payload)
         except Exception as exc:
             if not storage_unavailable(exc):
                 raise
@@ -229,12 +235,15 @@ class WhatsAppChannel:
                     log.warning("WhatsApp reported an error: %s %s", error.code, error.title)
 
         async def run(inbound: Inbound) -> None:
-            bodies, lang = await self.answer(inbound)
-            self._reply(inbound.user_key, bodies, lang)
+            # on every line logged while it is handled, and while its answers are sent (`_reply`'s task)
+            with log_context(channel=CHANNEL, update_id=log_ref(inbound.message_id)):
+                bodies, lang = await self.answer(inbound)
+                self._reply(inbound.user_key, bodies, lang)
 
         await one_by_one(messages, lambda inbound: inbound.user_key, run)
         for status in statuses:
-            await self.status(status)
+            with log_context(channel=CHANNEL, update_id=log_ref(status.id)):
+                await self.status(status)
 
     def _reply(self, user_key: str, bodies: list[Body], lang: str) -> None:
         """Send the answers after the webhook is acknowledged; each person's in order, behind the last."""
@@ -356,6 +365,11 @@ class WhatsAppChannel:
         if self.template and notification.kind == "status" and notification.application_id is not None:
             return await self.client.send(notification.user_key, self._template(notification))
         raise Permanent("outside WhatsApp's 24-hour window and no template for it")
+
+
+def log_ref(wamid: str) -> str:
+    """A message in the log: a digest of its wamid, which holds the person's number (in base64)."""
+    return "wa." + hashlib.sha256(wamid.encode()).hexdigest()[:16]
 
 
 def _template_body(name: str, language: str, number: str, status: str, link: str) -> Body:
