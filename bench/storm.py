@@ -138,6 +138,7 @@ ISIQBOT_WALK = (
     Act("press", "acc:", optional=True),  # a phone with several accounts: the first
     Act("press", "mp:", optional=True),  # a main code: its first metering point
     Act("press", "reason:no_power"),
+    Act("press", "dup:new", optional=True),  # the chat's earlier application is open: another problem
     Act("text", DESCRIPTION),
     Act("press", "done"),
     Act("press", "ok"),

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from bot.core import logs
 from bot.core.settings import Settings, SettingsError
 from bot.staff.cli import add_applications_parser, cmd_applications
+from bot.staff.outages_cli import add_outages_parser, cmd_outages
 from locales import LANGUAGES
 from storage import migrate, registry
 from storage.db import Database
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="the service: channels with credentials, the web server")
     commands.add_parser("migrate", help="bring the database schema up to date")
     add_applications_parser(commands)
+    add_outages_parser(commands)
     reg = commands.add_parser("registry", help="the registry of subscribers")
     reg_commands = reg.add_subparsers(dest="registry_command", required=True)
     imp = reg_commands.add_parser("import", help="load or refresh the registry from a billing CSV export")
@@ -203,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "chat":
         return cmd_chat(settings, args.lang, args.verbose)
-    if args.command == "applications":  # a staff member's command: its warnings are for them to read
+    if args.command in ("applications", "outages"):  # staff's commands: their warnings are for them to read
         logs.setup("WARNING")
     else:
         logs.setup(settings.http.log_level, fmt=settings.http.log_format)
@@ -211,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(cmd_migrate(settings))
     if args.command == "applications":
         return asyncio.run(cmd_applications(settings, args))
+    if args.command == "outages":
+        return asyncio.run(cmd_outages(settings, args))
     if args.command == "registry":
         limit = None if args.allow_deactivate else args.max_deactivate
         return asyncio.run(cmd_registry_import(settings, args.file, limit))

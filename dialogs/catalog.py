@@ -20,6 +20,7 @@ REASONS: tuple[str, ...] = (
     "other",
 )
 SAFETY_REASON = "sparks"  # answered with the safety advice before the next question
+NO_POWER = "no_power"  # where an outage is known, the subscriber is told so before filing
 # The reasons that say nothing by themselves: a description is required. For the others it may be
 # left out, as the chosen reason already is the portal's "səbəb".
 DESCRIBE_REASONS = frozenset({"other"})

@@ -7,7 +7,7 @@ and the same question again. The graph:
     MENU ─new→ ASK_PHONE ─contact/phone→ (ASK_CODE →) ASK_OTP ─┐
       │             └────────── known phone ───────────────────┤
       │                                                        ▼
-      │   ACCOUNT (skipped when there is one) → [METERING_POINT] → REASON
+      │   ACCOUNT (skipped when there is one) → [METERING_POINT] → REASON [→ KNOWN_OUTAGE] [→ ALREADY_OPEN]
       │       → DESCRIPTION (text, photo, location) → CONTACTS (⇄ MOBILE, EXTRA_PHONES, EMAIL)
       │       → REVIEW ─send→ MENU                              (REVIEW ─edit:x→ x → REVIEW)
       └─my→ MY_LIST → APP_DETAIL → CONFIRM_CANCEL
@@ -27,13 +27,14 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from dialogs import identify, validate
-from dialogs.catalog import DESCRIBE_REASONS, EDITABLE, REASONS, SAFETY_REASON
+from dialogs.catalog import DESCRIBE_REASONS, EDITABLE, NO_POWER, REASONS, SAFETY_REASON
 from dialogs.errors import DialogError, Invalid
 from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text, Unsupported
-from dialogs.ports import AccountView, ApplicationDraft, ApplicationView, Context
+from dialogs.ports import AccountView, ApplicationDraft, ApplicationView, Context, OutageView
 from dialogs.replies import BACK, CANCEL, Choice, Message, Notes, Outcome, Request, note
 from dialogs.state import State, Step
 from locales import LANGUAGES, Msg, translate
@@ -52,7 +53,7 @@ FLOW: tuple[Step, ...] = (
     Step.REVIEW,
 )
 CONTACT_STEPS = frozenset({Step.MOBILE, Step.EXTRA_PHONES, Step.EMAIL})  # reached from CONTACTS
-APPLICATION_STEPS = frozenset(FLOW) | CONTACT_STEPS
+APPLICATION_STEPS = frozenset(FLOW) | CONTACT_STEPS | {Step.KNOWN_OUTAGE, Step.ALREADY_OPEN}
 
 Handler = Callable[[State, Event, Context], Awaitable[tuple[State, Notes]]]
 Question = Callable[[State, Context], Awaitable[Message]]
@@ -256,6 +257,8 @@ async def _back(state: State, ctx: Context) -> State:
         Step.MY_LIST: Step.MENU,
         Step.APP_DETAIL: Step.MY_LIST,
         Step.CONFIRM_CANCEL: Step.APP_DETAIL,
+        Step.KNOWN_OUTAGE: Step.REASON,
+        Step.ALREADY_OPEN: Step.REASON,
     }.get(step)
     if back_to is None:
         back_to = _flow_neighbour(state, -1)
@@ -398,7 +401,68 @@ async def _on_reason(state: State, event: Event, ctx: Context) -> tuple[State, N
     if isinstance(event, Pressed) and event.choice.startswith("reason:"):
         reason = event.choice.removeprefix("reason:")
         notes = (note("reason.safety_advice"),) if reason == SAFETY_REASON else ()
-        return await _advance(ctx, state.with_data(draft={**state.draft, "reason": reason})), notes
+        state = state.with_data(draft={**state.draft, "reason": reason})
+        known = await _known_outage(state, ctx) if reason == NO_POWER else None
+        if known is not None:
+            return state.go(Step.KNOWN_OUTAGE, outage={"id": known.id, "until": known.until.isoformat()}), ()
+        return await _unless_open_already(ctx, state), notes
+    raise Invalid(Msg("error.use_buttons"))
+
+
+async def _unless_open_already(ctx: Context, state: State) -> State:
+    """Before a new application: one already open on this account (metering point) is shown first,
+    so the same problem is followed rather than filed twice. Not while editing the review card."""
+    account_id, point_id = state.draft.get("account_id"), state.draft.get("mp_id")
+    if isinstance(account_id, int) and not state.data.get("editing"):
+        found = await ctx.applications.open_on(account_id, point_id if isinstance(point_id, int) else None)
+        if found is not None:
+            mine = await ctx.applications.get_mine(ctx.subscriber, identify.confirmed(state), found.id)
+            shown = {
+                "id": found.id,
+                "mine": mine is not None,
+                "number": found.number,
+                "code": _codes(found),
+                "reason": found.reason,
+                "status": found.status,
+                "date": found.created_at.isoformat(),
+            }
+            return state.go(Step.ALREADY_OPEN, open_app=shown)
+    return await _advance(ctx, state)
+
+
+async def _on_already_open(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
+    """The same problem: follow that application (or open it, when it is this subscriber's own);
+    another problem: the new application goes on."""
+    found = state.data.get("open_app") or {}
+    if isinstance(event, Pressed) and event.choice in ("dup:follow", "dup:open") and found.get("id"):
+        app_id = int(found["id"])
+        menu, _ = _cancel(state)
+        if found.get("mine"):
+            return menu.go(Step.APP_DETAIL, open_app=None, view_app=app_id), ()
+        await ctx.applications.follow(ctx.subscriber, app_id, state.lang)
+        return menu.with_data(open_app=None), (note("duplicate.following", number=found.get("number", "")),)
+    if isinstance(event, Pressed) and event.choice == "dup:new":
+        return await _advance(ctx, state.go(Step.REASON, open_app=None)), ()
+    raise Invalid(Msg("error.use_buttons"))
+
+
+async def _known_outage(state: State, ctx: Context) -> OutageView | None:
+    account_id = state.draft.get("account_id")
+    if not isinstance(account_id, int):
+        return None
+    point_id = state.draft.get("mp_id")
+    return await ctx.outages.affecting(account_id, point_id if isinstance(point_id, int) else None)
+
+
+async def _on_known_outage(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
+    """Power is known to be off there: be told when it is back (the draft goes), or file anyway."""
+    outage = state.data.get("outage") or {}
+    if isinstance(event, Pressed) and event.choice == "outage:watch" and outage.get("id"):
+        await ctx.outages.watch(int(outage["id"]), state.lang)
+        menu, _ = _cancel(state)
+        return menu.with_data(outage=None), (note("outage.watching"),)
+    if isinstance(event, Pressed) and event.choice == "outage:file":
+        return await _unless_open_already(ctx, state.go(Step.REASON, outage=None)), ()
     raise Invalid(Msg("error.use_buttons"))
 
 
@@ -677,6 +741,31 @@ async def _ask_metering_point(state: State, ctx: Context) -> Message:
     return Message((text,), (*_page(state, choices), BACK, CANCEL))
 
 
+async def _ask_known_outage(state: State, ctx: Context) -> Message:
+    until = datetime.fromisoformat(str((state.data.get("outage") or {}).get("until") or ctx.now.isoformat()))
+    choices = (Choice("outage:watch", Msg("outage.watch")), Choice("outage:file", Msg("outage.file")))
+    return Message((Msg("outage.known", {"until": until}),), (*choices, BACK, CANCEL))
+
+
+async def _ask_already_open(state: State, ctx: Context) -> Message:
+    shown = state.data.get("open_app") or {}
+    number = str(shown.get("number", ""))
+    params = {
+        "number": number,
+        "code": str(shown.get("code", "")),
+        "reason": Msg(f"reason.{shown.get('reason', 'other')}"),
+        "status": Msg(f"status.{shown.get('status')}"),
+        "date": datetime.fromisoformat(str(shown.get("date") or ctx.now.isoformat())),
+    }
+    this_one = (
+        Choice("dup:open", Msg("duplicate.open_it", {"number": number}))
+        if shown.get("mine")
+        else Choice("dup:follow", Msg("duplicate.follow", {"number": number}))
+    )
+    choices = (this_one, Choice("dup:new", Msg("duplicate.new")))
+    return Message((Msg("duplicate.open", params),), (*choices, BACK, CANCEL))
+
+
 async def _ask_reason(state: State, ctx: Context) -> Message:
     choices = tuple(Choice(f"reason:{r}", Msg(f"reason.{r}")) for r in REASONS)
     return Message((Msg("reason.ask"),), (*choices, BACK, CANCEL))
@@ -868,6 +957,8 @@ STEPS: dict[Step, StepRule] = {
     Step.ACCOUNT: StepRule(_on_account, _ask_account),
     Step.METERING_POINT: StepRule(_on_metering_point, _ask_metering_point),
     Step.REASON: StepRule(_on_reason, _ask_reason),
+    Step.KNOWN_OUTAGE: StepRule(_on_known_outage, _ask_known_outage),
+    Step.ALREADY_OPEN: StepRule(_on_already_open, _ask_already_open),
     Step.DESCRIPTION: StepRule(_on_description, _ask_description),
     Step.CONTACTS: StepRule(_on_contacts, _ask_contacts),
     Step.MOBILE: StepRule(_on_mobile, _ask_mobile),

@@ -129,6 +129,14 @@ class Applications(Protocol):
         self, subscriber: Subscriber, phones: Sequence[str], application_id: int
     ) -> ApplicationView | None: ...
 
+    async def open_on(self, account_id: int, point_id: int | None) -> ApplicationView | None:
+        """The newest open application on this account (metering point), whoever filed it."""
+        ...
+
+    async def follow(self, subscriber: Subscriber, application_id: int, lang: str) -> None:
+        """This chat gets the application's news from now on, as if it had filed it."""
+        ...
+
     async def cancel(self, application_id: int, actor: str) -> None:
         """Cancel on the subscriber's behalf; raises `dialogs.errors.DialogError` when too late."""
         ...
@@ -161,6 +169,26 @@ class CodeLog(Protocol):
         """A code was refused by the limits (counted for the operators)."""
 
 
+@dataclass(frozen=True, slots=True)
+class OutageView:
+    """A known outage: power is expected back by `until`."""
+
+    id: int
+    until: datetime
+
+
+class Outages(Protocol):
+    """Known outages, so that "no power" where one is known is answered before it is filed."""
+
+    async def affecting(self, account_id: int, point_id: int | None) -> OutageView | None:
+        """The open outage that covers this account or metering point, if one does."""
+        ...
+
+    async def watch(self, outage_id: int, lang: str) -> None:
+        """Tell this chat when the outage is over."""
+        ...
+
+
 class Links(Protocol):
     """Reads the signed tokens of application links (`/start <token>`, the status page)."""
 
@@ -179,4 +207,5 @@ class Context:
     sms: Sms
     codes: CodeLog
     links: Links
+    outages: Outages
     now: datetime

@@ -20,6 +20,8 @@ class Step(StrEnum):
     ACCOUNT = "account"
     METERING_POINT = "metering_point"
     REASON = "reason"
+    ALREADY_OPEN = "already_open"  # an open application on the same account: follow it, or file anew
+    KNOWN_OUTAGE = "known_outage"  # "no power" where an outage is known: be told when it is over, or file
     DESCRIPTION = "description"  # the description, a photo and the location, on one screen
     CONTACTS = "contacts"  # the mobile, more numbers and the e-mail, on one screen …
     MOBILE = "mobile"  # … each changed on its own when the subscriber asks

@@ -17,13 +17,16 @@ from dialogs.lifecycle import IllegalTransition, Role, Status
 from dialogs.notices import Notice
 from dialogs.ports import ApplicationDraft
 from storage import outbox, staff
+from storage.db import dialect_insert
 from storage.models import (
     Account,
     Application,
     ApplicationCounter,
+    ApplicationFollower,
     MeteringPoint,
     StatusChange,
 )
+from storage.staff import OPEN_VALUES
 
 NUMBER_PREFIX = "TX"
 LOCAL_TZ = ZoneInfo("Asia/Baku")
@@ -130,6 +133,7 @@ async def tell(
     """Queue what the notification policy says, addressed to this application's chat, mobile, e-mail
     (when it has one) or staff thread."""
     assert application.id is not None
+    followers: list[tuple[str, str, str]] | None = None  # read once, when a notice is for the chat
     for notice in told:
         if notice.via == notices.THREAD:
             await staff.to_thread(session, application.id, notice.kind, notice.payload, now)
@@ -141,16 +145,58 @@ async def tell(
             notices.SMS: (outbox.SMS, application.mobile),
             notices.EMAIL: (outbox.EMAIL, application.email or ""),
         }[notice.via]
-        outbox.enqueue(
-            session,
-            channel=channel,
-            user_key=user_key,
-            lang=application.lang,
-            kind=notice.kind,
-            payload=notice.payload,
-            now=now,
-            application_id=application.id,
-        )
+        recipients = [(channel, user_key, application.lang)]
+        if notice.via == notices.CHAT:  # the chats that follow it hear it too
+            if followers is None:
+                followers = await _followers(session, application.id)
+            recipients += followers
+        for channel, user_key, lang in recipients:
+            outbox.enqueue(
+                session,
+                channel=channel,
+                user_key=user_key,
+                lang=lang,
+                kind=notice.kind,
+                payload=notice.payload,
+                now=now,
+                application_id=application.id,
+            )
+
+
+async def _followers(session: AsyncSession, application_id: int) -> list[tuple[str, str, str]]:
+    query = select(ApplicationFollower).where(ApplicationFollower.application_id == application_id)
+    return [(f.channel, f.user_key, f.lang) for f in await session.scalars(query)]
+
+
+async def chats_of(session: AsyncSession, application: Application) -> list[tuple[str, str, str]]:
+    """The chat that filed the application and the chats that follow it: (channel, user key, language)."""
+    assert application.id is not None
+    return [
+        (application.channel, application.user_key, application.lang),
+        *await _followers(session, application.id),
+    ]
+
+
+async def open_on(session: AsyncSession, account_id: int, point_id: int | None) -> Application | None:
+    """The newest open application on this account (on this metering point, when one is given)."""
+    query = select(Application).where(
+        col(Application.account_id) == account_id, col(Application.status).in_(OPEN_VALUES)
+    )
+    if point_id is not None:
+        query = query.where(col(Application.metering_point_id) == point_id)
+    query = query.order_by(col(Application.created_at).desc(), col(Application.id).desc()).limit(1)
+    return (await session.scalars(query)).first()
+
+
+async def follow(
+    session: AsyncSession, application_id: int, channel: str, user_key: str, lang: str, now: datetime
+) -> None:
+    """This chat hears the application's news from now on (once, however often it asks)."""
+    await session.execute(
+        dialect_insert(session, ApplicationFollower)
+        .values(application_id=application_id, channel=channel, user_key=user_key, lang=lang, created_at=now)
+        .on_conflict_do_nothing(index_elements=["application_id", "channel", "user_key"])
+    )
 
 
 def account_label(application: Application) -> str:

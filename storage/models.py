@@ -77,7 +77,10 @@ class Application(SQLModel, table=True):
     """A registered application, with a snapshot of the account as it was when it was sent."""
 
     __tablename__ = "application"
-    __table_args__ = (Index("ix_application_subscriber", "channel", "user_key"),)
+    __table_args__ = (
+        Index("ix_application_subscriber", "channel", "user_key"),
+        Index("ix_application_account_status", "account_id", "status"),  # an open one on this account?
+    )
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=16, unique=True)
     channel: str = Field(max_length=16)
@@ -277,3 +280,42 @@ class Lease(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=32)
     holder: str = Field(max_length=96)
     expires_at: datetime = _ts()
+
+
+class Outage(SQLModel, table=True):
+    """A known power outage: a region of the registry, or listed metering points, until it is closed.
+
+    A subscriber who reports "no power" for an account it covers is told so before filing."""
+
+    __tablename__ = "outage"
+    id: int | None = Field(default=None, primary_key=True)
+    region: str | None = Field(default=None, max_length=100)  # as `account.region` names it
+    points: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    until: datetime = _ts()  # when power is expected back
+    note: str | None = Field(default=None, max_length=300)
+    declared_by: str = Field(max_length=64)
+    created_at: datetime = _ts()
+    closed_at: datetime | None = _ts_or_none(index=True)
+
+
+class OutageWatch(SQLModel, table=True):
+    """A chat to be told when an outage is over."""
+
+    __tablename__ = "outage_watch"
+    outage_id: int = Field(foreign_key="outage.id", primary_key=True)
+    channel: str = Field(primary_key=True, max_length=16)
+    user_key: str = Field(primary_key=True, max_length=64)
+    lang: str = Field(default="az", max_length=2)
+    created_at: datetime = _ts()
+
+
+class ApplicationFollower(SQLModel, table=True):
+    """A chat that follows an application it did not file (the same problem on the same account):
+    it gets the application's news as its own chat would."""
+
+    __tablename__ = "application_follower"
+    application_id: int = Field(foreign_key="application.id", primary_key=True)
+    channel: str = Field(primary_key=True, max_length=16)
+    user_key: str = Field(primary_key=True, max_length=64)
+    lang: str = Field(default="az", max_length=2)
+    created_at: datetime = _ts()

@@ -181,6 +181,8 @@ async def fill_residential(chat: Chat, phone: str = PLAIN, account: str | None =
     await identify(chat, phone)
     await choose_account(chat, account)
     await chat.press("reason:no_power")
+    if "dup:new" in chat.choice_ids:  # one is open on this account already: this is another problem
+        await chat.press("dup:new")
     await describe_and_finish(chat, "Mənzildə səhərdən işıq yoxdur, qonşularda var.")
 
 

@@ -212,6 +212,8 @@ async def file_in_telegram(user: TelegramUser, phone: str, code: str, email: str
     await user.contact(phone)
     await choose_account(user, code)
     await user.press(t("reason.no_power"))
+    if any(data.endswith("|dup:new") for _, data in user.buttons()):  # one is open on the account
+        await user.press(t("duplicate.new"))
     await user.text("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
     await user.press(t("details.continue"))
     if email is not None:
@@ -251,6 +253,8 @@ async def file_in_whatsapp(user: WaUser, own_number: str, code: str) -> None:
     await user.press(own_number)
     await choose_account(user, code)
     await user.press("reason:no_power")
+    if any(option_id.endswith("dup:new") for option_id, _ in user.options()):  # one is open on the account
+        await user.press("dup:new")
     await user.text("Mənzildə səhərdən işıq yoxdur, qonşularda var.")
     await user.press("done")
     await user.press("ok")

@@ -20,12 +20,13 @@ import aiohttp
 from sqlalchemy import update
 from sqlmodel import select
 
+from locales import LOCAL_TZ
 from storage import outbox
 from storage.db import Database
-from storage.models import Conversation, Notification
+from storage.models import Application, Conversation, Notification
 from tests.assembly import EXAMPLE_DEPARTMENTS
 from tests.fake_telegram import PHOTO, StaffMember, TelegramUser
-from tests.processes import isiqbot_env
+from tests.processes import isiqbot_env, run_isiqbot
 from tests.running import (
     BAKI,
     FALLBACK,
@@ -198,6 +199,39 @@ async def test_a_subscriber_who_blocked_the_bot_gets_the_news_by_sms_and_the_lin
     assert link is not None, fallback
     status, page = await running.get(link.group(1))
     assert status == 200 and number in page and t("status.in_progress") in page
+
+
+async def test_a_known_outage_is_told_before_filing_and_its_end_reaches_who_asked(
+    world: World, running: Isiqbot, db: Database
+) -> None:
+    def outages(*args: str) -> str:
+        result = run_isiqbot(running.tmp_path, "outages", *args, env=running.env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    back = (datetime.now(UTC) + timedelta(hours=3)).astimezone(LOCAL_TZ)
+    declared = await asyncio.to_thread(
+        outages, "add", "--region", "Yasamal", "--until", back.strftime("%Y-%m-%d %H:%M"), "--actor", "Rauf"
+    )
+    assert declared.startswith("outage 1 declared: region Yasamal")
+
+    elcin = TelegramUser(world.telegram, 503)  # Yasamal
+    await elcin.text("/start")
+    await elcin.press(t("menu.new"))
+    await elcin.contact("+994996510079")
+    told = await elcin.press(t("reason.no_power"))
+    assert t("outage.known", until=back.replace(second=0, microsecond=0)) in told
+    assert t("outage.watching") in await elcin.press(t("outage.watch"))
+    assert "1 waiting" in await asyncio.to_thread(outages, "list")
+
+    closed = await asyncio.to_thread(outages, "close", "1")
+    assert closed.strip() == "outage 1 closed; 1 chat(s) will be told that power is back"
+    await eventually(lambda: t("outage.over") in world.telegram_texts(503), "the news that power is back")
+    async with db.transaction() as session:  # nothing was filed, nothing reached staff
+        assert (await session.scalars(select(Application))).all() == []
+        news = (await session.scalars(select(Notification).where(Notification.kind == "outage_over"))).all()
+        assert [(n.user_key, n.state) for n in news] == [("503", "sent")]
+    assert not [text for text in world.telegram_texts(BAKI) if "Yasamal" in text]
 
 
 async def test_an_application_from_a_region_no_department_serves_lands_in_the_default_staff_chat(

@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import pytest
 import pytest_asyncio
@@ -29,7 +30,7 @@ from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Te
 from dialogs.replies import Message
 from dialogs.state import Step
 from locales import Msg, catalog, translate
-from storage import registry
+from storage import outages, registry
 from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import Application, StatusChange
@@ -138,9 +139,42 @@ async def _to_reason(c: Chat) -> None:
     await choose_account(c)
 
 
+async def _to_known_outage(c: Chat) -> None:
+    """An outage of SHOP's second metering point, UN-0002 (no other walk reports no power there)."""
+    async with c.service.db.transaction() as session:
+        if not await outages.open_ones(session):
+            now = c.service.clock()
+            await outages.declare(
+                session, region=None, points=["UN-0002"], until=now + timedelta(days=30), note=None,
+                declared_by="test", now=now,
+            )  # fmt: skip
+    await identify(c, SHOP)
+    await c.press("UN-0002")
+    await c.press("reason:no_power")
+
+
+async def _to_already_open(c: Chat) -> None:
+    """BOTH's first account, which only this walk files on: an application open there already."""
+    await identify(c, BOTH)
+    first_account = next(i for i in c.choice_ids if i.startswith("acc:"))
+    await c.press(first_account)
+    await c.press("reason:no_power")
+    if await c.step() == Step.ALREADY_OPEN:
+        return
+    await c.type(DESCRIPTION)
+    await c.press("done")
+    await c.press("ok")
+    await c.press("send")
+    await c.command("new")
+    await c.press(first_account)
+    await c.press("reason:no_power")
+
+
 async def _to_description(c: Chat) -> None:
     await _to_reason(c)
     await c.press("reason:no_power")
+    if "dup:new" in c.choice_ids:  # PLAIN's application of an earlier test is open: another problem
+        await c.press("dup:new")
 
 
 async def _to_contacts(c: Chat) -> None:
@@ -199,6 +233,8 @@ WALKS: dict[Step, Callable[[Chat], Awaitable[None]]] = {
     Step.ACCOUNT: _to_account,
     Step.METERING_POINT: _to_metering_point,
     Step.REASON: _to_reason,
+    Step.KNOWN_OUTAGE: _to_known_outage,
+    Step.ALREADY_OPEN: _to_already_open,
     Step.DESCRIPTION: _to_description,
     Step.CONTACTS: _to_contacts,
     Step.MOBILE: _to_mobile,

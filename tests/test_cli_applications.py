@@ -14,10 +14,21 @@ from bot.core.policy import StaffPolicy
 from bot.core.service import Conversations
 from bot.core.settings import Settings
 from bot.staff.cli import add_applications_parser, cmd_applications, deadlines
+from locales import Msg, translate
 from storage import applications, outbox, staff
 from storage.db import Database
 from storage.models import Application, Notification, StatusChange
-from tests.chat import BOTH, PLAIN, PLAIN_CODE, Chat, SmsRecorder, choose_account, fill_residential, identify
+from tests.chat import (
+    BOTH,
+    LANDLORD,
+    PLAIN,
+    PLAIN_CODE,
+    Chat,
+    SmsRecorder,
+    choose_account,
+    fill_residential,
+    identify,
+)
 from tests.conftest import Clock
 
 ROOT = Path(__file__).parents[1]
@@ -547,3 +558,43 @@ async def test_a_database_file_that_cannot_be_made_is_one_line(
     assert await run(Settings(env_file=None), "show", "1") == 1
     err = capsys.readouterr().err
     assert err.endswith(": file is not a database\n") and err.count("\n") == 1
+
+
+# ---- link: a duplicate follows the main application ----------------------------------------------
+
+
+async def test_link_closes_the_duplicate_and_its_subscriber_follows_the_main_one(
+    settings: Settings, service: Conversations, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = await file_another(service, "main")
+    neighbour = Chat(service, user="neighbour")
+    await neighbour.start(hint="ru")
+    duplicate = await file(neighbour, LANDLORD)  # another account, the same fault (say, one cable)
+
+    assert await run(settings, "link", duplicate, "--to", main, "--actor", "Rauf") == 0
+    assert capsys.readouterr().out.strip() == f"{duplicate} is now: rejected, a duplicate of {main}"
+    closed = await application(service.db, duplicate)
+    assert closed.status == "rejected"
+    assert closed.result == translate(Msg("duplicate.linked", {"number": main}), "ru")  # their language
+
+    assert await run(settings, "set-status", main, "in_progress", "--actor", "Rauf") == 0
+    _, sent = await trail(service.db, main)
+    news = [(n.user_key, n.lang) for n in sent if n.kind == "status"]
+    assert ("main", "az") in news and ("neighbour", "ru") in news  # the follower hears the main one
+
+    for argv, says in [
+        (("link", main, "--to", main), "cannot be a duplicate of itself"),
+        (("link", duplicate, "--to", main), "rejected"),  # closed already: the lifecycle says no
+        (("link", "TX-2026-999999", "--to", main), "no application has this number"),
+        (("link", main, "--to", "nonsense"), "not an application number"),
+    ]:
+        assert await run(settings, *argv, "--actor", "Rauf") == 1
+        assert says in capsys.readouterr().err.lower()
+
+    assert (
+        await run(settings, "set-status", main, "completed", "--note", "Kabel dəyişdirildi.", "--actor", "R")
+        == 0
+    )
+    third = await file_another(service, "third", BOTH)
+    assert await run(settings, "link", third, "--to", main, "--actor", "Rauf") == 1
+    assert f"application {main} is already closed".lower() in capsys.readouterr().err.lower()

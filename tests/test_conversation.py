@@ -721,12 +721,14 @@ async def test_the_shortest_residential_application_takes_six_turns(chat: Chat) 
     assert (app.account_code, app.reason, app.mobile, app.description) == (PLAIN_CODE, "no_power", PLAIN, "")
 
 
-async def test_a_second_application_takes_five_turns_and_other_needs_words(chat: Chat) -> None:
+async def test_a_second_application_on_the_same_account_and_other_needs_words(chat: Chat) -> None:
     await fill_residential(chat)
     await chat.press("send")
     await chat.press("new")  # the chat is known: straight to the reason of its one account
     assert (await chat.step()) == Step.REASON
     await chat.press("reason:other")
+    assert await chat.step() == Step.ALREADY_OPEN  # the first is open: a different problem?
+    await chat.press("dup:new")
     assert "done" not in chat.choice_ids  # «Other» says nothing by itself: words first
     shown = await chat.press_id("done")
     assert "artıq aktiv deyil" in shown

@@ -24,6 +24,8 @@ NOT_THE_BOT = {
     "identify.share_button": "the subscriber's button: «📱 Nömrəmi göndər» / «Share my number»",
     "menu.resume": "the subscriber's button: «Back to my unfinished application»",
     "reason.no_power": "the reason the subscriber picks: «No power at my premises»",
+    "outage.watch": "the subscriber's button: «🔔 Tell me when power is back»",
+    "outage.file": "the subscriber's button: «📝 Yenə də müraciət etmək istəyirəm»",
     "staff.btn_take": "a staff member's button: «🙋 Götürürəm» / «🙋 Беру» / «🙋 I'll take it»",
 }
 # The portal's name of the list of one's applications, in the subscriber's voice like a button.

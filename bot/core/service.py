@@ -32,7 +32,7 @@ from dialogs.replies import Message, Outcome
 from dialogs.state import State
 from dialogs.validate import mask_phone
 from locales import Msg, normalize_language
-from storage import applications, codes, conversations, outbox, registry, staff
+from storage import applications, codes, conversations, outages, outbox, registry, staff
 from storage.db import Database, as_utc, storage_unavailable
 from storage.models import Application
 
@@ -80,6 +80,23 @@ def _count(update_id: str | None, channel: str, outcome: str, started: float) ->
 
 def _requester(subscriber: ports.Subscriber) -> str:
     return f"{subscriber.channel}:{subscriber.user_key}"
+
+
+class OutagesAdapter:
+    """The dialog's `Outages` port over the outage tables, inside the update's transaction."""
+
+    def __init__(self, session: AsyncSession, subscriber: ports.Subscriber, now: datetime) -> None:
+        self.session = session
+        self.subscriber = subscriber
+        self.now = now
+
+    async def affecting(self, account_id: int, point_id: int | None) -> ports.OutageView | None:
+        found = await outages.affecting(self.session, account_id, point_id, self.now)
+        return ports.OutageView(found.id, as_utc(found.until)) if found is not None and found.id else None
+
+    async def watch(self, outage_id: int, lang: str) -> None:
+        channel, user_key = self.subscriber.channel, self.subscriber.user_key
+        await outages.watch(self.session, outage_id, channel, user_key, lang, self.now)
 
 
 class RegistryAdapter:
@@ -183,6 +200,14 @@ class ApplicationsAdapter:
         bind(application=app.number)
         history = (await applications.histories(self.session, [application_id]))[application_id]
         return application_view(app, history, self.policy.done_within)
+
+    async def open_on(self, account_id: int, point_id: int | None) -> ports.ApplicationView | None:
+        app = await applications.open_on(self.session, account_id, point_id)
+        return application_view(app) if app is not None else None
+
+    async def follow(self, subscriber: ports.Subscriber, application_id: int, lang: str) -> None:
+        channel, user_key = subscriber.channel, subscriber.user_key
+        await applications.follow(self.session, application_id, channel, user_key, lang, self.now)
 
     async def replied_to(self, subscriber: ports.Subscriber, message_ref: str) -> int | None:
         found = await staff.linked(self.session, subscriber.channel, subscriber.user_key, message_ref)
@@ -347,6 +372,7 @@ class Conversations:
                 sms=outgoing,
                 codes=CodeLogAdapter(session),
                 links=self.links,
+                outages=OutagesAdapter(session, subscriber, now),
                 now=now,
             )
             if event is None:

@@ -11,7 +11,7 @@ import argparse
 import re
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -138,7 +138,7 @@ def _limit(value: str) -> int:
     return number
 
 
-def _actor(value: str) -> str:
+def actor_name(value: str) -> str:
     name = " ".join(clean(value).split())
     if not name:
         raise argparse.ArgumentTypeError("must name who makes the change")
@@ -183,7 +183,19 @@ def add_applications_parser(commands: argparse._SubParsersAction[argparse.Argume
     change.add_argument("number", metavar="NUMBER", help="TX-2026-000001, or its serial 1")
     change.add_argument("status", choices=SETTABLE)
     change.add_argument("--note", help="the result (needed for completed and rejected) or a remark")
-    change.add_argument("--actor", type=_actor, required=True, metavar="NAME", help="who makes the change")
+    change.add_argument(
+        "--actor", type=actor_name, required=True, metavar="NAME", help="who makes the change"
+    )
+
+    link = sub.add_parser(
+        "link",
+        help="a duplicate: close it, and let its subscriber follow the main application",
+        description="The duplicate is rejected with the main one named in its result; its chat (and its "
+        "followers) get every status news of the main application from now on.",
+    )
+    link.add_argument("number", metavar="NUMBER", help="the duplicate: TX-2026-000002, or its serial 2")
+    link.add_argument("--to", required=True, metavar="MAIN", help="the main application it repeats")
+    link.add_argument("--actor", type=actor_name, required=True, metavar="NAME", help="who links them")
 
 
 # ---- the commands ----------------------------------------------------------------------------------
@@ -197,28 +209,43 @@ async def cmd_applications(
     command = args.applications_command
     try:
         sla = deadlines(settings)
-        if command in ("show", "set-status"):
+        if command in ("show", "set-status", "link"):
             _check_ref(args.number)
+        if command == "link":
+            _check_ref(args.to)
     except CliError as exc:
-        return _fail(str(exc))
-    url = settings.database.database_url
-    try:
-        db = await _open(url)
-    except DATABASE_ERRORS as exc:
-        return _fail(f"cannot open the database {_safe_url(url)}: {_reason(exc)}")
-    try:
+        return fail(str(exc))
+
+    async def work(db: Database) -> int:
         if command == "list":
             return await _list(db, args.status, args.department, args.limit, at, sla)
         if command == "show":
             return await _show(db, args.number, at, sla)
+        if command == "link":
+            return await _link(db, args.number, args.to, args.actor, at)
         return await _set_status(db, args.number, Status(args.status), args.note, args.actor, at)
+
+    return await on_database(settings, work)
+
+
+async def on_database(settings: Settings, work: Callable[[Database], Awaitable[int]]) -> int:
+    """`work` on the migrated database; what fails there is one line on stderr and exit code 1."""
+    url = settings.database.database_url
+    try:
+        db = await open_migrated(url)
     except DATABASE_ERRORS as exc:
-        return _fail(f"database error: {_reason(exc)}")
+        return fail(f"cannot open the database {safe_url(url)}: {reason_of(exc)}")
+    try:
+        return await work(db)
+    except CliError as exc:
+        return fail(str(exc))
+    except DATABASE_ERRORS as exc:
+        return fail(f"database error: {reason_of(exc)}")
     finally:
         await db.dispose()
 
 
-async def _open(url: str) -> Database:
+async def open_migrated(url: str) -> Database:
     """The database, migrated to the newest schema (as every isiqbot command); disposed if that fails."""
     db = Database(url)
     try:
@@ -387,8 +414,23 @@ async def _set_status(
         params = {
             k: Msg(f"status.{v}") if k in ("current", "new", "status") else v for k, v in exc.params.items()
         }
-        return _fail(f"{_shown_ref(ref)}: {translate(Msg(exc.key, params), LANG)}")
+        return fail(f"{_shown_ref(ref)}: {translate(Msg(exc.key, params), LANG)}")
     print(f"{app.number} is now: {status_name(app.status)}")
+    return 0
+
+
+async def _link(db: Database, ref: str, main_ref: str, actor: str, now: datetime) -> int:
+    desk = StaffDesk(db, clock=lambda: now)
+    try:
+        duplicate, main = await desk.link_duplicate(ref, main_ref, actor=f"cli:{actor}")
+    except IllegalTransition as exc:
+        if exc.key == "status.error_not_found":
+            return fail(f"{_shown_ref(ref)} or {_shown_ref(main_ref)}: {translate(Msg(exc.key), LANG)}")
+        params = {
+            k: Msg(f"status.{v}") if k in ("current", "new", "status") else v for k, v in exc.params.items()
+        }
+        return fail(f"{_shown_ref(ref)}: {translate(Msg(exc.key, params), LANG)}")
+    print(f"{duplicate.number} is now: {status_name(duplicate.status)}, a duplicate of {main.number}")
     return 0
 
 
@@ -405,22 +447,22 @@ def _check_ref(ref: str) -> None:
 
 
 def _not_found(ref: str) -> int:
-    return _fail(f"{_shown_ref(ref)}: {translate(Msg('status.error_not_found'), LANG)}")
+    return fail(f"{_shown_ref(ref)}: {translate(Msg('status.error_not_found'), LANG)}")
 
 
-def _fail(message: str) -> int:
+def fail(message: str) -> int:
     print(f"isiqbot: {message}", file=sys.stderr)
     return 1
 
 
-def _safe_url(url: str) -> str:
+def safe_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "(unreadable DATABASE_URL)"
 
 
-def _reason(exc: BaseException) -> str:
+def reason_of(exc: BaseException) -> str:
     """The first line of what went wrong (a database error's message holds no bound values)."""
     source = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     for line in str(source).splitlines():

@@ -187,6 +187,28 @@ class StaffDesk:
                 session, app.id, status, actor=actor, role=Role.STAFF, note=note, now=self.clock()
             )
 
+    async def link_duplicate(self, ref: str, main_ref: str, actor: str) -> tuple[Application, Application]:
+        """`ref` reports the same problem as `main_ref`: it is closed (rejected, the main one named in
+        its result, in its subscriber's language), and its chat and followers follow the main one,
+        whose news reach them from now on. Raises IllegalTransition (with a message key)."""
+        now = self.clock()
+        async with self.db.transaction() as session:
+            duplicate, main = await _find(session, ref), await _find(session, main_ref)
+            if duplicate is None or main is None or duplicate.id is None or main.id is None:
+                raise IllegalTransition("status.error_not_found")
+            if duplicate.id == main.id:
+                raise IllegalTransition("duplicate.error_same")
+            if not lifecycle.is_open(main.status):
+                raise IllegalTransition("duplicate.error_main_closed", number=main.number)
+            result = translate(Msg("duplicate.linked", {"number": main.number}), duplicate.lang)
+            closed = await applications.change_status(
+                session, duplicate.id, Status.REJECTED, actor=actor, role=Role.STAFF, note=result, now=now
+            )
+            for channel, user_key, lang in await applications.chats_of(session, duplicate):
+                if (channel, user_key) != (main.channel, main.user_key):
+                    await applications.follow(session, main.id, channel, user_key, lang, now)
+            return closed, main
+
     # ---- a staff chat's actions, inside the caller's transaction ----------------------------------
 
     async def press(

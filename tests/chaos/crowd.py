@@ -159,6 +159,8 @@ class Subscriber:
                 await self.press(data["send"])
                 if not any(registered in x for x in self.texts()[-3:]):
                     await self.act(self.user._message(text="/my"))  # no answer: look before trying again
+            elif "dup:open" in ids:  # their own application, sent before: the bot found it, as they did
+                self.done = True
             elif accounts := [i for i in ids if i.startswith("acc:")]:
                 await self.press(data[accounts[0]])
             elif "reason:no_power" in ids:
