@@ -18,11 +18,12 @@ from bot.staff.cli import (
     actor_name,
     clean,
     fail,
+    local_time,
     on_database,
 )
 from locales import LOCAL_TZ
 from storage import outages
-from storage.db import Database, as_utc
+from storage.db import Database
 
 MAX_AHEAD = timedelta(days=14)  # an expected end further than this is a typing mistake
 TIME_FORMATS = ("%Y-%m-%d %H:%M", "%d.%m.%Y %H:%M", "%H:%M")
@@ -136,7 +137,9 @@ async def _add(db: Database, args: argparse.Namespace, until: datetime, now: dat
             declared_by=args.actor,
             now=now,
         )
-        print(f"outage {outage.id} declared: {_where(region, outage.points)}, until {_local(until)} (Baku)")
+        print(
+            f"outage {outage.id} declared: {_where(region, outage.points)}, until {local_time(until)} (Baku)"
+        )
     return 0
 
 
@@ -149,7 +152,7 @@ async def _list(db: Database) -> int:
     for outage in open_ones:
         assert outage.id is not None
         print(
-            f"{outage.id}\t{_where(outage.region, outage.points)}\tuntil {_local(outage.until)}"
+            f"{outage.id}\t{_where(outage.region, outage.points)}\tuntil {local_time(outage.until)}"
             f"\t{waiting.get(outage.id, 0)} waiting\tby {outage.declared_by}"
         )
     return 0
@@ -169,7 +172,3 @@ def _where(region: str | None, points: Sequence[str]) -> str:
     if points:
         parts.append("points " + ", ".join(points))
     return "; ".join(parts)
-
-
-def _local(value: datetime) -> str:
-    return as_utc(value).astimezone(LOCAL_TZ).strftime("%d.%m.%Y %H:%M")
