@@ -319,3 +319,19 @@ class ApplicationFollower(SQLModel, table=True):
     user_key: str = Field(primary_key=True, max_length=64)
     lang: str = Field(default="az", max_length=2)
     created_at: datetime = _ts()
+
+
+class Broadcast(SQLModel, table=True):
+    """One message staff sent to every chat with an open application in a region, or on an outage.
+
+    `texts` holds it by language ({"az": …, "ru": …}): each chat gets its own language's, else the
+    Azerbaijani one. The copies are outbox rows of kind `broadcast`, queued with this row."""
+
+    __tablename__ = "broadcast"
+    id: int | None = Field(default=None, primary_key=True)
+    region: str | None = Field(default=None, max_length=100)
+    outage_id: int | None = Field(default=None, foreign_key="outage.id")
+    texts: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    actor: str = Field(max_length=64)
+    recipients: int = 0
+    created_at: datetime = _ts(index=True)
