@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from bot.core import logs
 from bot.core.settings import Settings, SettingsError
+from bot.staff.broadcast_cli import add_broadcast_parser, cmd_broadcast
 from bot.staff.cli import add_applications_parser, cmd_applications
 from bot.staff.outages_cli import add_outages_parser, cmd_outages
 from locales import LANGUAGES
@@ -23,6 +24,7 @@ from storage.db import Database
 
 log = logging.getLogger("isiqbot")
 CHAT_LOG = "isiqbot-chat.log"
+STAFF_COMMANDS = ("applications", "outages", "broadcast")  # run by staff at a terminal
 # Ctrl-C in the chat is a way to leave it, as /quit and Ctrl-D are: 0. (With 130, `make demo` would
 # add "make: *** [demo] Error 130"; make, which gets the Ctrl-C too, still stops on it itself.)
 LEFT_WITH_CTRL_C = 0
@@ -161,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="bring the database schema up to date")
     add_applications_parser(commands)
     add_outages_parser(commands)
+    add_broadcast_parser(commands)
     reg = commands.add_parser("registry", help="the registry of subscribers")
     reg_commands = reg.add_subparsers(dest="registry_command", required=True)
     imp = reg_commands.add_parser("import", help="load or refresh the registry from a billing CSV export")
@@ -205,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "chat":
         return cmd_chat(settings, args.lang, args.verbose)
-    if args.command in ("applications", "outages"):  # staff's commands: their warnings are for them to read
+    if args.command in STAFF_COMMANDS:  # staff's commands: their warnings are for them to read
         logs.setup("WARNING")
     else:
         logs.setup(settings.http.log_level, fmt=settings.http.log_format)
@@ -215,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(cmd_applications(settings, args))
     if args.command == "outages":
         return asyncio.run(cmd_outages(settings, args))
+    if args.command == "broadcast":
+        return asyncio.run(cmd_broadcast(settings, args))
     if args.command == "registry":
         limit = None if args.allow_deactivate else args.max_deactivate
         return asyncio.run(cmd_registry_import(settings, args.file, limit))

@@ -241,6 +241,39 @@ async def test_a_known_outage_is_told_before_filing_and_its_end_reaches_who_aske
     assert world.telegram_texts(503).count(t("outage.over")) == 1
 
 
+async def test_a_broadcast_reaches_every_open_application_of_the_region_in_both_channels_once(
+    world: World, running: Isiqbot, db: Database
+) -> None:
+    def broadcast(*args: str) -> str:
+        result = run_isiqbot(running.tmp_path, "broadcast", *args, env=running.env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    elcin = TelegramUser(world.telegram, 504)  # Yasamal, in Telegram
+    await file_in_telegram(elcin, "+994996510079", "168808605066007")
+    sevda = whatsapp_user(world, running, "994996958257")  # Yasamal, in WhatsApp
+    await file_in_whatsapp(sevda, "99 695 82 57", "859899677634931")
+    nesimi = TelegramUser(world.telegram, 505)  # Nəsimi: not concerned
+    await file_in_telegram(nesimi, "+994107390635", "590869685200678")
+
+    words = "Yasamalda qəza bərpa işləri gedir; işığın 18:00-da verilməsi gözlənilir."
+    said = await asyncio.to_thread(
+        broadcast, "send", "--region", "Yasamal", "--text", words, "--actor", "Rauf"
+    )
+    assert said.strip() == "broadcast 1: 2 chat(s) in region Yasamal will be told (az 2)"
+    news = t("broadcast.news", text=words)
+    await eventually(lambda: news in world.telegram_texts(504), "the broadcast in Telegram")
+    await eventually(lambda: news in world.whatsapp_texts(sevda.key), "the broadcast in WhatsApp")
+
+    async def all_sent() -> str:  # the worker records each send just after it
+        listed = await asyncio.to_thread(broadcast, "list")
+        return listed if "\tsent 2\t" in listed else ""
+
+    assert (await eventually(all_sent, "both copies recorded as sent")).startswith("1\t")
+    assert world.telegram_texts(504).count(news) == 1 and world.whatsapp_texts(sevda.key).count(news) == 1
+    assert not [text for text in world.telegram_texts(505) if words in text]
+
+
 async def test_an_application_from_a_region_no_department_serves_lands_in_the_default_staff_chat(
     tmp_path: Path, world: World, db: Database, db_url: str
 ) -> None:

@@ -21,7 +21,7 @@ from bot.core.context import log_context
 from bot.core.departments import Departments
 from dialogs import notices
 from locales import Msg, payload_msg, translate
-from storage import outages, outbox, staff
+from storage import broadcasts, outages, outbox, staff
 from storage.db import Database, as_utc, storage_unavailable
 from storage.models import Notification
 
@@ -66,6 +66,8 @@ def chat_text(notification: Notification, departments: Departments) -> str:
         return translate(payload_msg(payload), lang) + "\n\n" + hint
     if notification.kind == outages.NEWS:  # about an outage, not an application: nothing to reply to
         return translate(payload_msg(payload), lang)
+    if notification.kind == broadcasts.NEWS:  # staff's words, under a line saying whose they are
+        return translate(Msg("broadcast.news", {"text": str(payload.get("text") or "")}), lang)
     if notification.kind == "staff_message":
         department = departments.by_key(str(payload.get("department", "")))
         name = department.name(lang) if department else translate(Msg("notify.department"), lang)

@@ -26,7 +26,7 @@ from bot.staff.desk import StaffDesk
 from dialogs.lifecycle import ALLOWED_BY, OPEN, IllegalTransition, Role, Status
 from dialogs.validate import display_phone
 from locales import LOCAL_TZ, Msg, translate
-from storage import outbox, staff
+from storage import outages, outbox, staff
 from storage.applications import account_label
 from storage.db import Database, as_utc
 from storage.migrate import upgrade
@@ -145,6 +145,30 @@ def actor_name(value: str) -> str:
     if len(name) > ACTOR_MAX:
         raise argparse.ArgumentTypeError(f"at most {ACTOR_MAX} characters")
     return name
+
+
+def one_line(limit: int) -> argparse._ActionType:
+    """An argument of one line: spaces collapsed, not empty, at most `limit` characters."""
+
+    def check(value: str) -> str:
+        text = " ".join(clean(value).split())
+        if not text:
+            raise argparse.ArgumentTypeError("must not be empty")
+        if len(text) > limit:
+            raise argparse.ArgumentTypeError(f"at most {limit} characters")
+        return text
+
+    return check
+
+
+async def registry_region(session: AsyncSession, typed: str) -> str:
+    """The registry's name of the region staff typed, in any case; else the regions it has."""
+    known = await outages.regions(session)
+    match = next((r for r in known if r.casefold() == typed.casefold()), None)
+    if match is None:
+        listed = ", ".join(known[:30]) or "none: import the registry first"
+        raise CliError(f"no region {typed!r} in the registry (it has: {listed})")
+    return match
 
 
 def add_applications_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -16,10 +16,11 @@ from bot.core.settings import Settings
 from bot.staff.cli import (
     CliError,
     actor_name,
-    clean,
     fail,
     local_time,
     on_database,
+    one_line,
+    registry_region,
 )
 from locales import LOCAL_TZ
 from storage import outages
@@ -38,12 +39,12 @@ def add_outages_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         help="declare an outage of a region or of metering points",
         description="Subscribers reporting no power there are told so, with the expected end, before filing.",
     )
-    add.add_argument("--region", type=_text(100), help="the region, as the registry names it (e.g. Bakı)")
+    add.add_argument("--region", type=one_line(100), help="the region, as the registry names it (e.g. Bakı)")
     add.add_argument(
         "--point",
         action="append",
         default=[],
-        type=_text(40),
+        type=one_line(40),
         metavar="CODE",
         help="a metering point (repeatable)",
     )
@@ -53,23 +54,11 @@ def add_outages_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="TIME",
         help="when power is expected back, Baku time: 18:30 or 2026-12-01 18:30",
     )
-    add.add_argument("--note", type=_text(300), help="what staff know (kept with the outage, not shown)")
+    add.add_argument("--note", type=one_line(300), help="what staff know (kept with the outage, not shown)")
     add.add_argument("--actor", type=actor_name, required=True, metavar="NAME", help="who declares it")
     sub.add_parser("list", help="the open outages, with how many chats wait for the news")
     close = sub.add_parser("close", help="power is back: close the outage and tell the chats that asked")
     close.add_argument("id", type=int, metavar="ID")
-
-
-def _text(limit: int) -> argparse._ActionType:
-    def check(value: str) -> str:
-        text = " ".join(clean(value).split())
-        if not text:
-            raise argparse.ArgumentTypeError("must not be empty")
-        if len(text) > limit:
-            raise argparse.ArgumentTypeError(f"at most {limit} characters")
-        return text
-
-    return check
 
 
 def parse_until(value: str, now: datetime) -> datetime:
@@ -117,14 +106,7 @@ async def cmd_outages(settings: Settings, args: argparse.Namespace, *, now: date
 
 async def _add(db: Database, args: argparse.Namespace, until: datetime, now: datetime) -> int:
     async with db.transaction() as session:
-        region = args.region
-        if region is not None:
-            known = await outages.regions(session)
-            match = next((r for r in known if r.casefold() == region.casefold()), None)
-            if match is None:
-                listed = ", ".join(known[:30]) or "none: import the registry first"
-                raise CliError(f"no region {region!r} in the registry (it has: {listed})")
-            region = match
+        region = await registry_region(session, args.region) if args.region is not None else None
         points, unknown = await outages.points_named(session, args.point)
         if unknown:
             raise CliError(f"no metering point {', '.join(map(repr, unknown))} in the registry")
