@@ -22,9 +22,10 @@ CHAT = "chat"  # the chat the application was filed from
 SMS = "sms"  # the application's mobile
 EMAIL = "email"  # the application's e-mail, when it has one
 THREAD = "thread"  # the application's thread in its staff chat
+TRANSFERRED = "transferred"  # the chat's news that another department has the application
 REGISTERED = "registered"
 RESULT = "result"
-FALLBACK_KINDS = frozenset({"status", "staff_message"})  # chat messages an SMS may stand in for
+FALLBACK_KINDS = frozenset({"status", "staff_message", TRANSFERRED})  # chat messages an SMS may stand in for
 # A result's news by the status it closes with: a refusal gives its reason, not "the result".
 RESULT_NEWS = {Status.REJECTED: "notify.status_refused"}
 RESULT_NEWS_KEYS = frozenset({"notify.status_result", *RESULT_NEWS.values()})
@@ -64,6 +65,12 @@ def status_changed(number: str, new: Status, by: Role, result: str | None) -> li
         return [*notices, Notice(CHAT, "status", {"key": key, "params": params})]
     params = {"number": number, "status": status}
     return [*notices, Notice(CHAT, "status", {"key": "notify.status", "params": params})]
+
+
+def transferred(number: str, department: str) -> list[Notice]:
+    """Staff moved the application to another department (its key): the subscriber's chat is told
+    which one has it now, named in their language when it is sent."""
+    return [Notice(CHAT, TRANSFERRED, {"number": number, "department": department})]
 
 
 def chat_lost(kind: str, payload: dict[str, Any], number: str) -> Notice | None:

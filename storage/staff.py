@@ -26,6 +26,7 @@ from storage.models import (
 )
 
 OPEN_VALUES = tuple(s.value for s in OPEN)
+MOVED = "moved"  # to a staff chat: the card of an application that moved to another department is closed
 CLOSED_WITH_RESULT = tuple(s.value for s in NEEDS_RESULT)
 _SERIAL = re.compile(r"^\d{1,6}$")
 _NUMBER = re.compile(r"^TX-\d{4}-\d{6}$")
@@ -39,6 +40,12 @@ def route(
     assert application.id is not None
     application.department = department
     session.add(StaffThread(application_id=application.id, chat_id=chat_id, created_at=now))
+    _queue_card(session, application, chat_id, now)
+
+
+def _queue_card(session: AsyncSession, application: Application, chat_id: int, now: datetime) -> None:
+    """The card (and the photo, where the card cannot be it) for the department's chat, in order."""
+    assert application.id is not None
     # The location is a link on the card. The photo is the card itself where the chat can show it
     # so (its sender then skips this row), else a message after the card.
     attachments: list[tuple[str, dict[str, Any]]] = [("card", {})]
@@ -54,6 +61,36 @@ def route(
             now=now,
             application_id=application.id,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """Where an application's thread was before it moved: the old card is closed there."""
+
+    chat_id: int
+    topic_id: int | None
+    card_message_id: int | None
+
+
+async def move(
+    session: AsyncSession, application: Application, department: str, chat_id: int, now: datetime
+) -> Moved | None:
+    """Give an open application to another department: its thread starts anew in that department's
+    chat (a new card is queued there), nobody is assigned, and its deadlines are flagged afresh.
+    Returns where its thread was, or None when it had none."""
+    assert application.id is not None
+    found = await session.get(StaffThread, application.id, with_for_update=True)
+    before = Moved(found.chat_id, found.topic_id, found.card_message_id) if found is not None else None
+    if found is None:
+        session.add(StaffThread(application_id=application.id, chat_id=chat_id, created_at=now))
+    else:
+        found.chat_id, found.topic_id, found.card_message_id, found.created_at = chat_id, None, None, now
+    application.department = department
+    application.assignee_id = application.assignee_name = application.taken_at = None
+    application.take_flagged_at = application.done_flagged_at = None
+    application.updated_at = now
+    _queue_card(session, application, chat_id, now)
+    return before
 
 
 async def thread(session: AsyncSession, application_id: int) -> StaffThread | None:

@@ -274,6 +274,39 @@ async def test_a_broadcast_reaches_every_open_application_of_the_region_in_both_
     assert not [text for text in world.telegram_texts(505) if words in text]
 
 
+async def test_staff_move_an_application_to_another_department_and_everyone_hears_where_it_went(
+    world: World, running: Isiqbot, db: Database
+) -> None:
+    gence, ganja = -1001000000002, "Gəncə Regional Elektrik Şəbəkəsi"
+    elcin = TelegramUser(world.telegram, 506)
+    await file_in_telegram(elcin, "+994996510079", "168808605066007")
+    number = (await the_application(db)).number
+    await eventually(lambda: world.card(BAKI, number), "the card in the Baku group")
+
+    rauf = StaffMember(world.telegram, RAUF, BAKI, "Rauf")
+    await rauf.press(world.buttons(BAKI, number)[t("staff.btn_move")])
+    question = await eventually(
+        lambda: [m for m in world.telegram.sent_to(BAKI) if ":to:" in str(m.get("reply_markup"))],
+        "the departments",
+    )
+    choices = {
+        b["text"]: b["callback_data"] for row in question[-1]["reply_markup"]["inline_keyboard"] for b in row
+    }
+    await rauf.press(choices[ganja])
+
+    card = await eventually(lambda: world.card(gence, number), "the card in the Gəncə group")
+    assert t("staff.btn_take") in str(card["reply_markup"])
+    told = t("notify.transferred", number=number, department=ganja)
+    await eventually(lambda: any(told in text for text in world.telegram_texts(506)), "the news in Telegram")
+    closed = await eventually(
+        lambda: [e for e in world.telegram.edits if int(e["chat_id"]) == BAKI and "↪️" in str(e.get("text"))],
+        "the Baku card closed",
+    )
+    assert closed[-1]["reply_markup"]["inline_keyboard"] == []
+    assert (await the_application(db)).department == "gence"
+    assert sum(told in text for text in world.telegram_texts(506)) == 1
+
+
 async def test_an_application_from_a_region_no_department_serves_lands_in_the_default_staff_chat(
     tmp_path: Path, world: World, db: Database, db_url: str
 ) -> None:

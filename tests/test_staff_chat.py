@@ -161,7 +161,7 @@ async def test_a_new_application_gets_a_card_in_its_departments_chat(desk: Desk)
     assert "+994 99 651 00 79" in text  # contacts in full: staff call them
     assert "Məmmədov Elçin" in text and "Telegram" in text and "qeydə alınıb" in text
     assert "parse_mode" not in card  # plain text: nothing a subscriber wrote is markup
-    assert set(desk.buttons()) == {t(f"staff.btn_{a}") for a in ("take", "work", "reject", "msg")}
+    assert set(desk.buttons()) == {t(f"staff.btn_{a}") for a in ("take", "work", "reject", "msg", "move")}
     assert desk.fake.sent_to(GENCE) == [] and desk.fake.sent_to(FALLBACK) == []
 
 

@@ -68,6 +68,13 @@ def chat_text(notification: Notification, departments: Departments) -> str:
         return translate(payload_msg(payload), lang)
     if notification.kind == broadcasts.NEWS:  # staff's words, under a line saying whose they are
         return translate(Msg("broadcast.news", {"text": str(payload.get("text") or "")}), lang)
+    if (
+        notification.kind == notices.TRANSFERRED
+    ):  # another department has it now: named in the person's language
+        department = departments.by_key(str(payload.get("department", "")))
+        name = department.name(lang) if department else translate(Msg("notify.department"), lang)
+        moved = translate(Msg("notify.transferred", {"number": payload["number"], "department": name}), lang)
+        return moved + "\n\n" + hint
     if notification.kind == "staff_message":
         department = departments.by_key(str(payload.get("department", "")))
         name = department.name(lang) if department else translate(Msg("notify.department"), lang)

@@ -21,8 +21,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
-from bot.core.settings import Settings
-from bot.staff.desk import StaffDesk
+from bot.core.settings import Settings, SettingsError
+from bot.staff.desk import StaffDesk, refusal
 from dialogs.lifecycle import ALLOWED_BY, OPEN, IllegalTransition, Role, Status
 from dialogs.validate import display_phone
 from locales import LOCAL_TZ, Msg, translate
@@ -221,6 +221,16 @@ def add_applications_parser(commands: argparse._SubParsersAction[argparse.Argume
     link.add_argument("--to", required=True, metavar="MAIN", help="the main application it repeats")
     link.add_argument("--actor", type=actor_name, required=True, metavar="NAME", help="who links them")
 
+    move = sub.add_parser(
+        "transfer",
+        help="move an open application to another department; its subscriber is told",
+        description="Its card moves to that department's chat (nobody assigned), the old card is closed "
+        "with a line saying where it went, and the subscriber is told which department has it now.",
+    )
+    move.add_argument("number", metavar="NUMBER", help="TX-2026-000001, or its serial 1")
+    move.add_argument("--to", required=True, metavar="KEY", help="the department's key in DEPARTMENTS_FILE")
+    move.add_argument("--actor", type=actor_name, required=True, metavar="NAME", help="who moves it")
+
 
 # ---- the commands ----------------------------------------------------------------------------------
 
@@ -233,7 +243,7 @@ async def cmd_applications(
     command = args.applications_command
     try:
         sla = deadlines(settings)
-        if command in ("show", "set-status", "link"):
+        if command in ("show", "set-status", "link", "transfer"):
             _check_ref(args.number)
         if command == "link":
             _check_ref(args.to)
@@ -247,6 +257,8 @@ async def cmd_applications(
             return await _show(db, args.number, at, sla)
         if command == "link":
             return await _link(db, args.number, args.to, args.actor, at)
+        if command == "transfer":
+            return await _transfer(db, settings, args.number, args.to, args.actor, at)
         return await _set_status(db, args.number, Status(args.status), args.note, args.actor, at)
 
     return await on_database(settings, work)
@@ -455,6 +467,27 @@ async def _link(db: Database, ref: str, main_ref: str, actor: str, now: datetime
         }
         return fail(f"{_shown_ref(ref)}: {translate(Msg(exc.key, params), LANG)}")
     print(f"{duplicate.number} is now: {status_name(duplicate.status)}, a duplicate of {main.number}")
+    return 0
+
+
+async def _transfer(db: Database, settings: Settings, ref: str, to: str, actor: str, now: datetime) -> int:
+    try:
+        policy = settings.staff.policy()
+    except SettingsError as exc:
+        return fail(f"settings: {exc}")
+    desk = StaffDesk(db, clock=lambda: now, policy=policy)
+    try:
+        app, department = await desk.transfer(ref, to.strip().lower(), actor=actor)
+    except IllegalTransition as exc:
+        if exc.key == "status.error_not_found":
+            return _not_found(ref)
+        known = ", ".join(d.key for d in desk.departments()) or "none: set DEPARTMENTS_FILE"
+        said = translate(refusal(exc), LANG)
+        return fail(
+            f"{_shown_ref(ref)}: {said}"
+            + (f" (departments: {known})" if exc.key == "staff.move_unknown" else "")
+        )
+    print(f"{app.number} moved to {department.key} ({department.name(LANG)}); its subscriber will be told")
     return 0
 
 

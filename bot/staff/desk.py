@@ -1,8 +1,8 @@
 """The staff desk: what staff may do with applications, decided in one place that no transport owns.
 
-Take, change the status, write to the subscriber, /open, /find, /stats, the card's lines and the
-deadline reminders are decided here, over storage, and come back as neutral `Reaction`s and `Msg`
-lines. The Telegram staff chat turns them into toasts, prompts and messages; the terminal's staff view
+Take, change the status, write to the subscriber, move to another department, /open, /find, /stats,
+the card's lines and the deadline reminders are decided here, over storage, and come back as neutral
+`Reaction`s and `Msg` lines. The Telegram staff chat turns them into toasts, prompts and messages; the terminal's staff view
 and `isiqbot applications` call the same methods. Which steps exist comes from `dialogs.lifecycle`,
 so a new status needs nothing here.
 
@@ -26,7 +26,7 @@ from bot.core.clock import Clock, system_clock
 from bot.core.context import bind
 from bot.core.departments import Department
 from bot.core.policy import StaffPolicy
-from dialogs import lifecycle
+from dialogs import lifecycle, notices
 from dialogs.lifecycle import IllegalTransition, Role, Status
 from dialogs.validate import display_phone
 from locales import Msg, translate
@@ -38,7 +38,9 @@ from storage.models import Application, Notification, Person, StatusChange
 _SERIAL = re.compile(r"^\d{1,6}$")
 TAKE = "take"  # the card's button that assigns the application to whoever presses it
 WRITE = "msg"  # the card's button that asks for a message to the subscriber
-ACTIONS = (TAKE, *(step.button for step in lifecycle.STAFF_STEPS), WRITE)
+MOVE = "move"  # the card's button that offers the other departments to move the application to
+TO = "to:"  # a department offered after MOVE: `to:<key>` moves the application there
+ACTIONS = (TAKE, *(step.button for step in lifecycle.STAFF_STEPS), WRITE, MOVE)
 STEP_BY_BUTTON = {step.button: step for step in lifecycle.STAFF_STEPS}
 COMMANDS = ("open", "find", "stats")
 RELAY_MAX = 3500  # characters of a staff message to a subscriber
@@ -87,15 +89,26 @@ class Prompt:
         return Msg("staff.ask_result", {"name": self.actor.name, "number": self.number, "status": status})
 
 
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """The departments an application may move to, asked of the staff member who pressed MOVE."""
+
+    application_id: int
+    question: Msg
+    departments: tuple[tuple[str, Msg | str], ...]  # (`to:<key>` action, the department's name)
+
+
 @dataclass(slots=True)
 class Reaction:
-    """What to show after the commit: a toast, a prompt, an answer in the chat, a 👍 on a message."""
+    """What to show after the commit: a toast, a prompt, an answer in the chat, a 👍 on a message, an
+    offer of departments."""
 
     toast: Msg | None = None
     alert: bool = False
     prompt: Prompt | None = None
     answer: list[Msg] | None = None
     thumbs_up: bool = False
+    offer: Offer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +134,12 @@ def refusal(exc: IllegalTransition) -> Msg:
     return Msg(exc.key, params)
 
 
-def actions(status: str) -> list[str]:
-    """The card's buttons for an application in this status, in order."""
+def actions(status: str, movable: bool = False) -> list[str]:
+    """The card's buttons for an application in this status, in order; MOVE while it is open and
+    there is another department to move it to."""
     steps = [step.button for step in lifecycle.next_steps(status)]
-    return [*([TAKE] if lifecycle.is_open(status) else []), *steps, WRITE]
+    is_open = lifecycle.is_open(status)
+    return [*([TAKE] if is_open else []), *steps, WRITE, *([MOVE] if is_open and movable else [])]
 
 
 def age(delta: timedelta) -> Msg:
@@ -209,6 +224,99 @@ class StaffDesk:
                     await applications.follow(session, main.id, channel, user_key, lang, now)
             return closed, main
 
+    async def transfer(self, ref: str, to: str, actor: str) -> tuple[Application, Department]:
+        """Move an open application to the department `to` (its key), from the command line: as the
+        staff chat's button does. Raises IllegalTransition (with a message key)."""
+        now = self.clock()
+        async with self.db.transaction() as session:
+            app = await _find(session, ref)
+            if app is None or app.id is None:
+                raise IllegalTransition("status.error_not_found")
+            app = await staff.get_for_update(session, app.id)
+            assert app is not None
+            act = _Act(session, Actor(0, f"cli:{actor}", 0), now)
+            target = await self._moved(act, app, to, actor)
+            return app, target
+
+    def _offer(self, act: _Act, application: Application, department: Department) -> Reaction:
+        """MOVE: the other departments, for the presser to pick one."""
+        assert application.id is not None
+        if not lifecycle.is_open(application.status):
+            act.record(MOVE, False, application.id, f"already {application.status}")
+            return Reaction(Msg("staff.move_closed", {"status": status_msg(application.status)}), alert=True)
+        others = [d for d in self.departments() if d.key != department.key]
+        if not others:
+            act.record(MOVE, False, application.id, "no other department")
+            return Reaction(Msg("staff.move_nowhere"), alert=True)
+        act.record("ask_move", True, application.id)
+        question = Msg("staff.ask_move", {"name": act.actor.name, "number": application.number})
+        offered = tuple((f"{TO}{d.key}", d.name(department.lang)) for d in others)
+        return Reaction(Msg("staff.toast_move"), offer=Offer(application.id, question, offered))
+
+    async def _move(self, act: _Act, application: Application, to: str) -> Reaction:
+        """A department picked from the offer: the application moves there."""
+        try:
+            target = await self._moved(act, application, to, act.actor.name)
+        except IllegalTransition as exc:
+            return Reaction(refusal(exc), alert=True)
+        return Reaction(
+            Msg("staff.toast_moved", {"number": application.number, "department": target.name(target.lang)})
+        )
+
+    async def _moved(self, act: _Act, application: Application, to: str, name: str) -> Department:
+        """Move it, audited: a new card in the new department's chat, the old card closed with a line
+        saying where it went, a note in the new thread saying where it came from, and the subscriber
+        (and the chats following it) told which department has it now."""
+        assert application.id is not None
+        source = self.policy.departments.by_key(application.department or "")
+        target = self.policy.departments.by_key(to)
+        if not lifecycle.is_open(application.status):
+            act.record(MOVE, False, application.id, f"already {application.status}")
+            raise IllegalTransition("staff.move_closed", status=application.status)
+        if target is None:
+            act.record(MOVE, False, application.id, f"no department {to!r}")
+            raise IllegalTransition("staff.move_unknown", department=to)
+        if source is not None and target.key == source.key:
+            act.record(MOVE, False, application.id, f"already in {to}")
+            raise IllegalTransition("staff.move_same", department=target.name(target.lang))
+        before = await staff.move(act.session, application, target.key, target.chat_id, act.now)
+        came_from = source.key if source is not None else (application.department or "")
+        act.record(MOVE, True, application.id, f"{came_from or '—'} → {target.key}")
+        if before is not None:  # the old card: no buttons any more, and a line saying where it went
+            payload = {
+                "message_id": before.card_message_id,
+                "topic_id": before.topic_id,
+                "key": "staff.card_moved",
+                "params": {"name": name, "department": target.name(target.lang)},
+            }
+            outbox.enqueue(
+                act.session,
+                channel=outbox.STAFF,
+                user_key=str(before.chat_id),
+                kind=staff.MOVED,
+                payload=payload,
+                now=act.now,
+                application_id=application.id,
+            )
+        origin = source.name(target.lang) if source is not None else "—"
+        note = {"key": "staff.note_moved_in", "params": {"name": name, "department": origin}}
+        await staff.to_thread(act.session, application.id, "note", note, act.now)
+        await applications.tell(
+            act.session, application, notices.transferred(application.number, target.key), act.now
+        )
+        return target
+
+    @property
+    def movable(self) -> bool:
+        """Whether there is more than one department, so an application may move between them."""
+        return len(self.departments()) > 1
+
+    def departments(self) -> list[Department]:
+        """Where an application may move: every department of the file, and the default one."""
+        departments = list(self.policy.departments)
+        fallback = self.policy.departments.fallback
+        return [*departments, *([fallback] if fallback is not None else [])]
+
     # ---- a staff chat's actions, inside the caller's transaction ----------------------------------
 
     async def press(
@@ -240,6 +348,10 @@ class StaffDesk:
             return Reaction(
                 Msg("staff.toast_write"), prompt=Prompt(application_id, application.number, action, actor)
             )
+        if action == MOVE:
+            return self._offer(act, application, department)
+        if action.startswith(TO):
+            return await self._move(act, application, action.removeprefix(TO))
         return await _step(act, application, STEP_BY_BUTTON[action])
 
     async def answer(

@@ -57,7 +57,18 @@ from bot.core.clock import Clock
 from bot.core.context import bind
 from bot.core.departments import Department
 from bot.notify.outbox import Permanent, Temporary
-from bot.staff.desk import ACTIONS, COMMANDS, Actor, Prompt, Reaction, StaffDesk, actions, delivery_summary
+from bot.staff.desk import (
+    ACTIONS,
+    COMMANDS,
+    TO,
+    Actor,
+    Offer,
+    Prompt,
+    Reaction,
+    StaffDesk,
+    actions,
+    delivery_summary,
+)
 from locales import Msg, payload_msg, translate
 from storage import conversations, outbox, staff
 from storage.db import Database
@@ -65,7 +76,7 @@ from storage.models import Application, LinkedMessage, Notification, Person, Sta
 
 log = logging.getLogger(__name__)
 Media = Callable[[str], Awaitable[tuple[bytes, str]]]
-CALLBACK_RE = re.compile(rf"^s:(\d{{1,12}}):({'|'.join(ACTIONS)})$")
+CALLBACK_RE = re.compile(rf"^s:(\d{{1,12}}):({'|'.join(ACTIONS)}|{TO}[a-z0-9_-]{{1,32}})$")
 COMMAND_RE = re.compile(rf"^/({'|'.join(COMMANDS)})(?:@\w+)?(?:\s+(.*))?$", re.DOTALL | re.IGNORECASE)
 CAPTION_LIMIT = 1024
 PHOTO_CARD = "card_photo"  # a card posted as its application's photo: edited as a caption
@@ -182,6 +193,34 @@ class StaffChat:
             pass  # too old to answer: nothing spins any more
         if reaction.prompt is not None:
             await self._send_prompt(chat_id, department, reaction.prompt, query.from_user)
+        if reaction.offer is not None:
+            await self._send_offer(chat_id, department, reaction.offer)
+
+    async def _send_offer(self, chat_id: int, department: Department, offer: Offer) -> None:
+        """The departments to move an application to, one button each, in the application's thread."""
+        rows = [
+            [
+                InlineKeyboardButton(
+                    text=name if isinstance(name, str) else translate(name, department.lang),
+                    callback_data=f"s:{offer.application_id}:{action}",
+                )
+            ]
+            for action, name in offer.departments
+        ]
+        async with self.db.transaction() as session:
+            found = await staff.thread(session, offer.application_id)
+        try:
+            await self.client.request(
+                chat_id,
+                SendMessage(
+                    chat_id=chat_id,
+                    text=translate(offer.question, department.lang),
+                    reply_markup=InlineKeyboardMarkup(inline_keyboard=rows),
+                    **_in_thread(found),
+                ),
+            )
+        except (Temporary, Permanent) as exc:
+            log.warning("the departments to move an application to could not be offered: %s", exc)
 
     async def _send_prompt(self, chat_id: int, department: Department, prompt: Prompt, user: User) -> None:
         name = prompt.actor.name
@@ -323,6 +362,8 @@ class StaffChat:
         lang = department.lang if department is not None else "az"
         if notification.application_id is None:
             raise Permanent("a staff message without an application")
+        if notification.kind == staff.MOVED:
+            return await self._close_moved_card(notification, lang)
         async with self.db.transaction() as session:
             application = await session.get(Application, notification.application_id)
             thread = await staff.thread(session, notification.application_id)
@@ -424,6 +465,52 @@ class StaffChat:
             assert application.id is not None
             await staff.link(session, CHANNEL, chat_id, sent.message_id, application.id, kind, self.clock())
         return str(sent.message_id)
+
+    async def _close_moved_card(self, notification: Notification, lang: str) -> str | None:
+        """The card left behind when its application moved to another department: no buttons any more,
+        and a last line saying where it went (the card itself now lives in the other chat)."""
+        chat_id, message_id = int(notification.user_key), notification.payload.get("message_id")
+        if message_id is None:
+            return None  # its card was never posted here: nothing to close
+        assert notification.application_id is not None
+        async with self.db.transaction() as session:
+            application = await session.get(Application, notification.application_id)
+            person = (
+                await session.get(Person, application.person_id)
+                if application and application.person_id
+                else None
+            )
+            linked = await staff.linked(session, CHANNEL, chat_id, int(message_id))
+        if application is None:
+            raise Permanent("the application is gone")
+        card = self.desk.card_text(application, person, lang)
+        line = translate(payload_msg(notification.payload), lang)
+        if len(card) + len(line) + 2 > CAPTION_LIMIT:  # the line that says where it went is kept whole
+            card = card[: max(CAPTION_LIMIT - len(line) - 3, 0)] + "…"
+        text = card + "\n\n" + line
+        closed = InlineKeyboardMarkup(inline_keyboard=[])
+        edit: EditMessageText | EditMessageCaption = (
+            EditMessageCaption(
+                chat_id=chat_id,
+                message_id=int(message_id),
+                caption=text[-CAPTION_LIMIT:],
+                reply_markup=closed,
+            )
+            if linked is not None and linked.kind == PHOTO_CARD
+            else EditMessageText(
+                chat_id=chat_id,
+                message_id=int(message_id),
+                text=split_text(text)[0],
+                reply_markup=closed,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        )
+        try:
+            await self.client.request(chat_id, edit)
+        except Permanent as exc:
+            if "not modified" not in exc.reason and "not found" not in exc.reason:
+                raise
+        return str(message_id)
 
     async def _refresh_card(self, card: _Card) -> str | None:
         thread = card.thread
@@ -545,7 +632,7 @@ class StaffChat:
                     text=translate(Msg(f"staff.btn_{a}"), lang), callback_data=f"s:{application.id}:{a}"
                 )
             ]
-            for a in actions(application.status)
+            for a in actions(application.status, self.desk.movable)
         ]
         return InlineKeyboardMarkup(inline_keyboard=rows)
 
