@@ -2,9 +2,9 @@
 
 Take, change the status, write to the subscriber, move to another department, /open, /find, /stats,
 the card's lines and the deadline reminders are decided here, over storage, and come back as neutral
-`Reaction`s and `Msg` lines. The Telegram staff chat turns them into toasts, prompts and messages; the terminal's staff view
-and `isiqbot applications` call the same methods. Which steps exist comes from `dialogs.lifecycle`,
-so a new status needs nothing here.
+`Reaction`s and `Msg` lines. The Telegram staff chat turns them into toasts, prompts and messages;
+the terminal's staff view and `isiqbot applications` call the same methods. Which steps exist comes
+from `dialogs.lifecycle`, so a new status needs nothing here.
 
 The methods that take a `session` run inside the caller's transaction (the staff chat records the
 update as processed in the same one), and every action, allowed or refused, is written to the audit
