@@ -307,6 +307,33 @@ async def test_staff_move_an_application_to_another_department_and_everyone_hear
     assert sum(told in text for text in world.telegram_texts(506)) == 1
 
 
+async def test_a_canned_reply_picked_in_the_staff_chat_reaches_the_subscriber(
+    world: World, running: Isiqbot, db: Database
+) -> None:
+    elcin = TelegramUser(world.telegram, 507)
+    await file_in_telegram(elcin, "+994996510079", "168808605066007")
+    number = (await the_application(db)).number
+    await eventually(lambda: world.card(BAKI, number), "the card in the Baku group")
+
+    rauf = StaffMember(world.telegram, RAUF, BAKI, "Rauf")
+    await rauf.press(world.buttons(BAKI, number)[t("staff.btn_canned")])
+    question = await eventually(
+        lambda: [m for m in world.telegram.sent_to(BAKI) if ":r:" in str(m.get("reply_markup"))],
+        "the replies",
+    )
+    rows = question[-1]["reply_markup"]["inline_keyboard"]
+    await rauf.press({b["text"]: b["callback_data"] for row in rows for b in row}["Briqada yoldadır"])
+
+    crew = "Briqada ünvanınıza yola düşüb"
+    said = await eventually(
+        lambda: [x for x in world.telegram_texts(507) if crew in x], "the reply in Telegram"
+    )
+    assert number in said[0] and "Bakı Elektrik Şəbəkəsi" in said[0] and "{number}" not in said[0]
+    note = t("staff.note_canned", name="Rauf", title="Briqada yoldadır")
+    await eventually(lambda: note in world.telegram_texts(BAKI), "the note in the thread")
+    assert len(said) == 1
+
+
 async def test_an_application_from_a_region_no_department_serves_lands_in_the_default_staff_chat(
     tmp_path: Path, world: World, db: Database, db_url: str
 ) -> None:

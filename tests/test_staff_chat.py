@@ -161,7 +161,9 @@ async def test_a_new_application_gets_a_card_in_its_departments_chat(desk: Desk)
     assert "+994 99 651 00 79" in text  # contacts in full: staff call them
     assert "Məmmədov Elçin" in text and "Telegram" in text and "qeydə alınıb" in text
     assert "parse_mode" not in card  # plain text: nothing a subscriber wrote is markup
-    assert set(desk.buttons()) == {t(f"staff.btn_{a}") for a in ("take", "work", "reject", "msg", "move")}
+    assert set(desk.buttons()) == {
+        t(f"staff.btn_{a}") for a in ("take", "work", "reject", "msg", "canned", "move")
+    }
     assert desk.fake.sent_to(GENCE) == [] and desk.fake.sent_to(FALLBACK) == []
 
 
@@ -482,7 +484,7 @@ async def test_a_cancellation_is_said_in_the_thread(desk: Desk) -> None:
     assert "geri götürdü" in desk.fake.sent_to(BAKI)[-1]["text"]
     assert "geri götürülüb" in desk.fake.edits[-1]["text"]
     buttons = [b["text"] for row in desk.fake.edits[-1]["reply_markup"]["inline_keyboard"] for b in row]
-    assert buttons == [t("staff.btn_msg")]  # closed: only a message is left to send
+    assert buttons == [t("staff.btn_msg"), t("staff.btn_canned")]  # closed: only a message is left to send
 
 
 # ---- forum topics ----------------------------------------------------------------------------------

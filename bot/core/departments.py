@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import string
 import tomllib
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,10 +27,15 @@ FALLBACK_NAMES: Mapping[str, str] = MappingProxyType(
     }
 )
 MAX_NAME = 100
+MAX_REPLIES = 12  # canned replies offered in a department's chat: one button each
+MAX_REPLY_TITLE = 40
+MAX_REPLY_TEXT = 1000
+REPLY_FIELDS = ("number",)  # what a canned reply may name: {number}, the application's number
 
 _KEY = re.compile(r"[a-z0-9_-]{1,32}")
-_TOP_KEYS = ("departments", "fallback_staff", "fallback_admins_may_act")
-_DEPARTMENT_KEYS = ("name", "chat_id", "staff", "regions", "admins_may_act", "lang")
+_TOP_KEYS = ("departments", "fallback_staff", "fallback_admins_may_act", "replies")
+_DEPARTMENT_KEYS = ("name", "chat_id", "staff", "regions", "admins_may_act", "lang", "replies")
+_REPLY_KEYS = ("title", "text")
 
 
 def _fold(text: str) -> str:
@@ -37,6 +43,22 @@ def _fold(text: str) -> str:
     text = unicodedata.normalize("NFC", text)
     text = text.replace("İ", "i").replace("I", "ı").casefold().replace("i\u0307", "i")
     return " ".join(text.split())
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A canned reply: a button title for staff, and the text a subscriber gets in their language."""
+
+    key: str
+    titles: Mapping[str, str] = field(hash=False)
+    texts: Mapping[str, str] = field(hash=False)
+
+    def title(self, lang: str) -> str:
+        return self.titles.get(lang) or self.titles["az"]
+
+    def text(self, lang: str, number: str) -> str:
+        """The text in `lang` (else Azerbaijani), with the application's number filled in."""
+        return (self.texts.get(lang) or self.texts["az"]).format(number=number)  # checked when read
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +72,7 @@ class Department:
     regions: tuple[str, ...]
     admins_may_act: bool = False
     lang: str = "az"
+    replies: tuple[Reply, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "names", MappingProxyType(dict(self.names)))
@@ -59,6 +82,9 @@ class Department:
     def name(self, lang: str) -> str:
         """The name in lang, else in Azerbaijani, else any name there is, else the key."""
         return self.names.get(lang) or self.names.get("az") or next(iter(self.names.values()), self.key)
+
+    def reply(self, key: str) -> Reply | None:
+        return next((r for r in self.replies if r.key == key), None)
 
 
 class DepartmentsError(Exception):
@@ -80,6 +106,7 @@ class Departments:
         *,
         fallback_staff: Iterable[int] = (),
         fallback_admins_may_act: bool = False,
+        fallback_replies: Sequence[Reply] = (),
     ) -> None:
         self._departments = tuple(departments)
         self._by_key: dict[str, Department] = {}
@@ -113,6 +140,7 @@ class Departments:
                 staff=staff,
                 regions=(),
                 admins_may_act=fallback_admins_may_act,
+                replies=tuple(fallback_replies),
             )
             self._by_key[FALLBACK_KEY] = self._fallback
             self._by_chat.setdefault(fallback_chat_id, self._fallback)  # a department with this chat wins
@@ -146,7 +174,8 @@ class Departments:
                 problems.append(f"unknown top-level key {_quote(key)}{_did_you_mean(key, _TOP_KEYS)}")
         fallback_staff = _staff(data.get("fallback_staff", []), "fallback_staff", problems, may_be_empty=True)
         fallback_admins = _flag(data, "fallback_admins_may_act", "fallback_admins_may_act", problems)
-        departments = _departments(data.get("departments"), problems)
+        shared = _replies(data.get("replies", {}), "replies", problems)
+        departments = _departments(data.get("departments"), problems, shared)
         if problems:
             raise DepartmentsError(source, problems)
         return cls(
@@ -154,6 +183,7 @@ class Departments:
             fallback_chat_id,
             fallback_staff=fallback_staff,
             fallback_admins_may_act=fallback_admins,
+            fallback_replies=shared,
         )
 
     @property
@@ -194,7 +224,7 @@ class Departments:
         return f"Departments([{keys}], fallback_chat_id={fallback})"
 
 
-def _departments(table: Any, problems: list[str]) -> list[Department]:
+def _departments(table: Any, problems: list[str], shared: Sequence[Reply] = ()) -> list[Department]:
     """Every valid department of the [departments] table; what is wrong goes to problems."""
     if table is None:
         problems.append("no [departments] table: describe at least one department, e.g. [departments.baki]")
@@ -209,7 +239,7 @@ def _departments(table: Any, problems: list[str]) -> list[Department]:
     region_owner: dict[str, str] = {}
     chat_owner: dict[int, str] = {}
     for key, value in table.items():
-        department = _department(key, value, problems, region_owner, chat_owner)
+        department = _department(key, value, problems, region_owner, chat_owner, shared)
         if department is not None:
             found.append(department)
     return found
@@ -221,6 +251,7 @@ def _department(
     problems: list[str],
     region_owner: dict[str, str],
     chat_owner: dict[int, str],
+    shared: Sequence[Reply] = (),
 ) -> Department | None:
     """The department of one [departments.<key>] table, or None (with problems) if it is not valid.
 
@@ -241,6 +272,10 @@ def _department(
     chat_id = _chat_id(value.get("chat_id"), where, problems)
     staff = _department_staff(value, where, problems, admins_may_act=admins_may_act)
     regions = _regions(value.get("regions"), where, problems)
+    own = _replies(value.get("replies", {}), f"{where}: replies", problems)
+    replies = [*own, *(r for r in shared if r.key not in {o.key for o in own})]  # its own first
+    if len(replies) > MAX_REPLIES:
+        problems.append(f"{where}: {len(replies)} replies with the shared ones; at most {MAX_REPLIES}")
     lang = value.get("lang", "az")
     if lang not in LANGS:
         problems.append(f"{where}: lang must be one of az, ru, en, not {_show(lang)}")
@@ -256,7 +291,77 @@ def _department(
         regions=regions,
         admins_may_act=admins_may_act,
         lang=lang,
+        replies=tuple(replies),
     )
+
+
+def _replies(table: Any, where: str, problems: list[str]) -> list[Reply]:
+    """The canned replies of a [replies.<key>] table (title and text in az, ru, en)."""
+    if not isinstance(table, dict):
+        problems.append(f"{where} must be a table of [replies.<key>] tables, not {_show(table)}")
+        return []
+    found: list[Reply] = []
+    for key, value in table.items():
+        here = f"{where} {_quote(key)}"
+        before = len(problems)
+        if not _KEY.fullmatch(key):
+            problems.append(f"{here}: the key must be 1-32 characters of a-z, 0-9, _ and -")
+        if not isinstance(value, dict):
+            problems.append(f"{here}: must be a table of title and text, not {_show(value)}")
+            continue
+        for name in value:
+            if name not in _REPLY_KEYS:
+                problems.append(f"{here}: unknown key {_quote(name)}{_did_you_mean(name, _REPLY_KEYS)}")
+        titles = _texts(value.get("title"), f"{here}: title", MAX_REPLY_TITLE, problems)
+        texts = _texts(value.get("text"), f"{here}: text", MAX_REPLY_TEXT, problems)
+        for lang, text in texts.items():
+            for _, name, spec, conversion in _fields(text, f"{here}: text.{lang}", problems):
+                if name is not None and (name not in REPLY_FIELDS or spec or conversion):
+                    shown = (
+                        "{"
+                        + name
+                        + (f"!{conversion}" if conversion else "")
+                        + (f":{spec}" if spec else "")
+                        + "}"
+                    )
+                    problems.append(f"{here}: text.{lang} has {shown}; only {{number}} is filled in")
+        if len(problems) == before:
+            found.append(Reply(key, titles, texts))
+    if len(table) > MAX_REPLIES:
+        problems.append(f"{where}: {len(table)} replies; at most {MAX_REPLIES}")
+    return found
+
+
+def _fields(
+    text: str, what: str, problems: list[str]
+) -> list[tuple[str, str | None, str | None, str | None]]:
+    """The placeholders of a text, as `string.Formatter` reads them; a stray brace is a problem."""
+    try:
+        return list(string.Formatter().parse(text))
+    except ValueError:
+        problems.append(f"{what} has a stray {{ or }}: write {{number}} for the number, {{{{ for a brace")
+        return []
+
+
+def _texts(value: Any, what: str, limit: int, problems: list[str]) -> dict[str, str]:
+    """A table { az = ..., ru = ..., en = ... } of non-empty texts of at most `limit` characters."""
+    if not isinstance(value, dict):
+        shown = "missing" if value is None else f"not {_show(value)}"
+        problems.append(f"{what} must be a table {{ az = ..., ru = ..., en = ... }}, {shown}")
+        return {}
+    texts: dict[str, str] = {}
+    for lang in value:
+        if lang not in LANGS:
+            problems.append(f"{what} has unknown language {_quote(lang)} (only az, ru, en)")
+    for lang in LANGS:
+        text = value.get(lang)
+        if not isinstance(text, str) or not text.strip():
+            problems.append(f"{what}.{lang} is missing or empty")
+        elif len(text.strip()) > limit:
+            problems.append(f"{what}.{lang} is longer than {limit} characters")
+        else:
+            texts[lang] = unicodedata.normalize("NFC", text.strip())
+    return texts
 
 
 def _check_key(key: str, where: str, problems: list[str]) -> None:

@@ -40,7 +40,9 @@ TAKE = "take"  # the card's button that assigns the application to whoever press
 WRITE = "msg"  # the card's button that asks for a message to the subscriber
 MOVE = "move"  # the card's button that offers the other departments to move the application to
 TO = "to:"  # a department offered after MOVE: `to:<key>` moves the application there
-ACTIONS = (TAKE, *(step.button for step in lifecycle.STAFF_STEPS), WRITE, MOVE)
+CANNED = "canned"  # the card's button that offers the department's canned replies
+REPLY = "r:"  # a canned reply offered after CANNED: `r:<key>` sends it to the subscriber
+ACTIONS = (TAKE, *(step.button for step in lifecycle.STAFF_STEPS), WRITE, CANNED, MOVE)
 STEP_BY_BUTTON = {step.button: step for step in lifecycle.STAFF_STEPS}
 COMMANDS = ("open", "find", "stats")
 RELAY_MAX = 3500  # characters of a staff message to a subscriber
@@ -91,11 +93,11 @@ class Prompt:
 
 @dataclass(frozen=True, slots=True)
 class Offer:
-    """The departments an application may move to, asked of the staff member who pressed MOVE."""
+    """Choices for the staff member who pressed MOVE (the other departments) or CANNED (the replies)."""
 
     application_id: int
     question: Msg
-    departments: tuple[tuple[str, Msg | str], ...]  # (`to:<key>` action, the department's name)
+    choices: tuple[tuple[str, str], ...]  # (`to:<key>` or `r:<key>` action, its label)
 
 
 @dataclass(slots=True)
@@ -134,12 +136,13 @@ def refusal(exc: IllegalTransition) -> Msg:
     return Msg(exc.key, params)
 
 
-def actions(status: str, movable: bool = False) -> list[str]:
-    """The card's buttons for an application in this status, in order; MOVE while it is open and
-    there is another department to move it to."""
+def actions(status: str, movable: bool = False, canned: bool = False) -> list[str]:
+    """The card's buttons for an application in this status, in order: CANNED when the department has
+    canned replies, MOVE while it is open and there is another department to move it to."""
     steps = [step.button for step in lifecycle.next_steps(status)]
     is_open = lifecycle.is_open(status)
-    return [*([TAKE] if is_open else []), *steps, WRITE, *([MOVE] if is_open and movable else [])]
+    extra = [*([CANNED] if canned else []), *([MOVE] if is_open and movable else [])]
+    return [*([TAKE] if is_open else []), *steps, WRITE, *extra]
 
 
 def age(delta: timedelta) -> Msg:
@@ -253,6 +256,39 @@ class StaffDesk:
         offered = tuple((f"{TO}{d.key}", d.name(department.lang)) for d in others)
         return Reaction(Msg("staff.toast_move"), offer=Offer(application.id, question, offered))
 
+    def _offer_replies(self, act: _Act, application: Application, department: Department) -> Reaction:
+        """CANNED: the department's canned replies, for the presser to pick one."""
+        assert application.id is not None
+        if not department.replies:
+            act.record(CANNED, False, application.id, "no canned replies")
+            return Reaction(Msg("staff.canned_none"), alert=True)
+        act.record("ask_canned", True, application.id)
+        question = Msg("staff.ask_canned", {"name": act.actor.name, "number": application.number})
+        offered = tuple((f"{REPLY}{r.key}", r.title(department.lang)) for r in department.replies)
+        return Reaction(Msg("staff.toast_canned_pick"), offer=Offer(application.id, question, offered))
+
+    async def _canned(
+        self, act: _Act, application: Application, department: Department, key: str
+    ) -> Reaction:
+        """A canned reply picked: it goes to the subscriber in their language, signed with the
+        department's name like any staff message, and the thread says which one went."""
+        assert application.id is not None
+        reply = department.reply(key)
+        if reply is None:  # a reply taken out of the file since it was offered
+            act.record(CANNED, False, application.id, f"no canned reply {key!r}")
+            return Reaction(Msg("staff.stale_button"), alert=True)
+        sent = self._relay(
+            act, department, application, reply.text(application.lang, application.number), None
+        )
+        if not sent.thumbs_up:
+            return Reaction(sent.answer[0] if sent.answer else None, alert=True)
+        note = {
+            "key": "staff.note_canned",
+            "params": {"name": act.actor.name, "title": reply.title(department.lang)},
+        }
+        await staff.to_thread(act.session, application.id, "note", note, act.now)
+        return Reaction(Msg("staff.toast_canned_sent", {"number": application.number}))
+
     async def _move(self, act: _Act, application: Application, to: str) -> Reaction:
         """A department picked from the offer: the application moves there."""
         try:
@@ -350,6 +386,10 @@ class StaffDesk:
             )
         if action == MOVE:
             return self._offer(act, application, department)
+        if action == CANNED:
+            return self._offer_replies(act, application, department)
+        if action.startswith(REPLY):
+            return await self._canned(act, application, department, action.removeprefix(REPLY))
         if action.startswith(TO):
             return await self._move(act, application, action.removeprefix(TO))
         return await _step(act, application, STEP_BY_BUTTON[action])

@@ -60,6 +60,7 @@ from bot.notify.outbox import Permanent, Temporary
 from bot.staff.desk import (
     ACTIONS,
     COMMANDS,
+    REPLY,
     TO,
     Actor,
     Offer,
@@ -76,7 +77,7 @@ from storage.models import Application, LinkedMessage, Notification, Person, Sta
 
 log = logging.getLogger(__name__)
 Media = Callable[[str], Awaitable[tuple[bytes, str]]]
-CALLBACK_RE = re.compile(rf"^s:(\d{{1,12}}):({'|'.join(ACTIONS)}|{TO}[a-z0-9_-]{{1,32}})$")
+CALLBACK_RE = re.compile(rf"^s:(\d{{1,12}}):({'|'.join(ACTIONS)}|(?:{TO}|{REPLY})[a-z0-9_-]{{1,32}})$")
 COMMAND_RE = re.compile(rf"^/({'|'.join(COMMANDS)})(?:@\w+)?(?:\s+(.*))?$", re.DOTALL | re.IGNORECASE)
 CAPTION_LIMIT = 1024
 PHOTO_CARD = "card_photo"  # a card posted as its application's photo: edited as a caption
@@ -197,15 +198,10 @@ class StaffChat:
             await self._send_offer(chat_id, department, reaction.offer)
 
     async def _send_offer(self, chat_id: int, department: Department, offer: Offer) -> None:
-        """The departments to move an application to, one button each, in the application's thread."""
+        """The choices (departments to move to, canned replies), one button each, in the thread."""
         rows = [
-            [
-                InlineKeyboardButton(
-                    text=name if isinstance(name, str) else translate(name, department.lang),
-                    callback_data=f"s:{offer.application_id}:{action}",
-                )
-            ]
-            for action, name in offer.departments
+            [InlineKeyboardButton(text=label, callback_data=f"s:{offer.application_id}:{action}")]
+            for action, label in offer.choices
         ]
         async with self.db.transaction() as session:
             found = await staff.thread(session, offer.application_id)
@@ -220,7 +216,7 @@ class StaffChat:
                 ),
             )
         except (Temporary, Permanent) as exc:
-            log.warning("the departments to move an application to could not be offered: %s", exc)
+            log.warning("a choice for staff could not be offered: %s", exc)
 
     async def _send_prompt(self, chat_id: int, department: Department, prompt: Prompt, user: User) -> None:
         name = prompt.actor.name
@@ -625,6 +621,10 @@ class StaffChat:
         text = self.desk.card_text(shorter, card.person, card.lang, card.deliveries)
         return text[:CAPTION_LIMIT]
 
+    def _has_replies(self, application: Application) -> bool:
+        department = self.policy.departments.by_key(application.department or "")
+        return department is not None and bool(department.replies)
+
     def _buttons(self, application: Application, lang: str) -> InlineKeyboardMarkup:
         rows = [
             [
@@ -632,7 +632,7 @@ class StaffChat:
                     text=translate(Msg(f"staff.btn_{a}"), lang), callback_data=f"s:{application.id}:{a}"
                 )
             ]
-            for a in actions(application.status, self.desk.movable)
+            for a in actions(application.status, self.desk.movable, self._has_replies(application))
         ]
         return InlineKeyboardMarkup(inline_keyboard=rows)
 
