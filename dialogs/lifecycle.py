@@ -3,9 +3,14 @@
     registered ──→ in_progress ──→ completed | rejected
         │  └──────────────────────→ rejected     (staff may turn down what is not theirs to fix)
         └──→ cancelled                           (the subscriber, before work starts)
+    completed ──→ reopened ──→ in_progress | rejected
+                                                 (the subscriber: the problem is back, soon after)
 
 `completed` and `rejected` carry the result text that staff write; every change becomes a
-`StatusChange` record, so the audit trail and the subscriber's history are the same rows.
+`StatusChange` record, so the audit trail and the subscriber's history are the same rows. A
+`completed` application may be rated by its subscriber (`rateable`), once, and reopened by them
+(`reopenable`) with a reason: within REOPEN_DAYS of its completion and once (`storage.applications`
+keeps those two rules, which need the time and the trail); it is then open again, as registered is.
 
 This module is the one place a status is defined. The staff's buttons and commands (`STAFF_STEPS`),
 what the subscriber may do (`ALLOWED_BY`), the dialog's "open" and "cancellable", the cards and the
@@ -25,6 +30,7 @@ class Status(StrEnum):
     COMPLETED = "completed"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
+    REOPENED = "reopened"
 
 
 class Role(StrEnum):
@@ -35,12 +41,13 @@ class Role(StrEnum):
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.REGISTERED: frozenset({Status.IN_PROGRESS, Status.REJECTED, Status.CANCELLED}),
     Status.IN_PROGRESS: frozenset({Status.COMPLETED, Status.REJECTED}),
-    Status.COMPLETED: frozenset(),
+    Status.COMPLETED: frozenset({Status.REOPENED}),
     Status.REJECTED: frozenset(),
     Status.CANCELLED: frozenset(),
+    Status.REOPENED: frozenset({Status.IN_PROGRESS, Status.REJECTED}),
 }
 NEEDS_RESULT = frozenset({Status.COMPLETED, Status.REJECTED})
-OPEN = frozenset({Status.REGISTERED, Status.IN_PROGRESS})
+OPEN = frozenset({Status.REGISTERED, Status.IN_PROGRESS, Status.REOPENED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +66,7 @@ STAFF_STEPS = (
     StaffStep(Status.REJECTED, "reject", ("reject",), "❌"),
 )
 ALLOWED_BY: dict[Role, frozenset[Status]] = {
-    Role.SUBSCRIBER: frozenset({Status.CANCELLED}),
+    Role.SUBSCRIBER: frozenset({Status.CANCELLED, Status.REOPENED}),
     Role.STAFF: frozenset(step.status for step in STAFF_STEPS),
 }
 RESULT_MAX = 2000
@@ -86,6 +93,16 @@ def check(current: Status, new: Status, role: Role, result: str | None) -> str |
     if len(text) > RESULT_MAX:
         raise IllegalTransition("status.error_result_long", max=str(RESULT_MAX))
     return text or None
+
+
+def rateable(status: str) -> bool:
+    """Whether the subscriber may rate the work: only what was completed (a refusal is not work done)."""
+    return status == Status.COMPLETED
+
+
+def reopenable(status: str) -> bool:
+    """Whether the subscriber may reopen it from where it stands (the window and "once" aside)."""
+    return Status.REOPENED in _next(status) and Status.REOPENED in ALLOWED_BY[Role.SUBSCRIBER]
 
 
 def is_open(status: str) -> bool:

@@ -11,15 +11,18 @@ and the same question again. The graph:
       │       → DESCRIPTION (text, photo, location) → CONTACTS (⇄ MOBILE, EXTRA_PHONES, EMAIL)
       │       → REVIEW ─send→ MENU                              (REVIEW ─edit:x→ x → REVIEW)
       └─my→ MY_LIST → APP_DETAIL → CONFIRM_CANCEL
+                          └─(completed)→ RATE_STARS → RATE_COMMENT → APP_DETAIL   (feedback.py)
+                          └─(completed)→ REOPEN_REASON → APP_DETAIL                 (feedback.py)
 
 A chat may confirm more than one phone ("another phone", at the menu or the account question); it
 keeps them all, and offers the accounts of every one. A new application while a draft waits asks
 first (CONFIRM_NEW).
 
 `STEPS`, at the end, names for every step the function that handles its events and the one that asks
-its question. The identification steps are in `identify.py`; the reasons and the fields the review can
-edit are in `catalog.py`. /lang opens LANGUAGE from any step and returns to it; "back" is defined for
-every step in `_back`.
+its question. The identification steps are in `identify.py`, the rating and the reopening of a
+completed application in `feedback.py`; the reasons and the fields the review can edit are in
+`catalog.py`. /lang opens LANGUAGE from any step and returns to it; "back" is defined for every step
+in `_back`.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from dialogs import identify, validate
+from dialogs import feedback, identify, validate
 from dialogs.catalog import DESCRIBE_REASONS, EDITABLE, NO_POWER, REASONS, SAFETY_REASON
 from dialogs.errors import DialogError, Invalid
 from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text, Unsupported
@@ -138,7 +141,7 @@ async def _dispatch(state: State, event: Event, ctx: Context) -> tuple[State, No
             raise DialogError(Msg("error.stale_button"))
         question = await _question(state, ctx)
         if event.choice not in {c.id for c in question.choices}:
-            raise DialogError(Msg("error.stale_button"))
+            raise DialogError(await _why_not(state, event.choice, ctx))
         if event.choice == "back":
             return await _back(state, ctx), ()
         if event.choice == "cancel":
@@ -146,6 +149,11 @@ async def _dispatch(state: State, event: Event, ctx: Context) -> tuple[State, No
         if event.choice.startswith("page:"):
             return state.with_data(page=int(event.choice.removeprefix("page:"))), ()
     return await _arrive(state, *await STEPS[state.step].handle(state, event, ctx), ctx)
+
+
+async def _why_not(state: State, choice: str, ctx: Context) -> Msg:
+    """A button of the current question that it no longer shows: why, when we can say it."""
+    return await feedback.explain(state, choice, ctx) or Msg("error.stale_button")
 
 
 async def _arrive(before: State, state: State, notes: Notes, ctx: Context) -> tuple[State, Notes]:
@@ -257,6 +265,9 @@ async def _back(state: State, ctx: Context) -> State:
         Step.MY_LIST: Step.MENU,
         Step.APP_DETAIL: Step.MY_LIST,
         Step.CONFIRM_CANCEL: Step.APP_DETAIL,
+        Step.RATE_STARS: Step.APP_DETAIL,
+        Step.RATE_COMMENT: Step.RATE_STARS,
+        Step.REOPEN_REASON: Step.APP_DETAIL,
         Step.KNOWN_OUTAGE: Step.REASON,
         Step.ALREADY_OPEN: Step.REASON,
     }.get(step)
@@ -666,6 +677,10 @@ async def _on_my_list(state: State, event: Event, ctx: Context) -> tuple[State, 
 async def _on_app_detail(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
     if isinstance(event, Pressed) and event.choice == "cancel_app":
         return state.go(Step.CONFIRM_CANCEL), ()
+    if isinstance(event, Pressed) and event.choice == feedback.RATE.id:
+        return state.go(Step.RATE_STARS), ()
+    if isinstance(event, Pressed) and event.choice == feedback.REOPEN.id:
+        return state.go(Step.REOPEN_REASON), ()
     if isinstance(event, Pressed) and event.choice == "new":
         return await _start_application(state, ctx), ()
     if isinstance(event, Text | Photo):  # written with the application open: to its department
@@ -932,9 +947,12 @@ async def _ask_app_detail(state: State, ctx: Context) -> Message:
         parts.append(Msg("app.history_line", {"date": entry.at, "status": Msg(f"status.{entry.status}")}))
     if app.result:  # "the result" of a completed one, "the reason" of a rejected one
         parts.append(Msg(f"app.result_{app.status}", {"text": app.result}))
+    if app.stars in feedback.STARS:
+        parts.append(Msg("rating.given", {"stars": feedback.STAR_LABELS[(app.stars or 1) - 1]}))
     if not app.open:  # closed: it takes no more messages; a new problem is a new application
         parts.append(Msg("app.closed_hint"))
-        return Message(tuple(parts), (Choice("new", Msg("menu.new")), BACK))
+        lines, after = feedback.after_result(app, ctx.now)
+        return Message((*parts, *lines), (*after, Choice("new", Msg("menu.new")), BACK))
     if app.due_at is not None:
         parts.append(Msg("app.due", {"date": app.due_at}))
     parts.append(Msg("app.write_hint"))
@@ -969,6 +987,9 @@ STEPS: dict[Step, StepRule] = {
     Step.MY_LIST: StepRule(_on_my_list, _ask_my_list),
     Step.APP_DETAIL: StepRule(_on_app_detail, _ask_app_detail),
     Step.CONFIRM_CANCEL: StepRule(_on_confirm_cancel, _ask_confirm_cancel),
+    Step.RATE_STARS: StepRule(feedback.on_stars, feedback.ask_stars),
+    Step.RATE_COMMENT: StepRule(feedback.on_comment, feedback.ask_comment),
+    Step.REOPEN_REASON: StepRule(feedback.on_reopen, feedback.ask_reopen),
 }
 
 

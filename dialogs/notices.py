@@ -29,6 +29,10 @@ FALLBACK_KINDS = frozenset({"status", "staff_message", TRANSFERRED})  # chat mes
 # A result's news by the status it closes with: a refusal gives its reason, not "the result".
 RESULT_NEWS = {Status.REJECTED: "notify.status_refused"}
 RESULT_NEWS_KEYS = frozenset({"notify.status_result", *RESULT_NEWS.values()})
+RATE_NEWS = "notify.status_result"  # the news of work completed: its chat message asks for a rating
+# What the staff thread reads when the subscriber changed the status themselves ({reason}: their note).
+SUBSCRIBER_NOTES = {Status.CANCELLED: "staff.note_cancelled", Status.REOPENED: "staff.note_reopened"}
+LOW_RATING = 2  # stars: a rating this low is told to the department, with its comment
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +59,8 @@ def status_changed(number: str, new: Status, by: Role, result: str | None) -> li
     """A status change: the card shows it; the subscriber is told, unless they made it themselves."""
     notices = [Notice(THREAD, "card_refresh")]
     if by == Role.SUBSCRIBER:  # they saw it confirmed in their chat; the staff read it in the thread
-        said = {"key": "staff.note_cancelled", "params": {"number": number}}
+        key = SUBSCRIBER_NOTES.get(new, "staff.note_cancelled")
+        said = {"key": key, "params": {"number": number, "reason": result or ""}}
         return [*notices, Notice(THREAD, "note", said)]
     status = {"$msg": f"status.{new.value}"}
     if new in NEEDS_RESULT:
@@ -71,6 +76,15 @@ def transferred(number: str, department: str) -> list[Notice]:
     """Staff moved the application to another department (its key): the subscriber's chat is told
     which one has it now, named in their language when it is sent."""
     return [Notice(CHAT, TRANSFERRED, {"number": number, "department": department})]
+
+
+def rated(number: str, stars: int, comment: str | None) -> list[Notice]:
+    """A rating: a low one is a note in the staff thread, so the department can look into it."""
+    if stars > LOW_RATING:
+        return []
+    params = {"number": number, "stars": stars, "comment": comment or ""}
+    key = "staff.note_rating_low_comment" if comment else "staff.note_rating_low"
+    return [Notice(THREAD, "note", {"key": key, "params": params})]
 
 
 def chat_lost(kind: str, payload: dict[str, Any], number: str) -> Notice | None:

@@ -58,6 +58,8 @@ class ApplicationView:
     result: str | None
     history: tuple[StatusEntry, ...] = ()
     due_at: datetime | None = None  # by when a result is due, while it is open
+    stars: int | None = None  # the subscriber's rating, once given
+    reopen_until: datetime | None = None  # a completed one: the subscriber may reopen it until then
 
     # What the status means for the subscriber, so the dialog never spells a status itself.
 
@@ -70,6 +72,25 @@ class ApplicationView:
     def cancellable(self) -> bool:
         """The lifecycle lets the subscriber cancel it from where it stands now."""
         return lifecycle.cancellable(self.status)
+
+    @property
+    def reopened(self) -> bool:
+        """It was reopened once already: a second time it is a new application."""
+        return any(entry.status == lifecycle.Status.REOPENED for entry in self.history)
+
+    def reopenable(self, now: datetime) -> bool:
+        """The subscriber may reopen it now: completed, within the window, and never reopened before."""
+        return (
+            lifecycle.reopenable(self.status)
+            and not self.reopened
+            and self.reopen_until is not None
+            and now < self.reopen_until
+        )
+
+    @property
+    def rateable(self) -> bool:
+        """The work is done and not rated yet: the subscriber is asked how it went."""
+        return lifecycle.rateable(self.status) and self.stars is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +160,18 @@ class Applications(Protocol):
 
     async def cancel(self, application_id: int, actor: str) -> None:
         """Cancel on the subscriber's behalf; raises `dialogs.errors.DialogError` when too late."""
+        ...
+
+    async def rate(
+        self, subscriber: Subscriber, application_id: int, stars: int, comment: str | None
+    ) -> bool:
+        """Store the rating of a completed application; False when it was rated before (it stands).
+        Raises `dialogs.errors.DialogError` when it may not be rated (not completed)."""
+        ...
+
+    async def reopen(self, application_id: int, reason: str, actor: str) -> None:
+        """Reopen a completed application with the subscriber's reason; raises
+        `dialogs.errors.DialogError` when it may not be (not completed, too late, reopened before)."""
         ...
 
     async def replied_to(self, subscriber: Subscriber, message_ref: str) -> int | None:

@@ -32,6 +32,9 @@ class Step(StrEnum):
     MY_LIST = "my_list"
     APP_DETAIL = "app_detail"
     CONFIRM_CANCEL = "confirm_cancel"
+    RATE_STARS = "rate_stars"  # a completed application: 1 to 5 stars …
+    RATE_COMMENT = "rate_comment"  # … and a comment, which may be skipped
+    REOPEN_REASON = "reopen_reason"  # a completed application reopened: why the problem is not solved
     LANGUAGE = "language"
 
     @classmethod

@@ -14,6 +14,7 @@ from locales import Msg
 DESCRIPTION_MIN = 10
 MESSAGE_MAX = 2000
 DESCRIPTION_MAX = 1000
+COMMENT_MAX = 500  # a rating's comment
 MAX_EXTRA_PHONES = 2
 OTP_LENGTH = 6
 
@@ -54,6 +55,25 @@ def description(text: str) -> str:
     return value
 
 
+# A reopened application's reason is checked as a description is, and explained in its own words.
+_REASON_ERRORS = {
+    "error.description_short": "reopen.reason_short",
+    "error.description_long": "reopen.reason_long",
+    "error.description_words": "reopen.reason_words",
+}
+
+
+def reopen_reason(text: str) -> str:
+    """Why a completed application is reopened: what a description may be, 10–1,000 characters."""
+    try:
+        return description(text)
+    except Invalid as exc:
+        key = _REASON_ERRORS.get(exc.msg.key)
+        if key is None:
+            raise
+        raise Invalid(Msg(key, exc.msg.params)) from None
+
+
 def message(text: str) -> str:
     """A message to the department: 1–2,000 characters of readable text."""
     value = clean_text(text)
@@ -62,6 +82,19 @@ def message(text: str) -> str:
         raise Invalid(Msg("error.message_empty"))
     if len(value) > MESSAGE_MAX:
         raise Invalid(Msg("error.message_long", {"max": MESSAGE_MAX, "length": len(value)}))
+    return value
+
+
+def comment(text: str) -> str:
+    """A rating's comment: 1–500 characters in a script staff read (shown as plain text, never markup)."""
+    value = clean_text(text)
+    _check_characters(value)
+    if not value:
+        raise Invalid(Msg("rating.comment_empty"))
+    if len(value) > COMMENT_MAX:
+        raise Invalid(Msg("rating.comment_long", {"max": COMMENT_MAX, "length": len(value)}))
+    if any(ch.isalpha() and not unicodedata.name(ch, "").startswith(_SCRIPTS) for ch in value):
+        raise Invalid(Msg("error.script"))  # the department reads it
     return value
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, or_, update
@@ -17,13 +17,14 @@ from dialogs.lifecycle import IllegalTransition, Role, Status
 from dialogs.notices import Notice
 from dialogs.ports import ApplicationDraft
 from storage import outbox, staff
-from storage.db import dialect_insert
+from storage.db import as_utc, dialect_insert
 from storage.models import (
     Account,
     Application,
     ApplicationCounter,
     ApplicationFollower,
     MeteringPoint,
+    Rating,
     StatusChange,
 )
 from storage.staff import OPEN_VALUES
@@ -275,6 +276,8 @@ async def change_status(
     application.updated_at = now
     if new in lifecycle.NEEDS_RESULT:
         application.result = result
+    elif lifecycle.is_open(new):  # open again (reopened): its result is history, kept in the trail
+        application.result = None
     session.add(
         StatusChange(
             application_id=application_id,
@@ -293,3 +296,69 @@ async def change_status(
 async def count_by_status(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(Application.status, func.count()).group_by(Application.status))
     return {status: count for status, count in rows}
+
+
+async def rate(
+    session: AsyncSession,
+    application_id: int,
+    stars: int,
+    comment: str | None,
+    *,
+    channel: str,
+    user_key: str,
+    now: datetime,
+) -> bool:
+    """Store the subscriber's rating of a completed application, once: False when it was rated before
+    (the first rating stands). A low one is told in the staff thread, in the same transaction."""
+    if not 1 <= stars <= 5:
+        raise ValueError(f"{stars} stars: a rating is 1 to 5")
+    query = select(Application).where(Application.id == application_id).with_for_update()
+    application = (await session.scalars(query)).first()
+    if application is None:
+        raise IllegalTransition("status.error_not_found")
+    if not lifecycle.rateable(application.status):
+        raise IllegalTransition("rating.not_completed", number=application.number)
+    if await session.get(Rating, application_id) is not None:
+        return False
+    try:
+        async with session.begin_nested():
+            session.add(
+                Rating(
+                    application_id=application_id,
+                    stars=stars,
+                    comment=comment,
+                    channel=channel[:16],
+                    user_key=user_key[:64],
+                    created_at=now,
+                )
+            )
+            await session.flush()
+    except IntegrityError:  # rated from another chat at the same moment: that one stands
+        return False
+    await tell(session, application, notices.rated(application.number, stars, comment), now)
+    return True
+
+
+async def rating(session: AsyncSession, application_id: int) -> Rating | None:
+    return await session.get(Rating, application_id)
+
+
+async def reopen(
+    session: AsyncSession, application_id: int, reason: str, *, actor: str, within: timedelta, now: datetime
+) -> Application:
+    """The subscriber reopens a completed application: within `within` of its completion, and once.
+    The change carries the reason; the staff thread hears it (`notices.status_changed`)."""
+    application = await staff.get_for_update(session, application_id)
+    if application is None:
+        raise IllegalTransition("status.error_not_found")
+    trail = (await histories(session, [application_id]))[application_id]
+    if any(change.new_status == Status.REOPENED for change in trail):
+        raise IllegalTransition("reopen.already", number=application.number)
+    completions = [as_utc(c.created_at) for c in trail if c.new_status == Status.COMPLETED]
+    if not lifecycle.reopenable(application.status) or not completions:
+        raise IllegalTransition("reopen.not_completed", number=application.number)
+    if now >= max(completions) + within:
+        raise IllegalTransition("reopen.too_late", number=application.number)
+    return await change_status(
+        session, application_id, Status.REOPENED, actor=actor, role=Role.SUBSCRIBER, note=reason, now=now
+    )

@@ -335,3 +335,15 @@ class Broadcast(SQLModel, table=True):
     actor: str = Field(max_length=64)
     recipients: int = 0
     created_at: datetime = _ts(index=True)
+
+
+class Rating(SQLModel, table=True):
+    """How the subscriber rated a completed application: 1–5 stars and an optional comment, once."""
+
+    __tablename__ = "rating"
+    application_id: int = Field(foreign_key="application.id", primary_key=True)
+    stars: int
+    comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    channel: str = Field(max_length=16)  # the chat that rated it
+    user_key: str = Field(max_length=64)
+    created_at: datetime = _ts(index=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_
+from sqlalchemy import case, func, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -20,6 +20,7 @@ from storage.models import (
     Application,
     LinkedMessage,
     Notification,
+    Rating,
     StaffAction,
     StaffThread,
     StatusChange,
@@ -274,6 +275,22 @@ def _e164(digits: str) -> str | None:
     return None
 
 
+LOW_STARS = 2  # a rating of 1 or 2 stars counts as low
+
+
+@dataclass(frozen=True, slots=True)
+class Ratings:
+    """The subscribers' ratings over a period: how many, their average, how many were low."""
+
+    count: int
+    average: float | None
+    low: int
+
+    @property
+    def low_share(self) -> float:
+        return self.low / self.count if self.count else 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class Stats:
     by_status: dict[str, int]
@@ -281,6 +298,8 @@ class Stats:
     median_30: timedelta | None
     results_7: int
     results_30: int
+    ratings_30: Ratings = Ratings(0, None, 0)  # given in the last 30 days
+    ratings_all: Ratings = Ratings(0, None, 0)  # ever
 
 
 async def stats(session: AsyncSession, department: str | None, now: datetime) -> Stats:
@@ -300,7 +319,22 @@ async def stats(session: AsyncSession, department: str | None, now: datetime) ->
     ]
     week = [d for at, d in durations if at >= now - timedelta(days=7)]
     month = [d for _, d in durations]
-    return Stats(by_status, _median(week), _median(month), len(week), len(month))
+    recent, ever = await ratings(session, department, since), await ratings(session, department, None)
+    return Stats(by_status, _median(week), _median(month), len(week), len(month), recent, ever)
+
+
+async def ratings(session: AsyncSession, department: str | None, since: datetime | None) -> Ratings:
+    """The ratings of a department's applications (of all, when None), given since `since` (ever)."""
+    low = func.sum(case((col(Rating.stars) <= LOW_STARS, 1), else_=0))
+    query = select(func.count(), func.avg(Rating.stars), low).join(
+        Application, col(Application.id) == col(Rating.application_id)
+    )
+    if department is not None:
+        query = query.where(Application.department == department)
+    if since is not None:
+        query = query.where(col(Rating.created_at) >= since)
+    count, average, low_count = (await session.execute(query)).one()
+    return Ratings(int(count or 0), float(average) if average is not None else None, int(low_count or 0))
 
 
 def _median(values: list[timedelta]) -> timedelta | None:

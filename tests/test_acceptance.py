@@ -23,7 +23,7 @@ from sqlmodel import select
 from locales import LOCAL_TZ
 from storage import outbox
 from storage.db import Database
-from storage.models import Application, Conversation, Notification
+from storage.models import Application, Conversation, Notification, Rating
 from tests.assembly import EXAMPLE_DEPARTMENTS
 from tests.fake_telegram import PHOTO, StaffMember, TelegramUser
 from tests.processes import isiqbot_env, run_isiqbot
@@ -332,6 +332,92 @@ async def test_a_canned_reply_picked_in_the_staff_chat_reaches_the_subscriber(
     note = t("staff.note_canned", name="Rauf", title="Briqada yoldadır")
     await eventually(lambda: note in world.telegram_texts(BAKI), "the note in the thread")
     assert len(said) == 1
+
+
+async def test_a_low_rating_after_the_result_reaches_the_staff_thread_once(
+    world: World, running: Isiqbot, db: Database
+) -> None:
+    elcin = TelegramUser(world.telegram, 501)
+    await file_in_telegram(elcin, "+994996510079", "168808605066007")
+    number = (await the_application(db)).number
+    await eventually(lambda: world.card(BAKI, number), "the card in the Baku group")
+    rauf = StaffMember(world.telegram, RAUF, BAKI, "Rauf")
+    await rauf.press(world.buttons(BAKI, number)[t("staff.btn_work")])
+    await staff_close(world, rauf, number, "Sayğac dəyişdirildi.")
+    news = await eventually(
+        lambda: [x for x in world.telegram_texts(501) if "Sayğac dəyişdirildi" in x], "the result in chat"
+    )
+    assert t("notify.rate_hint") in news[-1]  # the result asks for a rating
+
+    await elcin.text("/my")
+    await elcin.press(t("my.open", number=number))
+    await elcin.press(t("rating.rate"))
+    await elcin.press(t("rating.stars_1"))
+    thanks = await elcin.text("Usta <b>iki gün</b> gec gəldi.")
+    assert t("rating.thanks_low", number=number) in thanks
+    assert t("rating.rate") not in [label for label, _ in elcin.buttons()]
+
+    said = t(
+        "staff.note_rating_low_comment", number=number, stars=1, comment="Usta <b>iki gün</b> gec gəldi."
+    )
+    await eventually(lambda: said in world.telegram_texts(BAKI), "the low rating in the staff thread")
+    card = world.card(BAKI, number)
+    [note] = [m for m in world.telegram.sent_to(BAKI) if m.get("text") == said]
+    assert note["reply_parameters"]["message_id"] == card["message_id"]  # in the card's thread
+    async with db.transaction() as session:
+        assert [(r.stars, r.comment) for r in (await session.scalars(select(Rating))).all()] == [
+            (1, "Usta <b>iki gün</b> gec gəldi.")
+        ]
+    await rauf.text("/stats")
+    stats = await eventually(
+        lambda: [x for x in world.telegram_texts(BAKI) if "⭐" in x], "the /stats answer"
+    )
+    assert "orta 1,0 (1 qiymət)" in stats[-1] and "%100" in stats[-1]
+
+
+async def test_a_reopened_application_is_back_in_the_staff_group_with_the_reason(
+    world: World, running: Isiqbot, db: Database
+) -> None:
+    elcin = TelegramUser(world.telegram, 501)
+    await file_in_telegram(elcin, "+994996510079", "168808605066007")
+    number = (await the_application(db)).number
+    await eventually(lambda: world.card(BAKI, number), "the card in the Baku group")
+    rauf = StaffMember(world.telegram, RAUF, BAKI, "Rauf")
+    await rauf.press(world.buttons(BAKI, number)[t("staff.btn_work")])
+    await staff_close(world, rauf, number, "Sayğac dəyişdirildi.")
+    news = await eventually(
+        lambda: [x for x in world.telegram_texts(501) if "Sayğac dəyişdirildi" in x], "the result in chat"
+    )
+    assert t("notify.reopen_hint", days="7") in news[-1]  # REOPEN_DAYS, 7 unless set
+    await eventually(lambda: t("staff.btn_take") not in world.buttons(BAKI, number), "the card closed")
+
+    await elcin.text("/my")
+    shown = await elcin.press(t("my.open", number=number))
+    assert t("reopen.button") in [label for label, _ in elcin.buttons()], shown
+    await elcin.press(t("reopen.button"))
+    reason = "İşıq yenə söndü, <kabel> yenidən qızır."
+    done = await elcin.text(reason)
+    assert t("reopen.done", number=number) in done and t("status.reopened") in done
+
+    said = t("staff.note_reopened", number=number, reason=reason)
+    await eventually(lambda: said in world.telegram_texts(BAKI), "the reopening in the staff thread")
+    card = world.card(BAKI, number)
+    [note] = [m for m in world.telegram.sent_to(BAKI) if m.get("text") == said]
+    assert note["reply_parameters"]["message_id"] == card["message_id"]  # in the card's thread
+    buttons = await eventually(
+        lambda: (b := world.buttons(BAKI, number)) and t("staff.btn_take") in b and b, "the card open again"
+    )
+    assert t("staff.btn_work") in buttons and t("staff.btn_done") not in buttons
+    edits = [e for e in world.telegram.edits if int(e["message_id"]) == card["message_id"]]
+    assert t("status.reopened") in str(edits[-1].get("text"))
+    await rauf.press(buttons[t("staff.btn_work")])  # back at work on it
+    await eventually(
+        lambda: [x for x in world.telegram_texts(501) if t("status.in_progress") in x][1:],
+        "in progress again",
+    )
+    async with db.transaction() as session:
+        application = (await session.scalars(select(Application))).one()
+    assert application.status == "in_progress"
 
 
 async def test_an_application_from_a_region_no_department_serves_lands_in_the_default_staff_chat(

@@ -23,10 +23,12 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, inspect
 from sqlalchemy.engine import make_url
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.core.service import Conversations
+from bot.staff.desk import StaffDesk
 from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text
+from dialogs.lifecycle import Status
 from dialogs.replies import Message
 from dialogs.state import Step
 from locales import Msg, catalog, translate
@@ -55,6 +57,7 @@ AZ_LETTERS = set("əğıöüşçƏĞİÖÜŞÇ")
 CYRILLIC = re.compile(r"[а-яА-ЯёЁ]")
 HTML = "<b>x</b><script>alert(1)</script>"
 SQL = "'; DROP TABLE application;--"
+RATER = "+994505095972"  # one residential account in Lənkəran, filed for only by the rating walks
 
 
 # ---- the databases, once per module and backend ---------------------------------------------------
@@ -224,6 +227,36 @@ async def _to_confirm_cancel(c: Chat) -> None:
     await c.press("cancel_app")
 
 
+async def _to_completed(c: Chat) -> None:
+    """A completed application of RATER's, whom only these walks file for: each walk files a new one."""
+    await fill_residential(c, phone=RATER)
+    await c.press("send")
+    async with c.service.db.transaction() as session:
+        number = (
+            await session.scalars(select(Application.number).order_by(col(Application.id).desc()))
+        ).first()
+    desk = StaffDesk(c.service.db, clock=c.service.clock)
+    await desk.set_status(str(number), Status.IN_PROGRESS, "staff:1", None)
+    await desk.set_status(str(number), Status.COMPLETED, "staff:1", "Kabel dəyişdirildi.")
+    await c.command("my")
+    await c.press(next(i for i in c.choice_ids if i.startswith("app:")))  # the newest first
+
+
+async def _to_rate_stars(c: Chat) -> None:
+    await _to_completed(c)
+    await c.press("rate")
+
+
+async def _to_reopen_reason(c: Chat) -> None:
+    await _to_completed(c)
+    await c.press("reopen")
+
+
+async def _to_rate_comment(c: Chat) -> None:
+    await _to_rate_stars(c)
+    await c.press("stars:3")
+
+
 WALKS: dict[Step, Callable[[Chat], Awaitable[None]]] = {
     Step.MENU: _to_menu,
     Step.LANGUAGE: _to_language,
@@ -245,6 +278,9 @@ WALKS: dict[Step, Callable[[Chat], Awaitable[None]]] = {
     Step.MY_LIST: _to_my_list,
     Step.APP_DETAIL: _to_app_detail,
     Step.CONFIRM_CANCEL: _to_confirm_cancel,
+    Step.RATE_STARS: _to_rate_stars,
+    Step.RATE_COMMENT: _to_rate_comment,
+    Step.REOPEN_REASON: _to_reopen_reason,
 }
 
 
@@ -365,6 +401,17 @@ VALID_THERE = {
     # The contact question's choices are keyboard buttons in Telegram, which send their label: "Back"
     # typed there is "Back" (test_conversation: a choice sent as its label).
     Step.ASK_PHONE: {"label_back_typed"},
+    # A rating's comment is any readable text, emoji and markup included (shown as plain text).
+    Step.RATE_COMMENT: {
+        "emoji_only",
+        "sql",
+        "html",
+        "label_send_typed",
+        "label_back_typed",
+        "choice_id_typed",
+    },
+    # A reopened application's reason is checked as a description is.
+    Step.REOPEN_REASON: {"sql", "html", "label_send_typed", "choice_id_typed"},
 }
 
 CASES = [

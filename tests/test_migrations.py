@@ -73,6 +73,10 @@ SEED = {
     ),
     "staff_thread": ("application_id, chat_id, created_at", f"1, -100, {_T}"),
     "lease": ("name, holder, expires_at", f"'metrics', 'host:1', {_T}"),
+    "rating": (
+        "application_id, stars, comment, channel, user_key, created_at",
+        f"1, 2, 'Gec gəldilər', 'telegram', '42', {_T}",
+    ),
 }
 
 

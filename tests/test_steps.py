@@ -89,7 +89,7 @@ def _view(status: str) -> ApplicationView:
 def test_what_a_status_means_to_the_subscriber(status: Status) -> None:
     """As the dialog showed it before it asked the view: a due date while open, "cancel" until work starts."""
     view = _view(status.value)
-    assert view.open == (status in (Status.REGISTERED, Status.IN_PROGRESS))
+    assert view.open == (status in (Status.REGISTERED, Status.IN_PROGRESS, Status.REOPENED))
     assert view.cancellable == (status == Status.REGISTERED)
 
 

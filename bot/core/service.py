@@ -136,8 +136,19 @@ class RegistryAdapter:
 
 
 def application_view(
-    app: Application, history: Sequence[Any] = (), done_within: timedelta | None = None
+    app: Application,
+    history: Sequence[Any] = (),
+    done_within: timedelta | None = None,
+    stars: int | None = None,
+    reopen_within: timedelta | None = None,
 ) -> ports.ApplicationView:
+    entries = tuple(ports.StatusEntry(c.new_status, as_utc(c.created_at), c.note) for c in history)
+    completions = [entry.at for entry in entries if entry.status == lifecycle.Status.COMPLETED]
+    reopen_until = None
+    if reopen_within is not None and completions and lifecycle.reopenable(app.status):
+        reopen_until = max(completions) + reopen_within
+    # Reopened, it is late by the first deadline already: no due date is promised to the subscriber.
+    due = done_within is not None and app.status != lifecycle.Status.REOPENED
     return ports.ApplicationView(
         id=app.id or 0,
         number=app.number,
@@ -148,8 +159,10 @@ def application_view(
         status=app.status,
         created_at=as_utc(app.created_at),
         result=app.result,
-        history=tuple(ports.StatusEntry(c.new_status, as_utc(c.created_at), c.note) for c in history),
-        due_at=staff.due_at(app, done_within) if done_within is not None else None,
+        history=entries,
+        due_at=staff.due_at(app, done_within) if due and done_within is not None else None,
+        stars=stars,
+        reopen_until=reopen_until,
     )
 
 
@@ -199,7 +212,9 @@ class ApplicationsAdapter:
             return None
         bind(application=app.number)
         history = (await applications.histories(self.session, [application_id]))[application_id]
-        return application_view(app, history, self.policy.done_within)
+        rated = await applications.rating(self.session, application_id)
+        stars = rated.stars if rated is not None else None
+        return application_view(app, history, self.policy.done_within, stars, self.policy.reopen_within)
 
     async def open_on(self, account_id: int, point_id: int | None) -> ports.ApplicationView | None:
         app = await applications.open_on(self.session, account_id, point_id)
@@ -208,6 +223,35 @@ class ApplicationsAdapter:
     async def follow(self, subscriber: ports.Subscriber, application_id: int, lang: str) -> None:
         channel, user_key = subscriber.channel, subscriber.user_key
         await applications.follow(self.session, application_id, channel, user_key, lang, self.now)
+
+    async def reopen(self, application_id: int, reason: str, actor: str) -> None:
+        try:
+            await applications.reopen(
+                self.session,
+                application_id,
+                reason,
+                actor=actor,
+                within=self.policy.reopen_within,
+                now=self.now,
+            )
+        except lifecycle.IllegalTransition as exc:
+            raise DialogError(Msg(exc.key, dict(exc.params))) from exc
+
+    async def rate(
+        self, subscriber: ports.Subscriber, application_id: int, stars: int, comment: str | None
+    ) -> bool:
+        try:
+            return await applications.rate(
+                self.session,
+                application_id,
+                stars,
+                comment,
+                channel=subscriber.channel,
+                user_key=subscriber.user_key,
+                now=self.now,
+            )
+        except lifecycle.IllegalTransition as exc:
+            raise DialogError(Msg(exc.key, dict(exc.params))) from exc
 
     async def replied_to(self, subscriber: ports.Subscriber, message_ref: str) -> int | None:
         found = await staff.linked(self.session, subscriber.channel, subscriber.user_key, message_ref)

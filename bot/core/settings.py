@@ -229,6 +229,7 @@ class StaffSettings(BaseSettings):
     departments_file: Path | None = None
     sla_take_hours: float = Field(default=4, gt=0, le=24 * 30)
     sla_done_days: float = Field(default=5, gt=0, le=365)
+    reopen_days: float = Field(default=7, ge=0, le=365)  # 0: a completed application is not reopened
     deadline_check_seconds: float = Field(default=60, ge=0.5, le=3600)  # how often deadlines are looked at
 
     def policy(self) -> StaffPolicy:
@@ -244,7 +245,10 @@ class StaffSettings(BaseSettings):
                 "department serves a group of their own, or add their regions to that department"
             )
         return StaffPolicy(
-            departments, timedelta(hours=self.sla_take_hours), timedelta(days=self.sla_done_days)
+            departments,
+            timedelta(hours=self.sla_take_hours),
+            timedelta(days=self.sla_done_days),
+            timedelta(days=self.reopen_days),
         )
 
     @field_validator("departments_file")

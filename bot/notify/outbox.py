@@ -56,11 +56,22 @@ class Sender(Protocol):
         ...
 
 
-def chat_text(notification: Notification, departments: Departments) -> str:
-    """What a chat message to a subscriber says: a status change, or a department's message, signed."""
+def chat_text(
+    notification: Notification, departments: Departments, reopen_within: timedelta = timedelta(0)
+) -> str:
+    """What a chat message to a subscriber says: a status change, or a department's message, signed.
+
+    The news of work completed asks for a rating and, when REOPEN_DAYS allows it, says how long the
+    application may be reopened (both in "My applications")."""
     lang, payload = notification.lang, notification.payload
     hint = translate(Msg("notify.reply_hint"), lang)
     if notification.kind == "status":
+        if payload.get("key") == notices.RATE_NEWS:
+            hints = [Msg("notify.rate_hint")]
+            if reopen_within > timedelta(0):
+                days = f"{reopen_within.total_seconds() / 86400:g}"
+                hints.append(Msg("notify.reopen_hint", {"days": days}))
+            return "\n\n".join(translate(m, lang) for m in (payload_msg(payload), *hints))
         if payload.get("key") in notices.RESULT_NEWS_KEYS:  # closed: it takes no more messages
             return translate(payload_msg(payload), lang)
         return translate(payload_msg(payload), lang) + "\n\n" + hint

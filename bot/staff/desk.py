@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from babel.numbers import format_decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -525,6 +526,12 @@ class StaffDesk:
         ):
             shown = age(median) if median is not None else "—"
             lines.append(Msg("staff.stats_median", {"days": days, "median": shown, "count": count}))
+        lang = department.lang
+        for period, rated in (
+            (Msg("staff.stats_period_days", {"days": 30}), stats.ratings_30),
+            (Msg("staff.stats_period_all"), stats.ratings_all),
+        ):
+            lines.append(_ratings_line(period, rated, lang))
         return lines
 
     # ---- the card and the deadlines -----------------------------------------------------------------
@@ -654,6 +661,20 @@ def _refused(
         act.record(action, False, application_id, "not on the department's staff")
         return Reaction(Msg("staff.refused_not_staff"), alert=True)
     return None
+
+
+def _ratings_line(period: Msg, rated: staff.Ratings, lang: str) -> Msg:
+    """The subscribers' ratings over a period: the average, and the share of low ones (1–2 stars)."""
+    if rated.average is None:
+        return Msg("staff.stats_rating_none", {"period": period})
+    params = {
+        "period": period,
+        "average": format_decimal(rated.average, "0.0", locale=lang),
+        "count": rated.count,
+        "low": rated.low,
+        "share": format_decimal(rated.low_share * 100, "0", locale=lang),
+    }
+    return Msg("staff.stats_rating", params)
 
 
 async def _take(act: _Act, application: Application) -> Reaction:

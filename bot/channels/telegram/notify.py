@@ -71,4 +71,4 @@ class TelegramNotifier:
 
     def _content(self, notification: Notification) -> tuple[str, str | None]:
         photo = notification.payload.get("photo") if notification.kind == "staff_message" else None
-        return chat_text(notification, self.policy.departments), photo or None
+        return chat_text(notification, self.policy.departments, self.policy.reopen_within), photo or None

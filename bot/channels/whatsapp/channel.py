@@ -339,7 +339,7 @@ class WhatsAppChannel:
         async with self.db.transaction() as session:
             last = await conversations.last_inbound(session, CHANNEL, notification.user_key)
         now = self.clock()
-        text = chat_text(notification, self.policy.departments)
+        text = chat_text(notification, self.policy.departments, self.policy.reopen_within)
         if last is not None and now - last < WINDOW:
             body: Body = {"type": "text", "text": {"body": text[:4096]}}
             photo = notification.payload.get("photo") if notification.kind == "staff_message" else None
