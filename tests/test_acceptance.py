@@ -372,7 +372,7 @@ async def test_a_low_rating_after_the_result_reaches_the_staff_thread_once(
     stats = await eventually(
         lambda: [x for x in world.telegram_texts(BAKI) if "⭐" in x], "the /stats answer"
     )
-    assert "orta 1,0 (1 qiymət)" in stats[-1] and "%100" in stats[-1]
+    assert "orta bal 1,0 (1 qiymət)" in stats[-1] and "100%" in stats[-1]
 
 
 async def test_a_reopened_application_is_back_in_the_staff_group_with_the_reason(

@@ -288,7 +288,7 @@ async def test_stats_show_the_average_rating_and_the_share_of_low_ones(chat: Cha
         await rater.press(f"stars:{stars}")
         await rater.press("skip")
     shown = await stats()
-    assert "orta 3,5 (2 qiymət), aşağı (1–2 ulduz): 1, yəni %50" in shown
+    assert "orta bal 3,5 (2 qiymət), aşağı qiymətlər (1–2 ulduz): 1, yəni 50%" in shown
 
     clock.advance(days=31)  # a month on, one more: the last 30 days hold only it
     rater = Chat(chat.service, user="c")
@@ -298,5 +298,5 @@ async def test_stats_show_the_average_rating_and_the_share_of_low_ones(chat: Cha
     await rater.press("stars:4")
     await rater.press("skip")
     shown = await stats()
-    assert "(son 30 gün): orta 4,0 (1 qiymət), aşağı (1–2 ulduz): 0, yəni %0" in shown
-    assert "(bütün dövr): orta 3,7 (3 qiymət), aşağı (1–2 ulduz): 1, yəni %33" in shown
+    assert "(son 30 gün): orta bal 4,0 (1 qiymət), aşağı qiymətlər (1–2 ulduz): 0, yəni 0%" in shown
+    assert "(bütün dövr): orta bal 3,7 (3 qiymət), aşağı qiymətlər (1–2 ulduz): 1, yəni 33%" in shown

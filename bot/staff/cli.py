@@ -13,7 +13,8 @@ import sys
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from alembic.util.exc import CommandError
 from sqlalchemy.engine import make_url
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from bot.core.settings import Settings, SettingsError
+from bot.staff import export
 from bot.staff.desk import StaffDesk, refusal
 from dialogs.lifecycle import ALLOWED_BY, OPEN, IllegalTransition, Role, Status
 from dialogs.validate import display_phone
@@ -231,6 +233,21 @@ def add_applications_parser(commands: argparse._SubParsersAction[argparse.Argume
     move.add_argument("--to", required=True, metavar="KEY", help="the department's key in DEPARTMENTS_FILE")
     move.add_argument("--actor", type=actor_name, required=True, metavar="NAME", help="who moves it")
 
+    export = sub.add_parser(
+        "export",
+        help="the applications registered in a period, as CSV or XLSX, for reports",
+        description="Personal data is masked unless --full is given; a cell a spreadsheet would run as a "
+        "formula is escaped with a leading apostrophe.",
+    )
+    export.add_argument("--from", dest="first", required=True, type=_day, metavar="DAY", help="the first day")
+    export.add_argument("--to", dest="last", required=True, type=_day, metavar="DAY", help="the last day")
+    export.add_argument("--format", choices=("csv", "xlsx"), default="csv", help="default csv")
+    export.add_argument("--department", metavar="KEY", help="only this department's (its key, e.g. baki)")
+    export.add_argument(
+        "--output", "-o", type=Path, metavar="FILE", help="where to write (csv: standard output by default)"
+    )
+    export.add_argument("--full", action="store_true", help="phones, e-mails, names and locations in full")
+
 
 # ---- the commands ----------------------------------------------------------------------------------
 
@@ -243,6 +260,8 @@ async def cmd_applications(
     command = args.applications_command
     try:
         sla = deadlines(settings)
+        if command == "export":
+            _check_export(args)
         if command in ("show", "set-status", "link", "transfer"):
             _check_ref(args.number)
         if command == "link":
@@ -259,6 +278,8 @@ async def cmd_applications(
             return await _link(db, args.number, args.to, args.actor, at)
         if command == "transfer":
             return await _transfer(db, settings, args.number, args.to, args.actor, at)
+        if command == "export":
+            return await _export(db, args)
         return await _set_status(db, args.number, Status(args.status), args.note, args.actor, at)
 
     return await on_database(settings, work)
@@ -488,6 +509,44 @@ async def _transfer(db: Database, settings: Settings, ref: str, to: str, actor: 
             + (f" (departments: {known})" if exc.key == "staff.move_unknown" else "")
         )
     print(f"{app.number} moved to {department.key} ({department.name(LANG)}); its subscriber will be told")
+    return 0
+
+
+def _day(value: str) -> date:
+    for fmt in ("%Y-%m-%d", "%d.%m.%Y"):
+        try:
+            return datetime.strptime(value.strip(), fmt).date()
+        except ValueError:
+            continue
+    raise argparse.ArgumentTypeError(f"not a day: {cell(value)!r} (write 2026-11-01 or 01.11.2026)")
+
+
+def _check_export(args: argparse.Namespace) -> None:
+    if args.last < args.first:
+        raise CliError(f"--to {args.last:%Y-%m-%d} is before --from {args.first:%Y-%m-%d}")
+    if args.format == "xlsx" and args.output is None:
+        raise CliError("--format xlsx needs --output FILE (a workbook is not text for a terminal)")
+    if args.output is not None and args.output.is_dir():
+        raise CliError(f"--output {args.output} is a folder")
+
+
+async def _export(db: Database, args: argparse.Namespace) -> int:
+    period = export.Period.of_days(args.first, args.last)
+    target = args.output
+    if args.format == "xlsx":
+        partial = target.with_name(target.name + ".partial")
+        count = await export.write_xlsx(partial, db, period, args.department, args.full)
+        partial.replace(target)  # a file that is there is whole
+    elif target is None:
+        count = await export.write_csv(sys.stdout, db, period, args.department, args.full)
+    else:
+        partial = target.with_name(target.name + ".partial")
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            count = await export.write_csv(out, db, period, args.department, args.full)
+        partial.replace(target)
+    where = f" to {target}" if target is not None else ""
+    kept = "in full: keep the file safe" if args.full else "personal data masked"
+    print(f"{count} application(s) exported{where} ({kept})", file=sys.stderr)
     return 0
 
 
