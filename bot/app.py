@@ -260,6 +260,7 @@ async def build(
     database_metrics = DatabaseMetrics(database, period)
     jobs = [
         desk.check_deadlines,
+        desk.remind_visits,
         _pruner(database, timedelta(days=settings.database.retention_days)),
         database_metrics.renew,
     ]

@@ -13,6 +13,7 @@ and the same question again. The graph:
       └─my→ MY_LIST → APP_DETAIL → CONFIRM_CANCEL
                           └─(completed)→ RATE_STARS → RATE_COMMENT → APP_DETAIL   (feedback.py)
                           └─(completed)→ REOPEN_REASON → APP_DETAIL                 (feedback.py)
+                          └─(visit times offered)→ pick one → APP_DETAIL            (visits.py)
 
 A chat may confirm more than one phone ("another phone", at the menu or the account question); it
 keeps them all, and offers the accounts of every one. A new application while a draft waits asks
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from dialogs import feedback, identify, validate
+from dialogs import feedback, identify, validate, visits
 from dialogs.catalog import DESCRIBE_REASONS, EDITABLE, NO_POWER, REASONS, SAFETY_REASON
 from dialogs.errors import DialogError, Invalid
 from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text, Unsupported
@@ -153,6 +154,8 @@ async def _dispatch(state: State, event: Event, ctx: Context) -> tuple[State, No
 
 async def _why_not(state: State, choice: str, ctx: Context) -> Msg:
     """A button of the current question that it no longer shows: why, when we can say it."""
+    if state.step == Step.APP_DETAIL and visits.is_visit(choice):
+        return visits.why_not(await feedback.viewed(state, ctx), choice, ctx.now) or Msg("error.stale_button")
     return await feedback.explain(state, choice, ctx) or Msg("error.stale_button")
 
 
@@ -681,6 +684,8 @@ async def _on_app_detail(state: State, event: Event, ctx: Context) -> tuple[Stat
         return state.go(Step.RATE_STARS), ()
     if isinstance(event, Pressed) and event.choice == feedback.REOPEN.id:
         return state.go(Step.REOPEN_REASON), ()
+    if isinstance(event, Pressed) and visits.is_visit(event.choice):
+        return await visits.on_choice(state, event, ctx)
     if isinstance(event, Pressed) and event.choice == "new":
         return await _start_application(state, ctx), ()
     if isinstance(event, Text | Photo):  # written with the application open: to its department
@@ -955,9 +960,10 @@ async def _ask_app_detail(state: State, ctx: Context) -> Message:
         return Message((*parts, *lines), (*after, Choice("new", Msg("menu.new")), BACK))
     if app.due_at is not None:
         parts.append(Msg("app.due", {"date": app.due_at}))
-    parts.append(Msg("app.write_hint"))
+    visit_lines, visit_choices = visits.detail(app.visit, ctx.now)
+    parts += [*visit_lines, Msg("app.write_hint")]
     choices = [Choice("cancel_app", Msg("app.cancel"))] if app.cancellable else []
-    return Message(tuple(parts), (*choices, BACK))
+    return Message(tuple(parts), (*visit_choices, *choices, BACK))
 
 
 async def _ask_confirm_cancel(state: State, ctx: Context) -> Message:

@@ -23,9 +23,12 @@ SMS = "sms"  # the application's mobile
 EMAIL = "email"  # the application's e-mail, when it has one
 THREAD = "thread"  # the application's thread in its staff chat
 TRANSFERRED = "transferred"  # the chat's news that another department has the application
+VISIT = "visit"  # the chat's news about visit times: proposed, or a reminder of the one picked
 REGISTERED = "registered"
 RESULT = "result"
-FALLBACK_KINDS = frozenset({"status", "staff_message", TRANSFERRED})  # chat messages an SMS may stand in for
+FALLBACK_KINDS = frozenset(
+    {"status", "staff_message", TRANSFERRED, VISIT}
+)  # chat messages an SMS may stand in for
 # A result's news by the status it closes with: a refusal gives its reason, not "the result".
 RESULT_NEWS = {Status.REJECTED: "notify.status_refused"}
 RESULT_NEWS_KEYS = frozenset({"notify.status_result", *RESULT_NEWS.values()})
@@ -85,6 +88,27 @@ def rated(number: str, stars: int, comment: str | None) -> list[Notice]:
     params = {"number": number, "stars": stars, "comment": comment or ""}
     key = "staff.note_rating_low_comment" if comment else "staff.note_rating_low"
     return [Notice(THREAD, "note", {"key": key, "params": params})]
+
+
+def visit_proposed(number: str, windows: list[str]) -> list[Notice]:
+    """Staff propose visit times: the subscriber is asked to pick one in "My applications"."""
+    params = {"number": number, "windows": "\n".join(f"• {w}" for w in windows)}
+    return [Notice(CHAT, VISIT, {"key": "notify.visit_proposed", "params": params})]
+
+
+def visit_chosen(number: str, window: str | None) -> list[Notice]:
+    """The subscriber picked a window (None: none suits): the thread hears it, the card shows it."""
+    if window is None:
+        said = {"key": "staff.note_visit_declined", "params": {"number": number}}
+        return [Notice(THREAD, "note", said)]
+    said = {"key": "staff.note_visit_chosen", "params": {"number": number, "window": window}}
+    return [Notice(THREAD, "note", said), Notice(THREAD, "card_refresh")]
+
+
+def visit_reminder(number: str, window: str) -> Notice:
+    """The evening before the visit, to the subscriber's chat."""
+    params = {"number": number, "window": window}
+    return Notice(CHAT, VISIT, {"key": "notify.visit_reminder", "params": params})
 
 
 def chat_lost(kind: str, payload: dict[str, Any], number: str) -> Notice | None:

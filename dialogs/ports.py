@@ -45,6 +45,27 @@ class StatusEntry:
     note: str | None
 
 
+Window = tuple[datetime, datetime]  # a visit's start and end, UTC
+
+
+@dataclass(frozen=True, slots=True)
+class VisitView:
+    """The visit times staff proposed, and what the subscriber made of them."""
+
+    proposal: int  # names the proposal on its buttons: the second it was made
+    windows: tuple[Window, ...]
+    chosen: int | None = None
+    declined: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VisitChoice:
+    """What became of a pick (or of "none of these"), as storage saw it."""
+
+    outcome: str  # "ok" | "declined" | anything else: refused, `dialogs.visits.why_not` says why
+    window: Window | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ApplicationView:
     id: int
@@ -60,6 +81,7 @@ class ApplicationView:
     due_at: datetime | None = None  # by when a result is due, while it is open
     stars: int | None = None  # the subscriber's rating, once given
     reopen_until: datetime | None = None  # a completed one: the subscriber may reopen it until then
+    visit: VisitView | None = None  # visit times staff proposed, while it is open
 
     # What the status means for the subscriber, so the dialog never spells a status itself.
 
@@ -172,6 +194,11 @@ class Applications(Protocol):
     async def reopen(self, application_id: int, reason: str, actor: str) -> None:
         """Reopen a completed application with the subscriber's reason; raises
         `dialogs.errors.DialogError` when it may not be (not completed, too late, reopened before)."""
+        ...
+
+    async def choose_visit(self, application_id: int, proposal: int, index: int | None) -> VisitChoice:
+        """Pick window `index` of that proposal (None: none of them suits), once, with the staff
+        thread told; refused (outcome not "ok"/"declined") when closed, replaced, past or decided."""
         ...
 
     async def replied_to(self, subscriber: Subscriber, message_ref: str) -> int | None:

@@ -347,3 +347,21 @@ class Rating(SQLModel, table=True):
     channel: str = Field(max_length=16)  # the chat that rated it
     user_key: str = Field(max_length=64)
     created_at: datetime = _ts(index=True)
+
+
+class Visit(SQLModel, table=True):
+    """The visit times staff proposed for an application, and the one the subscriber picked.
+
+    One row an application: a new proposal replaces the last one (and its pick and reminders)."""
+
+    __tablename__ = "visit"
+    application_id: int = Field(foreign_key="application.id", primary_key=True)
+    windows: list[list[str]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))  # UTC ISO
+    proposed_by: str = Field(max_length=128)  # the staff member's name, as the thread shows it
+    proposed_at: datetime = _ts()
+    chosen: int | None = None  # index into windows
+    chosen_start: datetime | None = _ts_or_none(index=True)  # the picked window's start: for reminders
+    chosen_at: datetime | None = _ts_or_none()
+    declined_at: datetime | None = _ts_or_none()  # "none of these suit me"
+    reminded_subscriber_at: datetime | None = _ts_or_none()
+    reminded_staff_at: datetime | None = _ts_or_none()

@@ -420,6 +420,50 @@ async def test_a_reopened_application_is_back_in_the_staff_group_with_the_reason
     assert application.status == "in_progress"
 
 
+async def test_staff_propose_visit_times_and_the_subscriber_picks_one_in_telegram(
+    world: World, running: Isiqbot, db: Database
+) -> None:
+    # The reminder the evening before needs the process's clock moved: tests/test_visits.py and
+    # tests/test_visit_staff_chat.py run it with a test clock.
+    elcin = TelegramUser(world.telegram, 508)
+    await file_in_telegram(elcin, "+994996510079", "168808605066007")
+    number = (await the_application(db)).number
+    await eventually(lambda: world.card(BAKI, number), "the card in the Baku group")
+
+    day = datetime.now(LOCAL_TZ).date() + timedelta(days=2)
+    first, second = f"{day:%d.%m} 10:00–12:00", f"{day:%d.%m} 14:00–16:00"
+    rauf = StaffMember(world.telegram, RAUF, BAKI, "Rauf")
+    await rauf.press(world.buttons(BAKI, number)[t("staff.btn_visit")])
+    prompt = await eventually(
+        lambda: [m for m in world.telegram.sent_to(BAKI) if "force_reply" in str(m.get("reply_markup"))],
+        "the visit prompt",
+    )
+    await rauf.text(f"{day:%d.%m} 10:00-12:00; {day:%d.%m} 14-16", reply_to=prompt[-1]["message_id"])
+    news = await eventually(
+        lambda: [x for x in world.telegram_texts(508) if f"• {second}" in x], "the times in Telegram"
+    )
+    assert number in news[0] and f"• {first}" in news[0]
+
+    await elcin.text("/my")
+    await elcin.press(t("my.open", number=number))
+    assert t("visit.window", window=second) in [label for label, _ in elcin.buttons()]
+    done = await elcin.press(t("visit.window", window=second))
+    assert t("visit.confirmed", number=number, window=second) in done
+
+    said = t("staff.note_visit_chosen", number=number, window=second)
+    await eventually(lambda: said in world.telegram_texts(BAKI), "the pick in the staff thread")
+    card = world.card(BAKI, number)
+    await eventually(
+        lambda: [
+            e
+            for e in world.telegram.edits
+            if int(e["message_id"]) == card["message_id"]
+            and t("staff.card_visit", window=second) in str(e.get("text"))
+        ],
+        "the visit on the card",
+    )
+
+
 async def test_an_application_from_a_region_no_department_serves_lands_in_the_default_staff_chat(
     tmp_path: Path, world: World, db: Database, db_url: str
 ) -> None:

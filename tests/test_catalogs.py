@@ -40,6 +40,7 @@ SAME_EVERYWHERE = {
     "terminal.sms",
     "terminal.staff_line",
     "terminal.staff_history",
+    "visit.window",  # the window itself, in numbers
 }
 AZ_LETTERS = set("əğıöüçşƏĞİÖÜÇŞ")
 

@@ -12,7 +12,7 @@ from bot.channels.telegram.staffchat import CALLBACK_RE
 from bot.channels.terminal import STATUS_COMMANDS, TerminalChannel
 from bot.core.departments import Departments
 from bot.notify.outbox import Permanent, Temporary, chat_text
-from bot.staff.desk import TAKE, WRITE, actions
+from bot.staff.desk import TAKE, VISIT, WRITE, actions
 from dialogs import lifecycle, notices
 from dialogs.lifecycle import STAFF_STEPS, Role, Status
 from locales import Msg, payload_msg, translate
@@ -136,7 +136,8 @@ async def test_a_photo_no_running_channel_keeps_is_refused_for_good() -> None:
 @pytest.mark.parametrize("status", list(Status))
 def test_the_cards_buttons_follow_the_lifecycle(status: Status) -> None:
     steps = [s.button for s in STAFF_STEPS if s.status in lifecycle.TRANSITIONS[status]]
-    expected = ([TAKE] if status in lifecycle.OPEN else []) + steps + [WRITE]
+    is_open = status in lifecycle.OPEN
+    expected = ([TAKE] if is_open else []) + steps + [WRITE] + ([VISIT] if is_open else [])
     assert actions(status.value) == expected
     for action in expected:
         assert CALLBACK_RE.fullmatch(f"s:12:{action}")

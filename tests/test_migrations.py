@@ -77,6 +77,10 @@ SEED = {
         "application_id, stars, comment, channel, user_key, created_at",
         f"1, 2, 'Gec gəldilər', 'telegram', '42', {_T}",
     ),
+    "visit": (
+        "application_id, windows, proposed_by, proposed_at, chosen, chosen_start",
+        f"1, '[[\"2026-12-02T06:00:00+00:00\", \"2026-12-02T08:00:00+00:00\"]]', 'Operator', {_T}, 0, {_T}",
+    ),
 }
 
 

@@ -102,7 +102,7 @@ async def test_staff_work_on_a_reopened_one_again_and_it_is_not_reopened_twice(c
     await open_detail(chat, application)
     await chat.press("reopen")
     await chat.type(REASON)
-    assert actions("reopened") == ["take", "work", "reject", "msg"]  # the card's buttons are back
+    assert actions("reopened") == ["take", "work", "reject", "msg", "visit"]  # the card's buttons are back
 
     desk = StaffDesk(chat.service.db, clock=chat.service.clock, policy=chat.service.policy)
     card = await desk.card(application.number)

@@ -162,7 +162,7 @@ async def test_a_new_application_gets_a_card_in_its_departments_chat(desk: Desk)
     assert "Məmmədov Elçin" in text and "Telegram" in text and "qeydə alınıb" in text
     assert "parse_mode" not in card  # plain text: nothing a subscriber wrote is markup
     assert set(desk.buttons()) == {
-        t(f"staff.btn_{a}") for a in ("take", "work", "reject", "msg", "canned", "move")
+        t(f"staff.btn_{a}") for a in ("take", "work", "reject", "msg", "visit", "canned", "move")
     }
     assert desk.fake.sent_to(GENCE) == [] and desk.fake.sent_to(FALLBACK) == []
 

@@ -24,7 +24,8 @@ from bot.core.clock import Clock, system_clock
 from bot.core.context import bind, log_context
 from bot.core.links import LinkSigner
 from bot.core.policy import StaffPolicy
-from dialogs import lifecycle, ports
+from dialogs import lifecycle, notices, ports
+from dialogs import visits as dialogs_visits
 from dialogs.errors import DialogError
 from dialogs.events import Event
 from dialogs.machine import Dialog
@@ -32,7 +33,7 @@ from dialogs.replies import Message, Outcome
 from dialogs.state import State
 from dialogs.validate import mask_phone
 from locales import Msg, normalize_language
-from storage import applications, codes, conversations, outages, outbox, registry, staff
+from storage import applications, codes, conversations, outages, outbox, registry, staff, visits
 from storage.db import Database, as_utc, storage_unavailable
 from storage.models import Application
 
@@ -141,6 +142,7 @@ def application_view(
     done_within: timedelta | None = None,
     stars: int | None = None,
     reopen_within: timedelta | None = None,
+    visit: ports.VisitView | None = None,
 ) -> ports.ApplicationView:
     entries = tuple(ports.StatusEntry(c.new_status, as_utc(c.created_at), c.note) for c in history)
     completions = [entry.at for entry in entries if entry.status == lifecycle.Status.COMPLETED]
@@ -163,6 +165,7 @@ def application_view(
         due_at=staff.due_at(app, done_within) if due and done_within is not None else None,
         stars=stars,
         reopen_until=reopen_until,
+        visit=visit if lifecycle.is_open(app.status) else None,
     )
 
 
@@ -214,7 +217,21 @@ class ApplicationsAdapter:
         history = (await applications.histories(self.session, [application_id]))[application_id]
         rated = await applications.rating(self.session, application_id)
         stars = rated.stars if rated is not None else None
-        return application_view(app, history, self.policy.done_within, stars, self.policy.reopen_within)
+        visit = visits.view(await visits.get(self.session, application_id))
+        return application_view(
+            app, history, self.policy.done_within, stars, self.policy.reopen_within, visit
+        )
+
+    async def choose_visit(self, application_id: int, proposal: int, index: int | None) -> ports.VisitChoice:
+        app = await staff.get_for_update(self.session, application_id)
+        if app is None:
+            return ports.VisitChoice("closed")
+        done, _ = await visits.choose(self.session, app, proposal, index, self.now)
+        if done.outcome in ("ok", "declined"):
+            window = dialogs_visits.shown(done.window) if done.window is not None else None
+            await applications.tell(self.session, app, notices.visit_chosen(app.number, window), self.now)
+            log.info("application %s: visit %s", app.number, done.outcome)
+        return done
 
     async def open_on(self, account_id: int, point_id: int | None) -> ports.ApplicationView | None:
         app = await applications.open_on(self.session, account_id, point_id)

@@ -75,6 +75,8 @@ def chat_text(
         if payload.get("key") in notices.RESULT_NEWS_KEYS:  # closed: it takes no more messages
             return translate(payload_msg(payload), lang)
         return translate(payload_msg(payload), lang) + "\n\n" + hint
+    if notification.kind == notices.VISIT:  # visit times proposed, or tomorrow's visit
+        return translate(payload_msg(payload), lang) + "\n\n" + hint
     if notification.kind == outages.NEWS:  # about an outage, not an application: nothing to reply to
         return translate(payload_msg(payload), lang)
     if notification.kind == broadcasts.NEWS:  # staff's words, under a line saying whose they are

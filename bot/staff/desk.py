@@ -1,9 +1,10 @@
 """The staff desk: what staff may do with applications, decided in one place that no transport owns.
 
-Take, change the status, write to the subscriber, move to another department, /open, /find, /stats,
-the card's lines and the deadline reminders are decided here, over storage, and come back as neutral
-`Reaction`s and `Msg` lines. The Telegram staff chat turns them into toasts, prompts and messages;
-the terminal's staff view and `isiqbot applications` call the same methods. Which steps exist comes
+Take, change the status, write to the subscriber, propose visit times, move to another department,
+/open, /find, /stats, the card's lines and the deadline and visit reminders are decided here, over
+storage, and come back as neutral `Reaction`s and `Msg` lines. The Telegram staff chat turns them
+into toasts, prompts and messages; the terminal's staff view and `isiqbot applications` call the
+same methods. Which steps exist comes
 from `dialogs.lifecycle`, so a new status needs nothing here.
 
 The methods that take a `session` run inside the caller's transaction (the staff chat records the
@@ -27,11 +28,13 @@ from bot.core.clock import Clock, system_clock
 from bot.core.context import bind
 from bot.core.departments import Department
 from bot.core.policy import StaffPolicy
-from dialogs import lifecycle, notices
+from dialogs import lifecycle, notices, visits
+from dialogs.errors import Invalid
 from dialogs.lifecycle import IllegalTransition, Role, Status
 from dialogs.validate import display_phone
 from locales import Msg, translate
 from storage import applications, outbox, staff
+from storage import visits as visit_rows
 from storage.applications import account_label
 from storage.db import Database, as_utc
 from storage.models import Application, Notification, Person, StatusChange
@@ -43,7 +46,8 @@ MOVE = "move"  # the card's button that offers the other departments to move the
 TO = "to:"  # a department offered after MOVE: `to:<key>` moves the application there
 CANNED = "canned"  # the card's button that offers the department's canned replies
 REPLY = "r:"  # a canned reply offered after CANNED: `r:<key>` sends it to the subscriber
-ACTIONS = (TAKE, *(step.button for step in lifecycle.STAFF_STEPS), WRITE, CANNED, MOVE)
+VISIT = "visit"  # the card's button that asks for up to three visit windows to offer the subscriber
+ACTIONS = (TAKE, *(step.button for step in lifecycle.STAFF_STEPS), WRITE, VISIT, CANNED, MOVE)
 STEP_BY_BUTTON = {step.button: step for step in lifecycle.STAFF_STEPS}
 COMMANDS = ("open", "find", "stats")
 RELAY_MAX = 3500  # characters of a staff message to a subscriber
@@ -82,10 +86,13 @@ class Prompt:
 
     application_id: int
     number: str
-    action: str  # a step's button that needs a result, or WRITE
+    action: str  # a step's button that needs a result, WRITE or VISIT
     actor: Actor
 
     def text(self) -> Msg:
+        if self.action == VISIT:
+            params = {"name": self.actor.name, "number": self.number, "example": visits.EXAMPLE}
+            return Msg("staff.ask_visit", {**params, "max": visits.MAX_WINDOWS})
         if self.action == WRITE:
             return Msg("staff.ask_message", {"name": self.actor.name, "number": self.number})
         status = status_msg(STEP_BY_BUTTON[self.action].status)
@@ -138,11 +145,15 @@ def refusal(exc: IllegalTransition) -> Msg:
 
 
 def actions(status: str, movable: bool = False, canned: bool = False) -> list[str]:
-    """The card's buttons for an application in this status, in order: CANNED when the department has
-    canned replies, MOVE while it is open and there is another department to move it to."""
+    """The card's buttons for an application in this status, in order: VISIT while it is open, CANNED
+    when the department has canned replies, MOVE while it is open and there is another department."""
     steps = [step.button for step in lifecycle.next_steps(status)]
     is_open = lifecycle.is_open(status)
-    extra = [*([CANNED] if canned else []), *([MOVE] if is_open and movable else [])]
+    extra = [
+        *([VISIT] if is_open else []),
+        *([CANNED] if canned else []),
+        *([MOVE] if is_open and movable else []),
+    ]
     return [*([TAKE] if is_open else []), *steps, WRITE, *extra]
 
 
@@ -385,6 +396,8 @@ class StaffDesk:
             return Reaction(
                 Msg("staff.toast_write"), prompt=Prompt(application_id, application.number, action, actor)
             )
+        if action == VISIT:
+            return _ask_visit(act, application)
         if action == MOVE:
             return self._offer(act, application, department)
         if action == CANNED:
@@ -423,6 +436,10 @@ class StaffDesk:
             if prompt[1] != actor.id:
                 return Reaction(answer=[Msg("staff.prompt_other")])
             return await _result(act, application, STEP_BY_BUTTON[prompt[0]], text)
+        if prompt is not None and prompt[0] == VISIT:
+            if prompt[1] != actor.id:
+                return Reaction(answer=[Msg("staff.prompt_other")])
+            return await _propose(act, application, text)
         return self._relay(act, department, application, text, photo)
 
     def _relay(
@@ -545,8 +562,9 @@ class StaffDesk:
         person: Person | None,
         lang: str,
         deliveries: Sequence[tuple[str, str]] = (),
+        visit: Msg | None = None,
     ) -> str:
-        """The staff card, as it is for the application's current state."""
+        """The staff card, as it is for the application's current state (`visit`: its visit line)."""
         lines = [
             Msg("staff.card_title", {"number": application.number}),
             Msg(f"staff.card_kind_{application.kind}"),
@@ -571,6 +589,8 @@ class StaffDesk:
         channel = self.channels.label(application.channel)
         lines.append(Msg("staff.card_channel", {"channel": channel, "date": as_utc(application.created_at)}))
         lines += self._state_lines(application, lang, deliveries)
+        if visit is not None and lifecycle.is_open(application.status):
+            lines.append(visit)
         return "\n".join(translate(line, lang) for line in lines)
 
     def _state_lines(
@@ -617,6 +637,85 @@ class StaffDesk:
                     }
                 await staff.to_thread(session, application.id, "note", note, now)
         return len(flagged)
+
+    async def remind_visits(self, now: datetime) -> int:
+        """The evening before a picked visit (18:00 Baku), remind the subscriber's chat and the staff
+        thread, once each, whatever restarts or replicas; a visit picked after that hour was just
+        confirmed and is not reminded. Returns how many reminders were queued."""
+        queued = 0
+        async with self.db.transaction() as session:
+            for visit, application in await visit_rows.due_reminders(session, now, timedelta(days=2)):
+                window = visit_rows.chosen_window(visit)
+                assert application.id is not None
+                if window is None or visit.chosen_at is None or now < visits.remind_at(window[0]):
+                    continue
+                if as_utc(visit.chosen_at) >= visits.remind_at(window[0]):
+                    continue  # picked on the evening before or later: the confirmation was the reminder
+                shown = visits.shown(window)
+                if await visit_rows.claim(session, visit, "reminded_subscriber_at", now):
+                    told = [notices.visit_reminder(application.number, shown)]
+                    await applications.tell(session, application, told, now)
+                    queued += 1
+                if await visit_rows.claim(session, visit, "reminded_staff_at", now):
+                    note = {
+                        "key": "staff.note_visit_reminder",
+                        "params": {"number": application.number, "window": shown},
+                    }
+                    await staff.to_thread(session, application.id, "note", note, now)
+                    queued += 1
+        return queued
+
+
+async def card_visit(session: AsyncSession, application_id: int) -> Msg | None:
+    """The card's line about the visit: the one agreed, or the times offered and not answered yet."""
+    visit = await visit_rows.get(session, application_id)
+    if visit is None:
+        return None
+    chosen = visit_rows.chosen_window(visit)
+    if chosen is not None:
+        return Msg("staff.card_visit", {"window": visits.shown(chosen)})
+    if visit.declined_at is not None:
+        return Msg("staff.card_visit_declined")
+    offered = ", ".join(visits.shown(w) for w in visit_rows.windows_of(visit))
+    return Msg("staff.card_visit_offered", {"windows": offered})
+
+
+def _ask_visit(act: _Act, application: Application) -> Reaction:
+    """VISIT: a prompt for up to three windows, answered by replying to it."""
+    assert application.id is not None
+    if not lifecycle.is_open(application.status):
+        act.record(VISIT, False, application.id, f"already {application.status}")
+        return Reaction(Msg("staff.visit_closed", {"status": status_msg(application.status)}), alert=True)
+    act.record("ask_visit", True, application.id)
+    return Reaction(
+        Msg("staff.toast_write"), prompt=Prompt(application.id, application.number, VISIT, act.actor)
+    )
+
+
+async def _propose(act: _Act, application: Application, text: str) -> Reaction:
+    """The windows a VISIT prompt asked for: stored, offered to the subscriber, noted in the thread."""
+    assert application.id is not None
+    if not lifecycle.is_open(application.status):
+        act.record(VISIT, False, application.id, f"already {application.status}")
+        return Reaction(answer=[Msg("staff.visit_closed", {"status": status_msg(application.status)})])
+    try:
+        windows = visits.parse(text, act.now)
+    except Invalid as exc:
+        act.record(VISIT, False, application.id, f"unreadable: {exc.msg.key}")
+        return Reaction(answer=[exc.msg])
+    await visit_rows.propose(act.session, application.id, windows, act.actor.name, act.now)
+    act.record(VISIT, True, application.id, f"{len(windows)} windows")
+    shown = [visits.shown(window) for window in windows]
+    await applications.tell(
+        act.session, application, notices.visit_proposed(application.number, shown), act.now
+    )
+    note = {
+        "key": "staff.note_visit_proposed",
+        "params": {"name": act.actor.name, "windows": ", ".join(shown)},
+    }
+    await staff.to_thread(act.session, application.id, "note", note, act.now)
+    await staff.to_thread(act.session, application.id, "card_refresh", {}, act.now)
+    return Reaction(thumbs_up=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ from bot.staff.desk import (
     Reaction,
     StaffDesk,
     actions,
+    card_visit,
     delivery_summary,
 )
 from locales import Msg, payload_msg, translate
@@ -370,10 +371,11 @@ class StaffChat:
             )
             owed = await outbox.for_application(session, notification.application_id)
             is_photo = thread is not None and await _card_is_photo(session, thread)
+            visit = await card_visit(session, notification.application_id)
         if application is None or thread is None:
             raise Permanent("the application or its staff thread is gone")
         bind(application=application.number)  # on the outbox worker's lines about this message
-        card = _Card(application, thread, person, lang, delivery_summary(owed), is_photo)
+        card = _Card(application, thread, person, lang, delivery_summary(owed), is_photo, visit)
         if notification.kind == "card":
             return await self._post_card(card)
         if notification.kind == "card_refresh":
@@ -421,7 +423,7 @@ class StaffChat:
                     if row is not None:
                         row.topic_id = topic.message_thread_id
                 thread.topic_id = topic.message_thread_id
-        text, markup = self.card(application, card.person, lang, card.deliveries)
+        text, markup = self.card(application, card.person, lang, card.deliveries, card.visit)
         # One group message for an application where it fits: the photo, with the card as its caption
         # (a group may be sent 20 messages a minute). A longer card goes as text, the photo after it;
         # so does a card whose photo cannot be had or is refused: the card itself must reach staff.
@@ -512,7 +514,7 @@ class StaffChat:
         thread = card.thread
         if thread.card_message_id is None:
             return None  # the card is still queued, and will show the current state when it goes
-        text, markup = self.card(card.application, card.person, card.lang, card.deliveries)
+        text, markup = self.card(card.application, card.person, card.lang, card.deliveries, card.visit)
         if card.is_photo and len(text) > CAPTION_LIMIT:  # grown past a caption: the description gives way
             text = self._caption(card)
         edit: EditMessageText | EditMessageCaption = (
@@ -607,18 +609,19 @@ class StaffChat:
         person: Person | None,
         lang: str,
         deliveries: Sequence[tuple[str, str]] = (),
+        visit: Msg | None = None,
     ) -> tuple[str, InlineKeyboardMarkup]:
         """The card's text and buttons, as they are for the application's current state."""
-        text = self.desk.card_text(application, person, lang, deliveries)
+        text = self.desk.card_text(application, person, lang, deliveries, visit)
         return split_text(text)[0], self._buttons(application, lang)
 
     def _caption(self, card: _Card) -> str:
         """The card within a caption's 1024 characters, its description shortened to make room."""
-        text = self.desk.card_text(card.application, card.person, card.lang, card.deliveries)
+        text = self.desk.card_text(card.application, card.person, card.lang, card.deliveries, card.visit)
         description = card.application.description or ""
         keep = max(0, len(description) - (len(text) - CAPTION_LIMIT) - 1)
         shorter = card.application.model_copy(update={"description": description[:keep] + "…"})
-        text = self.desk.card_text(shorter, card.person, card.lang, card.deliveries)
+        text = self.desk.card_text(shorter, card.person, card.lang, card.deliveries, card.visit)
         return text[:CAPTION_LIMIT]
 
     def _has_replies(self, application: Application) -> bool:
@@ -655,6 +658,7 @@ class _Card:
     lang: str
     deliveries: Sequence[tuple[str, str]]
     is_photo: bool = False  # the card is the application's photo, its text the caption
+    visit: Msg | None = None  # the card's line about the visit times, when staff proposed some
 
 
 def _in_thread(thread: StaffThread | None) -> dict[str, Any]:
