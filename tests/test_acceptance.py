@@ -274,25 +274,35 @@ async def test_a_broadcast_reaches_every_open_application_of_the_region_in_both_
     assert not [text for text in world.telegram_texts(505) if words in text]
 
 
+async def filed_in_telegram(world: World, db: Database, user_id: int) -> tuple[TelegramUser, str]:
+    """Elçin files in Telegram from chat `user_id`; the card reaches the Baku group. Who, and the number."""
+    elcin = TelegramUser(world.telegram, user_id)
+    await file_in_telegram(elcin, "+994996510079", "168808605066007")
+    number = (await the_application(db)).number
+    await eventually(lambda: world.card(BAKI, number), "the card in the Baku group")
+    return elcin, number
+
+
+async def offered(world: World, marker: str) -> dict[str, str]:
+    """The buttons of the bot's latest question of choices in the Baku group (`:to:` departments,
+    `:r:` canned replies): label → callback data."""
+    asked = await eventually(
+        lambda: [m for m in world.telegram.sent_to(BAKI) if marker in str(m.get("reply_markup"))],
+        "the choices",
+    )
+    return {
+        b["text"]: b["callback_data"] for row in asked[-1]["reply_markup"]["inline_keyboard"] for b in row
+    }
+
+
 async def test_staff_move_an_application_to_another_department_and_everyone_hears_where_it_went(
     world: World, running: Isiqbot, db: Database
 ) -> None:
     gence, ganja = -1001000000002, "Gəncə Regional Elektrik Şəbəkəsi"
-    elcin = TelegramUser(world.telegram, 506)
-    await file_in_telegram(elcin, "+994996510079", "168808605066007")
-    number = (await the_application(db)).number
-    await eventually(lambda: world.card(BAKI, number), "the card in the Baku group")
-
+    _, number = await filed_in_telegram(world, db, 506)
     rauf = StaffMember(world.telegram, RAUF, BAKI, "Rauf")
     await rauf.press(world.buttons(BAKI, number)[t("staff.btn_move")])
-    question = await eventually(
-        lambda: [m for m in world.telegram.sent_to(BAKI) if ":to:" in str(m.get("reply_markup"))],
-        "the departments",
-    )
-    choices = {
-        b["text"]: b["callback_data"] for row in question[-1]["reply_markup"]["inline_keyboard"] for b in row
-    }
-    await rauf.press(choices[ganja])
+    await rauf.press((await offered(world, ":to:"))[ganja])
 
     card = await eventually(lambda: world.card(gence, number), "the card in the Gəncə group")
     assert t("staff.btn_take") in str(card["reply_markup"])
@@ -310,19 +320,10 @@ async def test_staff_move_an_application_to_another_department_and_everyone_hear
 async def test_a_canned_reply_picked_in_the_staff_chat_reaches_the_subscriber(
     world: World, running: Isiqbot, db: Database
 ) -> None:
-    elcin = TelegramUser(world.telegram, 507)
-    await file_in_telegram(elcin, "+994996510079", "168808605066007")
-    number = (await the_application(db)).number
-    await eventually(lambda: world.card(BAKI, number), "the card in the Baku group")
-
+    _, number = await filed_in_telegram(world, db, 507)
     rauf = StaffMember(world.telegram, RAUF, BAKI, "Rauf")
     await rauf.press(world.buttons(BAKI, number)[t("staff.btn_canned")])
-    question = await eventually(
-        lambda: [m for m in world.telegram.sent_to(BAKI) if ":r:" in str(m.get("reply_markup"))],
-        "the replies",
-    )
-    rows = question[-1]["reply_markup"]["inline_keyboard"]
-    await rauf.press({b["text"]: b["callback_data"] for row in rows for b in row}["Briqada yoldadır"])
+    await rauf.press((await offered(world, ":r:"))["Briqada yoldadır"])
 
     crew = "Briqada ünvanınıza yola düşüb"
     said = await eventually(
@@ -334,9 +335,10 @@ async def test_a_canned_reply_picked_in_the_staff_chat_reaches_the_subscriber(
     assert len(said) == 1
 
 
-async def test_a_low_rating_after_the_result_reaches_the_staff_thread_once(
-    world: World, running: Isiqbot, db: Database
-) -> None:
+async def completed_in_telegram(
+    world: World, db: Database
+) -> tuple[TelegramUser, StaffMember, str, list[str]]:
+    """Elçin files in Telegram and Rauf completes it from the Baku group: who, the number, the result news."""
     elcin = TelegramUser(world.telegram, 501)
     await file_in_telegram(elcin, "+994996510079", "168808605066007")
     number = (await the_application(db)).number
@@ -347,6 +349,13 @@ async def test_a_low_rating_after_the_result_reaches_the_staff_thread_once(
     news = await eventually(
         lambda: [x for x in world.telegram_texts(501) if "Sayğac dəyişdirildi" in x], "the result in chat"
     )
+    return elcin, rauf, number, news
+
+
+async def test_a_low_rating_after_the_result_reaches_the_staff_thread_once(
+    world: World, running: Isiqbot, db: Database
+) -> None:
+    elcin, rauf, number, news = await completed_in_telegram(world, db)
     assert t("notify.rate_hint") in news[-1]  # the result asks for a rating
 
     await elcin.text("/my")
@@ -378,16 +387,7 @@ async def test_a_low_rating_after_the_result_reaches_the_staff_thread_once(
 async def test_a_reopened_application_is_back_in_the_staff_group_with_the_reason(
     world: World, running: Isiqbot, db: Database
 ) -> None:
-    elcin = TelegramUser(world.telegram, 501)
-    await file_in_telegram(elcin, "+994996510079", "168808605066007")
-    number = (await the_application(db)).number
-    await eventually(lambda: world.card(BAKI, number), "the card in the Baku group")
-    rauf = StaffMember(world.telegram, RAUF, BAKI, "Rauf")
-    await rauf.press(world.buttons(BAKI, number)[t("staff.btn_work")])
-    await staff_close(world, rauf, number, "Sayğac dəyişdirildi.")
-    news = await eventually(
-        lambda: [x for x in world.telegram_texts(501) if "Sayğac dəyişdirildi" in x], "the result in chat"
-    )
+    elcin, rauf, number, news = await completed_in_telegram(world, db)
     assert t("notify.reopen_hint", days="7") in news[-1]  # REOPEN_DAYS, 7 unless set
     await eventually(lambda: t("staff.btn_take") not in world.buttons(BAKI, number), "the card closed")
 

@@ -13,16 +13,14 @@ from typing import Any
 
 import pytest
 
-from bot.channels.telegram import CHANNEL
 from bot.core.departments import Departments, DepartmentsError
 from locales import Msg, translate
 from storage.db import Database
 from storage.models import StaffAction
 from tests.assembly import EXAMPLE_DEPARTMENTS
-from tests.chat import PLAIN, Chat, choose_account, describe_and_finish
 from tests.conftest import Clock
 from tests.fake_telegram import FakeTelegram, StaffMember
-from tests.test_staff_chat import BAKI, SUBSCRIBER, Desk, make_desk, t
+from tests.test_staff_chat import BAKI, Desk, make_desk, t
 
 EXAMPLE = Departments.parse(EXAMPLE_DEPARTMENTS, None)
 BAKU = EXAMPLE.by_key("baki")
@@ -33,20 +31,6 @@ assert BAKU is not None
 async def desk(fake: FakeTelegram, sample_db: Database, clock: Clock) -> AsyncIterator[Desk]:
     async for made in make_desk(fake, sample_db, clock):
         yield made
-
-
-async def file_in(desk: Desk, lang: str) -> tuple[int, str]:
-    chat = Chat(desk.service, user=str(SUBSCRIBER), channel=CHANNEL)
-    await chat.start(hint=lang)
-    await chat.press("new")
-    await chat.contact(PLAIN)
-    await choose_account(chat)
-    await chat.press("reason:no_power")
-    await describe_and_finish(chat, "Mənzildə səhərdən işıq yoxdur.")
-    await chat.press("send")
-    await desk.worker.drain()
-    application = (await desk.rows(type(await desk.app(1))))[-1]
-    return int(application.id), application.number
 
 
 def offered(desk: Desk) -> tuple[str, dict[str, str]]:
@@ -61,7 +45,8 @@ def toasts(desk: Desk) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("lang", ["az", "ru", "en"])
 async def test_a_canned_reply_reaches_the_subscriber_in_their_language(desk: Desk, lang: str) -> None:
-    app_id, number = await file_in(desk, lang)
+    _, app = await desk.file_as(lang)
+    app_id, number = app.id, app.number
     rauf = StaffMember(desk.fake, 100001, BAKI, "Rauf")
     await rauf.press(desk.buttons()[t("staff.btn_canned")])
     assert toasts(desk)[-1]["text"] == t("staff.toast_canned_pick")
@@ -90,7 +75,8 @@ async def test_a_canned_reply_reaches_the_subscriber_in_their_language(desk: Des
 
 
 async def test_what_cannot_be_sent_is_refused(desk: Desk) -> None:
-    app_id, _ = await file_in(desk, "az")
+    _, app = await desk.file_as("az")
+    app_id = app.id
     before = len(desk.to_subscriber())
     await StaffMember(desk.fake, 999, BAKI, "Kənar").press(f"s:{app_id}:r:crew")  # not on the staff
     assert toasts(desk)[-1]["text"] == t("staff.refused_not_staff")
@@ -108,7 +94,7 @@ async def test_a_department_without_replies_has_no_button(
 ) -> None:
     without = EXAMPLE_DEPARTMENTS.split("# Canned replies")[0]
     async for desk in make_desk(fake, sample_db, clock, without):
-        app_id, _ = await file_in(desk, "az")
+        app_id = (await desk.file_as("az"))[1].id
         assert t("staff.btn_canned") not in desk.buttons()
         await StaffMember(desk.fake, 100001, BAKI, "Rauf").press(f"s:{app_id}:canned")
         assert toasts(desk)[-1]["text"] == t("staff.canned_none")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.app import build
 from bot.channels.telegram import CHANNEL
@@ -75,6 +75,24 @@ class Desk:
             application = (await session.scalars(select(Application).order_by(Application.id.desc()))).first()
         assert application is not None
         return application
+
+    async def file_as(self, lang: str) -> tuple[Chat, Application]:
+        """A Telegram subscriber who speaks `lang` files for PLAIN (Yasamal: Baku); the card is posted."""
+        chat = Chat(self.service, user=str(SUBSCRIBER), channel=CHANNEL)
+        await chat.start(hint=lang)
+        await chat.press("new")
+        await chat.contact(PLAIN)
+        await choose_account(chat)
+        await chat.press("reason:no_power")
+        await describe_and_finish(chat, "Mənzildə səhərdən işıq yoxdur.")
+        await chat.press("send")
+        await self.worker.drain()
+        async with self.db.transaction() as session:
+            application = (
+                await session.scalars(select(Application).order_by(col(Application.id).desc()))
+            ).first()
+        assert application is not None and application.id is not None
+        return chat, application
 
     async def app(self, application_id: int) -> Application:
         async with self.db.transaction() as session:

@@ -26,10 +26,9 @@ from storage import applications
 from storage.db import Database
 from storage.models import Notification, StaffAction
 from tests.assembly import EXAMPLE_DEPARTMENTS
-from tests.chat import PLAIN, Chat, choose_account, describe_and_finish
 from tests.conftest import Clock
 from tests.fake_telegram import FakeTelegram, StaffMember
-from tests.test_staff_chat import BAKI, FALLBACK, GENCE, SUBSCRIBER, Desk, make_desk, t
+from tests.test_staff_chat import BAKI, FALLBACK, GENCE, Desk, make_desk, t
 
 BAKU_NAME = "Bakı Elektrik Şəbəkəsi"
 GANJA = {
@@ -43,22 +42,6 @@ GANJA = {
 async def desk(fake: FakeTelegram, sample_db: Database, clock: Clock) -> AsyncIterator[Desk]:
     async for made in make_desk(fake, sample_db, clock):
         yield made
-
-
-async def file_in(desk: Desk, lang: str) -> int:
-    """A Telegram subscriber files in `lang` (Yasamal: the Baku department); the card is posted."""
-    chat = Chat(desk.service, user=str(SUBSCRIBER), channel=CHANNEL)
-    await chat.start(hint=lang)
-    await chat.press("new")
-    await chat.contact(PLAIN)
-    await choose_account(chat)
-    await chat.press("reason:no_power")
-    await describe_and_finish(chat, "Mənzildə səhərdən işıq yoxdur.")
-    await chat.press("send")
-    await desk.worker.drain()
-    application = (await desk.rows(type(await desk.app(1))))[-1]
-    assert application.id is not None and application.department == "baki"
-    return int(application.id)
 
 
 def offered(desk: Desk, chat_id: int = BAKI) -> dict[str, str]:
@@ -75,7 +58,7 @@ def toasts(desk: Desk) -> list[dict[str, Any]]:
 async def test_a_card_moves_to_the_chosen_department_and_the_subscriber_is_told(
     desk: Desk, lang: str
 ) -> None:
-    app_id = await file_in(desk, lang)
+    app_id = (await desk.file_as(lang))[1].id
     number = (await desk.app(app_id)).number
     async with desk.db.transaction() as session:  # a neighbour follows it (a duplicate report)
         await applications.follow(session, app_id, CHANNEL, "777", "en", desk.clock())
@@ -134,7 +117,7 @@ async def test_a_card_moves_to_the_chosen_department_and_the_subscriber_is_told(
 
 
 async def test_moving_a_closed_one_here_or_nowhere_is_refused(desk: Desk) -> None:
-    app_id = await file_in(desk, "az")
+    app_id = (await desk.file_as("az"))[1].id
     rauf = StaffMember(desk.fake, 100001, BAKI, "Rauf")
     await rauf.press(f"s:{app_id}:to:baki")
     assert toasts(desk)[-1]["text"] == t("staff.move_same", department=BAKU_NAME)
@@ -158,7 +141,7 @@ async def test_with_one_department_there_is_no_button_to_move(
 ) -> None:
     only_baku = EXAMPLE_DEPARTMENTS.split("[departments.gence]")[0]
     async for desk in make_desk(fake, sample_db, clock, only_baku, None):
-        app_id = await file_in(desk, "az")
+        app_id = (await desk.file_as("az"))[1].id
         assert t("staff.btn_move") not in desk.buttons()
         await StaffMember(desk.fake, 100001, BAKI, "Rauf").press(f"s:{app_id}:move")
         assert toasts(desk)[-1]["text"] == t("staff.move_nowhere")
@@ -186,7 +169,7 @@ def settings(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Se
 async def test_the_command_moves_it_and_the_running_service_carries_the_news(
     desk: Desk, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    app_id = await file_in(desk, "ru")
+    app_id = (await desk.file_as("ru"))[1].id
     number = (await desk.app(app_id)).number
     assert (
         await cmd_applications(

@@ -10,34 +10,18 @@ from typing import Any
 
 import pytest
 
-from bot.channels.telegram import CHANNEL
 from locales import LOCAL_TZ, Msg, translate
 from storage.db import Database
 from storage.models import StaffAction, Visit
-from tests.chat import PLAIN, Chat, choose_account, describe_and_finish
 from tests.conftest import Clock
 from tests.fake_telegram import FakeTelegram, StaffMember
-from tests.test_staff_chat import BAKI, GENCE, SUBSCRIBER, Desk, make_desk, t
+from tests.test_staff_chat import BAKI, GENCE, Desk, make_desk, t
 
 
 @pytest.fixture
 async def desk(fake: FakeTelegram, sample_db: Database, clock: Clock) -> AsyncIterator[Desk]:
     async for made in make_desk(fake, sample_db, clock):
         yield made
-
-
-async def file_in(desk: Desk, lang: str) -> tuple[Chat, int, str]:
-    chat = Chat(desk.service, user=str(SUBSCRIBER), channel=CHANNEL)
-    await chat.start(hint=lang)
-    await chat.press("new")
-    await chat.contact(PLAIN)
-    await choose_account(chat)
-    await chat.press("reason:no_power")
-    await describe_and_finish(chat, "Mənzildə səhərdən işıq yoxdur.")
-    await chat.press("send")
-    await desk.worker.drain()
-    application = (await desk.rows(type(await desk.app(1))))[-1]
-    return chat, int(application.id), application.number
 
 
 def toasts(desk: Desk) -> list[dict[str, Any]]:
@@ -56,7 +40,8 @@ def baku(day: int, hour: int) -> datetime:
 async def test_staff_propose_the_subscriber_picks_and_both_are_reminded(
     desk: Desk, clock: Clock, lang: str
 ) -> None:
-    chat, app_id, number = await file_in(desk, lang)
+    chat, app = await desk.file_as(lang)
+    app_id, number = app.id, app.number
     rauf = StaffMember(desk.fake, 100001, BAKI, "Rauf")
     await rauf.press(desk.buttons()[t("staff.btn_visit")])
     assert toasts(desk)[-1]["text"] == t("staff.toast_write")
@@ -96,7 +81,7 @@ async def test_staff_propose_the_subscriber_picks_and_both_are_reminded(
 
 
 async def test_bad_windows_are_answered_in_the_group_and_nothing_is_offered(desk: Desk) -> None:
-    _, app_id, _ = await file_in(desk, "az")
+    app_id = (await desk.file_as("az"))[1].id
     rauf = StaffMember(desk.fake, 100001, BAKI, "Rauf")
     await rauf.press(f"s:{app_id}:visit")
     prompt = desk.last_prompt()
@@ -117,7 +102,7 @@ async def test_bad_windows_are_answered_in_the_group_and_nothing_is_offered(desk
 async def test_the_button_is_refused_on_a_closed_application_and_in_another_departments_chat(
     desk: Desk,
 ) -> None:
-    _, app_id, _ = await file_in(desk, "az")
+    app_id = (await desk.file_as("az"))[1].id
     stranger = StaffMember(desk.fake, 200001, GENCE, "Vüqar")
     await stranger.press(f"s:{app_id}:visit")
     assert toasts(desk)[-1]["text"] == t("staff.refused_department")

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlmodel import select
 
 from bot.core.departments import Departments
 from bot.core.policy import StaffPolicy
@@ -29,8 +28,9 @@ from storage import outbox
 from storage.db import Database
 from storage.models import Application, Notification, Visit
 from tests.assembly import EXAMPLE_DEPARTMENTS
-from tests.chat import Chat, SmsRecorder, fill_residential
+from tests.chat import Chat, SmsRecorder
 from tests.conftest import Clock
+from tests.test_ratings import filed, rows
 
 FALLBACK = -1009999999999
 DEPARTMENTS = Departments.parse(EXAMPLE_DEPARTMENTS, FALLBACK)
@@ -46,17 +46,6 @@ def service(sample_db: Database, sms: SmsRecorder, clock: Clock) -> Conversation
 
 def desk_of(chat: Chat) -> StaffDesk:
     return StaffDesk(chat.service.db, clock=chat.service.clock, policy=StaffPolicy(DEPARTMENTS))
-
-
-async def filed(chat: Chat, lang: str = "az") -> Application:
-    await chat.start(hint=lang)
-    await fill_residential(chat)
-    await chat.press("send")
-    async with chat.service.db.transaction() as session:
-        query = select(Application).order_by(Application.id.desc())  # type: ignore[union-attr]
-        found = (await session.scalars(query)).first()
-    assert found is not None
-    return found
 
 
 async def propose(chat: Chat, application: Application, text: str, actor: Actor = RAUF) -> Reaction:
@@ -75,14 +64,6 @@ async def propose(chat: Chat, application: Application, text: str, actor: Actor 
             True,
             chat.service.clock(),
         )
-
-
-async def rows(chat: Chat, model: type, **where: Any) -> list[Any]:
-    async with chat.service.db.transaction() as session:
-        query = select(model)
-        for name, value in where.items():
-            query = query.where(getattr(model, name) == value)
-        return list((await session.scalars(query)).all())
 
 
 async def staff_notes(chat: Chat) -> list[str]:
