@@ -53,12 +53,26 @@ class Photo:
 
 
 @dataclass(frozen=True, slots=True)
+class File:
+    """A voice note or a document (`kind`), by the platform's reference, with what the platform says
+    of it: its type, its size in bytes when known, and the document's file name."""
+
+    kind: str
+    ref: str
+    mime: str = ""
+    size: int | None = None
+    name: str = ""
+    caption: str = ""
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Unsupported:
     """Something the platform delivered that the dialog cannot use (a sticker, a voice note …)."""
 
     kind: str
 
 
-Event = Text | Pressed | Command | Contact | Location | Photo | Unsupported
+Event = Text | Pressed | Command | Contact | Location | Photo | File | Unsupported
 
 COMMANDS = ("start", "new", "my", "cancel", "lang", "help")

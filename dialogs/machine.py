@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from dialogs import feedback, identify, validate, visits
+from dialogs import attachments, feedback, identify, validate, visits
 from dialogs.catalog import DESCRIBE_REASONS, EDITABLE, NO_POWER, REASONS, SAFETY_REASON
 from dialogs.errors import DialogError, Invalid
-from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text, Unsupported
+from dialogs.events import Command, Contact, Event, File, Location, Photo, Pressed, Text, Unsupported
 from dialogs.ports import AccountView, ApplicationDraft, ApplicationView, Context, OutageView
 from dialogs.replies import BACK, CANCEL, Choice, Message, Notes, Outcome, Request, note
 from dialogs.state import State, Step
@@ -129,10 +129,12 @@ async def _question(state: State, ctx: Context) -> Message:
 
 async def _dispatch(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
     if isinstance(event, Unsupported):
-        raise DialogError(Msg("error.unsupported"))
+        raise DialogError(
+            Msg("attachments.video" if event.kind in attachments.VIDEOS else "error.unsupported")
+        )
     if isinstance(event, Command):
         return await _arrive(state, *await _command(state, event, ctx), ctx)
-    if isinstance(event, Text | Photo) and event.reply_to:
+    if isinstance(event, Text | Photo | File) and event.reply_to:
         # An answer to the department's message goes back to the department, whatever the step.
         replied = await ctx.applications.replied_to(ctx.subscriber, event.reply_to)
         if replied is not None:
@@ -481,7 +483,8 @@ async def _on_known_outage(state: State, event: Event, ctx: Context) -> tuple[St
 
 
 async def _on_description(state: State, event: Event, ctx: Context) -> tuple[State, Notes]:
-    """The description, a photo and the location, in any order; "Continue" when done."""
+    """The description, photos, a voice note, a document and the location, in any order; "Continue"
+    when done."""
     draft = state.draft
     if isinstance(event, Text):
         text = validate.description(event.text)
@@ -489,6 +492,8 @@ async def _on_description(state: State, event: Event, ctx: Context) -> tuple[Sta
         return state.with_data(draft={**draft, "description": text}), (note(key),)
     if isinstance(event, Photo):
         return _photo(state, event)
+    if isinstance(event, File):
+        return _file(state, event)
     if isinstance(event, Location):
         return _location(state, event)
     if isinstance(event, Pressed):
@@ -497,23 +502,50 @@ async def _on_description(state: State, event: Event, ctx: Context) -> tuple[Sta
                 raise Invalid(Msg("details.required"))
             return await _advance(ctx, state), ()
         if event.choice == "remove":
-            removed = state.with_data(draft={**draft, "photo": None, "location": None})
+            removed = state.with_data(draft={**draft, "photo": None, "attachments": [], "location": None})
             return removed, (note("attachments.removed"),)
     raise Invalid(Msg("details.hint"))
 
 
 def _photo(state: State, event: Photo) -> tuple[State, Notes]:
     draft = state.draft
-    if not event.ref or len(event.ref) > 512:
+    if not event.ref or len(event.ref) > attachments.REF_MAX:
         raise Invalid(Msg("details.hint"))
-    key = "attachments.photo_replaced" if draft.get("photo") else "attachments.photo_saved"
-    draft = {**draft, "photo": event.ref}
-    if event.caption.strip() and not draft.get("description"):  # a caption describes the problem
+    items = attachments.of_draft(draft)
+    photos = attachments.count(items, "photo")
+    if any(item["ref"] == event.ref for item in items):  # the same photo again (a re-sent album)
+        return state, ()
+    if photos >= attachments.MAX_PHOTOS:
+        raise Invalid(Msg("attachments.photos_full", {"max": attachments.MAX_PHOTOS}))
+    items.append(attachments.photo_item(event.ref))
+    saved = note("attachments.photo_added", count=photos + 1, max=attachments.MAX_PHOTOS)
+    return state.with_data(draft=_described(_with_attachments(draft, items), event.caption)), (saved,)
+
+
+def _file(state: State, event: File) -> tuple[State, Notes]:
+    """A voice note or a document: one of each, a second one replaces the first."""
+    item = attachments.checked(event.kind, event.ref, event.mime, event.size, event.name)
+    items = attachments.of_draft(state.draft)
+    had = attachments.count(items, item["kind"])
+    items = [*(i for i in items if i["kind"] != item["kind"]), item]
+    key = f"attachments.{item['kind']}_{'replaced' if had else 'saved'}"
+    return state.with_data(draft=_described(_with_attachments(state.draft, items), event.caption)), (
+        note(key),
+    )
+
+
+def _with_attachments(draft: dict[str, Any], items: list[dict[str, Any]]) -> dict[str, Any]:
+    # `photo` was the one photo of drafts saved before there were several: it now lives in the list.
+    return {**draft, "photo": None, "attachments": items}
+
+
+def _described(draft: dict[str, Any], caption: str) -> dict[str, Any]:
+    if caption.strip() and not draft.get("description"):  # a caption describes the problem
         try:
-            draft["description"] = validate.description(event.caption)
+            return {**draft, "description": validate.description(caption)}
         except Invalid:
             pass  # a caption too short for a description is only a caption
-    return state.with_data(draft=draft), (note(key),)
+    return draft
 
 
 def _location(state: State, event: Location) -> tuple[State, Notes]:
@@ -659,12 +691,13 @@ def _application(state: State, ctx: Context, number: str, account: AccountView) 
         metering_point_id=int(mp_id) if mp_id is not None else None,
         reason=str(draft["reason"]),
         description=str(draft.get("description") or ""),
-        photo_ref=draft.get("photo"),
+        photo_ref=next((i["ref"] for i in attachments.of_draft(draft) if i["kind"] == "photo"), None),
         latitude=(draft.get("location") or [None, None])[0],
         longitude=(draft.get("location") or [None, None])[1],
         mobile=str(draft["mobile"]),
         extra_phones=tuple(draft.get("extra") or ()),
         email=draft.get("email"),
+        attachments=tuple(attachments.of_draft(draft)),
     )
 
 
@@ -688,24 +721,28 @@ async def _on_app_detail(state: State, event: Event, ctx: Context) -> tuple[Stat
         return await visits.on_choice(state, event, ctx)
     if isinstance(event, Pressed) and event.choice == "new":
         return await _start_application(state, ctx), ()
-    if isinstance(event, Text | Photo):  # written with the application open: to its department
+    if isinstance(event, Text | Photo | File):  # written with the application open: to its department
         return await _to_staff(state, int(state.data["view_app"]), event, ctx)
     raise Invalid(Msg("error.use_buttons"))
 
 
 async def _to_staff(
-    state: State, application_id: int, event: Text | Photo, ctx: Context
+    state: State, application_id: int, event: Text | Photo | File, ctx: Context
 ) -> tuple[State, Notes]:
     application = await ctx.applications.get_mine(ctx.subscriber, identify.confirmed(state), application_id)
     if application is None:
         raise Invalid(Msg("app.not_found"))
     if not application.open:  # its work is done: a new problem is a new application
         raise DialogError(Msg("app.closed", {"number": application.number}))
+    attachment = None
     if isinstance(event, Photo):
         text, photo = (validate.message(event.caption) if event.caption.strip() else ""), event.ref
+    elif isinstance(event, File):
+        attachment = attachments.checked(event.kind, event.ref, event.mime, event.size, event.name)
+        text, photo = (validate.message(event.caption) if event.caption.strip() else ""), None
     else:
         text, photo = validate.message(event.text), None
-    if not await ctx.applications.message_staff(application_id, text, photo):
+    if not await ctx.applications.message_staff(application_id, text, photo, attachment):
         raise DialogError(Msg("app.no_department"))
     return state, (note("app.message_sent", number=application.number),)
 
@@ -794,16 +831,21 @@ async def _ask_reason(state: State, ctx: Context) -> Message:
 async def _ask_description(state: State, ctx: Context) -> Message:
     draft = state.draft
     required = _needs_description(draft)
-    limits = {"min": validate.DESCRIPTION_MIN, "max": validate.DESCRIPTION_MAX}
+    limits = {
+        "min": validate.DESCRIPTION_MIN,
+        "max": validate.DESCRIPTION_MAX,
+        "photos": attachments.MAX_PHOTOS,
+    }
     parts = [Msg("details.ask_required" if required else "details.ask", limits)]
     if draft.get("description"):
         parts.append(Msg("description.current", {"text": draft["description"]}))
-    if draft.get("photo"):
-        parts.append(Msg("attachments.have_photo"))
+    attached = attachments.summary(attachments.of_draft(draft))
+    if attached is not None:
+        parts.append(Msg("attachments.have", {"list": attached}))
     if draft.get("location"):
         parts.append(Msg("attachments.have_location"))
     choices = [] if required and not draft.get("description") else [Choice("done", Msg("details.continue"))]
-    if draft.get("photo") or draft.get("location"):
+    if attached is not None or draft.get("location"):
         choices.append(Choice("remove", Msg("attachments.remove")))
     return Message(tuple(parts), (*choices, BACK, CANCEL), request=Request.LOCATION)
 
@@ -893,7 +935,8 @@ def _review_card(draft: dict[str, Any]) -> list[Msg]:
     parts.append(Msg("review.address", {"address": draft.get("address") or "—"}))
     parts.append(Msg("review.reason", {"reason": Msg(f"reason.{draft.get('reason', 'other')}")}))
     parts.append(Msg("review.description", {"text": draft.get("description") or "—"}))
-    parts.append(Msg("review.photo_yes" if draft.get("photo") else "review.photo_no"))
+    attached = attachments.summary(attachments.of_draft(draft))
+    parts.append(Msg("review.attachments", {"list": attached}) if attached else Msg("review.attachments_no"))
     location = draft.get("location")
     if location:
         parts.append(Msg("review.location", {"lat": location[0], "lon": location[1]}))

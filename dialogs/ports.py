@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from dialogs import lifecycle
 from locales import Msg
@@ -141,6 +141,9 @@ class ApplicationDraft:
     mobile: str
     extra_phones: tuple[str, ...]
     email: str | None
+    # Photos, a voice note, a document: `dialogs.attachments` says their shape; `photo_ref` is the
+    # first photo, as applications had it before there were several.
+    attachments: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +208,11 @@ class Applications(Protocol):
         """The application a message we sent to this chat was about (the subscriber answers it)."""
         ...
 
-    async def message_staff(self, application_id: int, text: str, photo_ref: str | None) -> bool:
-        """Queue the subscriber's message for the application's staff thread; False when it has none."""
+    async def message_staff(
+        self, application_id: int, text: str, photo_ref: str | None, attachment: dict[str, Any] | None = None
+    ) -> bool:
+        """Queue the subscriber's message (with a photo, or a voice note or document as
+        `dialogs.attachments` keeps one) for the application's staff thread; False when it has none."""
         ...
 
 

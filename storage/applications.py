@@ -78,6 +78,7 @@ def _row(new: ApplicationDraft, account: Account, point: MeteringPoint | None, n
         reason=new.reason,
         description=new.description,
         photo_ref=new.photo_ref,
+        attachments=[dict(item) for item in new.attachments],
         latitude=new.latitude,
         longitude=new.longitude,
         mobile=new.mobile,

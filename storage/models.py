@@ -97,7 +97,12 @@ class Application(SQLModel, table=True):
     region: str | None = Field(default=None, max_length=100)
     reason: str = Field(max_length=32)
     description: str = Field(sa_column=Column(Text, nullable=False))
-    photo_ref: str | None = Field(default=None, max_length=512)
+    photo_ref: str | None = Field(default=None, max_length=512)  # the first photo, as it was before
+    # Photos, a voice note, a document: [{kind, ref, mime, size, name}] (`dialogs.attachments`);
+    # NULL on rows registered before there were several (`dialogs.attachments.of_application`).
+    attachments: list[dict[str, Any]] | None = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=True)
+    )
     latitude: float | None = None
     longitude: float | None = None
     mobile: str = Field(max_length=16)

@@ -45,13 +45,26 @@ def route(
 
 
 def _queue_card(session: AsyncSession, application: Application, chat_id: int, now: datetime) -> None:
-    """The card (and the photo, where the card cannot be it) for the department's chat, in order."""
+    """The card (and the photos, voice note and document) for the department's chat, in order."""
     assert application.id is not None
-    # The location is a link on the card. The photo is the card itself where the chat can show it
-    # so (its sender then skips this row), else a message after the card.
+    # The location is a link on the card. The first photo is the card itself where the chat can show
+    # it so (its sender then leaves it out), else it goes after the card with the others.
     attachments: list[tuple[str, dict[str, Any]]] = [("card", {})]
-    if application.photo_ref:  # a Telegram file id, or a WhatsApp media id the staff chat fetches
+    # Photos are Telegram file ids, or WhatsApp media ids the staff chat fetches: several go as one
+    # album (one group message of the 20 a minute), then the voice note and the document (their
+    # shape: `dialogs.attachments`). A row from before there were several has only `photo_ref`.
+    files = application.attachments or []
+    photos = [str(f["ref"]) for f in files if f.get("kind") == "photo"]
+    if photos:
+        attachments.append(("album", {"photos": photos}))
+    elif application.photo_ref:
         attachments.append(("photo", {"photo": application.photo_ref}))
+    for kind in ("voice", "document"):
+        attachments += [
+            (kind, {"ref": f["ref"], "mime": f.get("mime") or "", "name": f.get("name") or ""})
+            for f in files
+            if f.get("kind") == kind
+        ]
     for kind, payload in attachments:  # one recipient's messages leave in order: the card first
         outbox.enqueue(
             session,

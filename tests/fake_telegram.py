@@ -1,6 +1,7 @@
 """A local Bot API server for tests: the real aiogram client talks HTTP to it, it records what it is sent.
 
-It speaks the methods the bot uses (getMe, getUpdates, sendMessage, sendPhoto, sendLocation,
+It speaks the methods the bot uses (getMe, getUpdates, sendMessage, sendPhoto, sendMediaGroup,
+sendVoice, sendDocument, sendLocation,
 editMessageText, editMessageCaption, answerCallbackQuery, getChat, createForumTopic,
 getChatAdministrators, setMessageReaction, setWebhook, deleteWebhook, setMyCommands) and can answer
 with a failure (429 with
@@ -196,6 +197,24 @@ class FakeTelegram:
         photo = [{"file_id": str(params["photo"]), "file_unique_id": "u1", "width": 90, "height": 90}]
         return {**self._record("sendPhoto", params), "photo": photo, "caption": params.get("caption")}
 
+    async def _sendmediagroup(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """An album: one recorded call (as Telegram counts it against a group's limit), a message per item."""
+        media = params["media"] if isinstance(params["media"], list) else json.loads(str(params["media"]))
+        first = self._record("sendMediaGroup", params)
+        messages = [first] + [{**first, "message_id": next(self._message_ids)} for _ in media[1:]]
+        for message, item in zip(messages, media, strict=True):
+            file_id = str(item["media"])
+            message["photo"] = [{"file_id": file_id, "file_unique_id": file_id, "width": 90, "height": 90}]
+        return messages
+
+    async def _sendvoice(self, params: dict[str, Any]) -> dict[str, Any]:
+        voice = {"file_id": str(params["voice"]), "file_unique_id": "v1", "duration": 1}
+        return {**self._record("sendVoice", params), "voice": voice}
+
+    async def _senddocument(self, params: dict[str, Any]) -> dict[str, Any]:
+        document = {"file_id": str(params["document"]), "file_unique_id": "d1"}
+        return {**self._record("sendDocument", params), "document": document}
+
     async def _sendlocation(self, params: dict[str, Any]) -> dict[str, Any]:
         location = {"latitude": float(params["latitude"]), "longitude": float(params["longitude"])}
         return {**self._record("sendLocation", params), "location": location}
@@ -332,6 +351,19 @@ class TelegramUser:
         }
         if caption:
             content["caption"] = caption
+        if reply_to is not None:
+            content["reply_to_message"] = self._replied(reply_to)
+        return await self._do(self._message(**content))
+
+    async def voice(self, file_id: str, mime: str = "audio/ogg", size: int = 4096) -> str:
+        voice = {"file_id": file_id, "file_unique_id": file_id, "duration": 4, "mime_type": mime}
+        return await self._do(self._message(voice={**voice, "file_size": size}))
+
+    async def document(
+        self, file_id: str, name: str, mime: str, size: int = 20480, reply_to: int | None = None
+    ) -> str:
+        document = {"file_id": file_id, "file_unique_id": file_id, "file_name": name, "mime_type": mime}
+        content: dict[str, Any] = {"document": {**document, "file_size": size}}
         if reply_to is not None:
             content["reply_to_message"] = self._replied(reply_to)
         return await self._do(self._message(**content))

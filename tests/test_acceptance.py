@@ -15,6 +15,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from sqlalchemy import update
@@ -33,6 +34,7 @@ from tests.running import (
     RAUF,
     Isiqbot,
     World,
+    choose_account,
     eventually,
     file_in_telegram,
     file_in_whatsapp,
@@ -180,6 +182,50 @@ async def staff_message_sent(db: Database, count: int = 1) -> bool:
     async with db.transaction() as session:
         rows = (await session.scalars(select(Notification).where(Notification.kind == "staff_message"))).all()
     return sum(row.state in (outbox.SENT, outbox.DELIVERED) for row in rows) >= count
+
+
+async def test_photos_a_voice_note_and_a_pdf_reach_the_staff_group_and_the_status_page_lists_them(
+    world: World, running: Isiqbot, db: Database
+) -> None:
+    elcin = TelegramUser(world.telegram, 501)
+    assert "Azərişıq" in await elcin.text("/start")
+    await elcin.press(t("menu.new"))
+    await elcin.contact("+994996510079")
+    await choose_account(elcin, "168808605066007")
+    await elcin.press(t("reason.no_power"))
+    await elcin.photo("AgAD-pole", caption="Dirəkdəki kabel qırılıb, səhərdən işıq yoxdur.")
+    await elcin.photo("AgAD-box")
+    await elcin.voice("AwAD-voice")
+    shown = await elcin.document("BQAD-akt", "akt.pdf", "application/pdf")
+    assert "📎 Əlavə olunub: 2 şəkil, səs yazısı, sənəd." in shown
+    await elcin.press(t("details.continue"))
+    await elcin.press(t("contacts.ok"))
+    assert "qeydə alındı" in await elcin.press(t("review.send"))
+    application = await the_application(db)
+
+    # The card is the first photo, saying what is attached; the rest follow it in its thread.
+    card = await eventually(lambda: world.card(BAKI, application.number), "the card in the Baku group")
+    assert card["method"] == "sendPhoto" and card["photo"] == "AgAD-pole"
+    assert "📎 Əlavələr: 2 şəkil, səs yazısı, sənəd" in card["caption"]
+
+    def after_card() -> list[dict[str, Any]] | None:
+        later = [m for m in world.telegram.sent_to(BAKI) if m["message_id"] > card["message_id"]]
+        return later[:3] if len(later) >= 3 else None
+
+    media = await eventually(after_card, "the photo, the voice note and the document after the card")
+    assert [(m["method"], m.get("photo") or m.get("voice") or m.get("document")) for m in media] == [
+        ("sendPhoto", "AgAD-box"),
+        ("sendVoice", "AwAD-voice"),
+        ("sendDocument", "BQAD-akt"),
+    ]
+
+    # The status page names them, and none of their file ids.
+    sms = await eventually(lambda: world.sms.texts_to("+994996510079"), "the registration SMS")
+    link = re.search(rf"{re.escape(running.base)}(/a/[A-Za-z0-9_-]+)", sms[0])
+    assert link is not None, sms
+    status, page = await running.get(link.group(1))
+    assert status == 200 and "2 şəkil, səs yazısı, sənəd" in page
+    assert "AgAD" not in page and "BQAD-akt" not in page
 
 
 async def test_a_subscriber_who_blocked_the_bot_gets_the_news_by_sms_and_the_link_opens_the_page(

@@ -53,7 +53,7 @@ def keys_in_code() -> set[str]:
     keys |= {f"status.{s.value}" for s in Status}
     keys |= {f"lang.name_{code}" for code in LANGUAGES}
     keys |= {f"review.edit_{name}" for name in EDITABLE}
-    keys |= {"notify.status", "notify.status_result", "identify.otp_wrong", "review.photo_no"}
+    keys |= {"notify.status", "notify.status_result", "identify.otp_wrong"}
     keys |= {f"app.result_{s.value}" for s in NEEDS_RESULT} | {f"result.{s.value}" for s in NEEDS_RESULT}
     keys |= {"notify.status_refused"}
     return keys

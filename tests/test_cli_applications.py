@@ -261,6 +261,7 @@ async def test_show_gives_staff_everything_with_contacts_in_full(
         "Description:    Mənzildə səhərdən işıq yoxdur,",
         "                qonşularda var.",
         "Photo:          photo-123",
+        "Attachments:    1 photo",
         "Location:       40.3777, 49.892",
         "Mobile:         +994 99 651 00 79",
         "Extra phones:   +994 12 498 76 54",

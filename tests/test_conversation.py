@@ -74,7 +74,7 @@ async def test_residential_application_end_to_end(chat: Chat) -> None:
         PLAIN_CODE,
         "İşıq yoxdur",
         "qonşularda var",
-        "Şəkil: əlavə olunub",
+        "Əlavələr: 1 şəkil",
         "40.3777, 49.892",
         "+994 99 651 00 79",
         "+994 12 498 76 54",
@@ -192,7 +192,7 @@ async def test_every_field_can_be_edited_from_the_review(chat: Chat) -> None:
     await chat.photo("photo-9")
     await chat.press("done")
     assert (await chat.step()) == Step.REVIEW
-    assert "170 volta" in chat.text and "Şəkil: əlavə olunub" in chat.text
+    assert "170 volta" in chat.text and "Əlavələr: 1 şəkil" in chat.text
 
     await chat.press("edit:contacts")
     await chat.press("mobile")

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlmodel import SQLModel, func, select
 
 from bot.core.service import Conversations
-from dialogs.events import Photo
+from dialogs.events import Text
 from dialogs.ports import ApplicationDraft, Subscriber
 from dialogs.state import State, Step
 from storage import applications, conversations, registry
@@ -159,20 +159,22 @@ async def test_two_processes_on_one_conversation_lose_no_update(sample_db: Datab
     try:
         chat = Chat(first, user="shared")
         await fill_residential(chat)
-        await chat.press("edit:description")  # the photo is added on the description's screen
+        await chat.press("edit:description")  # each description replaces the one before
         assert (await chat.step()) == Step.DESCRIPTION
         before = (await chat.state()).rev
         services = [first, second] * 10
         results = await asyncio.gather(
             *(
-                svc.handle(chat.subscriber, Photo(f"photo-{i}"), update_id=f"p{i}")
+                svc.handle(
+                    chat.subscriber, Text(f"Dirəkdəki kabel qopub, yerdə qalıb: {i}."), update_id=f"p{i}"
+                )
                 for i, svc in enumerate(services)
             )
         )
         assert all(r is not None and r.outcome.changed for r in results)
         after = await chat.state()
         assert after.rev == before + 20  # every update saw the state the previous one wrote
-        assert after.data["draft"]["photo"].startswith("photo-")
+        assert after.data["draft"]["description"].startswith("Dirəkdəki kabel qopub")
     finally:
         await other_db.dispose()
 

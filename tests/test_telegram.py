@@ -21,7 +21,7 @@ from bot.channels.telegram.mapping import map_update, within_64_bits
 from bot.channels.telegram.render import Outgoing, render, split_text
 from bot.core.service import Conversations
 from bot.web.server import make_app
-from dialogs.events import Command, Contact, Pressed, Text, Unsupported
+from dialogs.events import Command, Contact, File, Pressed, Text, Unsupported
 from dialogs.ports import Subscriber
 from dialogs.replies import Choice, Message, Outcome, Request
 from locales import Msg, translate
@@ -407,10 +407,40 @@ def test_messages_map_to_neutral_events() -> None:
     )
     assert own is not None and own.event == Contact("+994", own=True)
     assert other is not None and other.event == Contact("+994", own=False)
-    voice = map_update(
-        _update(message=_message(voice={"file_id": "v", "file_unique_id": "v", "duration": 1}))
+    sticker = {"file_id": "s", "file_unique_id": "s", "width": 1, "height": 1, "is_animated": False}
+    sticker |= {"is_video": False, "type": "regular"}
+    stuck = map_update(_update(message=_message(sticker=sticker)))
+    assert stuck is not None and stuck.event == Unsupported("sticker")
+
+
+def test_voice_notes_and_documents_map_with_their_type_and_size() -> None:
+    """Regression: a voice note or a document was Unsupported; now the dialog checks type and size."""
+    voice = {
+        "file_id": "v1",
+        "file_unique_id": "v",
+        "duration": 3,
+        "mime_type": "audio/ogg",
+        "file_size": 9000,
+    }
+    mapped = map_update(_update(message=_message(voice=voice)))
+    assert mapped is not None and mapped.event == File("voice", "v1", "audio/ogg", 9000)
+    document = {
+        "file_id": "d1",
+        "file_unique_id": "d",
+        "file_name": "akt.pdf",
+        "mime_type": "application/pdf",
+    }
+    mapped = map_update(_update(message=_message(document={**document, "file_size": 2048}, caption="Akt")))
+    assert mapped is not None
+    assert mapped.event == File("document", "d1", "application/pdf", 2048, "akt.pdf", caption="Akt")
+    video = {"file_id": "m", "file_unique_id": "m", "width": 1, "height": 1, "duration": 1}
+    mapped = map_update(_update(message=_message(video=video)))
+    assert mapped is not None and mapped.event == Unsupported("video")
+    gif = {"file_id": "g", "file_unique_id": "g", "width": 1, "height": 1, "duration": 1}
+    mapped = map_update(
+        _update(message=_message(animation=gif, document={"file_id": "g", "file_unique_id": "g"}))
     )
-    assert voice is not None and voice.event == Unsupported("voice")
+    assert mapped is not None and mapped.event == Unsupported("animation")  # a GIF is a video, not a document
 
 
 def test_group_chats_and_bots_are_not_subscribers() -> None:

@@ -21,6 +21,8 @@ from bot.channels.telegram.connector import Telegram
 from bot.channels.whatsapp import CHANNEL
 from bot.channels.whatsapp.channel import Pacer, WhatsAppChannel
 from bot.channels.whatsapp.connector import WhatsApp
+from bot.channels.whatsapp.mapping import map_message
+from bot.channels.whatsapp.payload import Value, WaMessage
 from bot.channels.whatsapp.render import render
 from bot.core.links import LinkSigner, PublicLinks
 from bot.core.service import Conversations
@@ -28,6 +30,7 @@ from bot.notify.outbox import OutboxWorker
 from bot.staff.desk import StaffDesk
 from bot.web.server import make_app
 from dialogs.catalog import REASONS
+from dialogs.events import File, Unsupported
 from dialogs.lifecycle import Status
 from dialogs.replies import Choice, Message, Outcome
 from locales import Msg, translate
@@ -481,3 +484,23 @@ async def test_a_staff_photo_reaches_the_whatsapp_subscriber(wa: Wa) -> None:
     image = wa.graph.sent_to(user.key)[-1]
     assert image["type"] == "image" and image["image"]["id"] == "media-up-1"
     assert "Bu sayğacdır?" in image["image"]["caption"]
+
+
+def test_voice_notes_and_documents_map_to_files_videos_stay_unsupported() -> None:
+    """Regression: an audio message or a document was Unsupported; now the dialog checks its type."""
+    value = Value.model_validate({"contacts": [{"wa_id": "994501234567", "profile": {"name": "Aynur"}}]})
+
+    def mapped(**message: Any) -> object:
+        raw = {"from": "994501234567", "id": "wamid.1", "timestamp": "1", **message}
+        inbound = map_message(value, WaMessage.model_validate(raw))
+        assert inbound is not None
+        return inbound.event
+
+    audio = {"id": "a1", "mime_type": "audio/ogg; codecs=opus", "voice": True}
+    assert mapped(type="audio", audio=audio) == File("voice", "wa:a1", "audio/ogg; codecs=opus")
+    document = {"id": "d1", "mime_type": "application/pdf", "filename": "akt.pdf", "caption": "Akt"}
+    assert mapped(type="document", document=document) == File(
+        "document", "wa:d1", "application/pdf", None, "akt.pdf", "Akt"
+    )
+    assert mapped(type="video", video={"id": "v1", "mime_type": "video/mp4"}) == Unsupported("video")
+    assert mapped(type="sticker", sticker={"id": "s1"}) == Unsupported("sticker")

@@ -274,11 +274,15 @@ class ApplicationsAdapter:
         found = await staff.linked(self.session, subscriber.channel, subscriber.user_key, message_ref)
         return found.application_id if found is not None and found.kind == "to_subscriber" else None
 
-    async def message_staff(self, application_id: int, text: str, photo_ref: str | None) -> bool:
+    async def message_staff(
+        self, application_id: int, text: str, photo_ref: str | None, attachment: dict[str, Any] | None = None
+    ) -> bool:
         recent = await staff.relays_since(self.session, application_id, self.now - RELAY_WINDOW)
         if recent >= RELAY_LIMIT:  # a department chat has 20 messages a minute for everyone: share them
             raise DialogError(Msg("app.message_wait", {"minutes": int(RELAY_WINDOW.total_seconds() // 60)}))
-        payload = {"key": "staff.from_subscriber", "text": text, "photo": photo_ref}
+        payload: dict[str, Any] = {"key": "staff.from_subscriber", "text": text, "photo": photo_ref}
+        if attachment is not None:  # a voice note or a document, sent after the text
+            payload["attachment"] = attachment
         return await staff.to_thread(self.session, application_id, "relay", payload, self.now)
 
     async def cancel(self, application_id: int, actor: str) -> None:

@@ -25,6 +25,7 @@ from sqlmodel import col, select
 from bot.core.settings import Settings, SettingsError
 from bot.staff import export
 from bot.staff.desk import StaffDesk, refusal
+from dialogs import attachments
 from dialogs.lifecycle import ALLOWED_BY, OPEN, IllegalTransition, Role, Status
 from dialogs.validate import display_phone
 from locales import LOCAL_TZ, Msg, translate
@@ -117,6 +118,12 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (header, *rows)
     ]
+
+
+def _attached(app: Application) -> str | None:
+    """What the subscriber attached, in words (the files stay in their chats)."""
+    found = attachments.summary(attachments.of_application(app.photo_ref, app.attachments))
+    return translate(found, LANG) if found is not None else None
 
 
 def _field(label: str, value: str | None) -> str:
@@ -404,6 +411,7 @@ def _card_fields(app: Application, now: datetime, sla: Deadlines) -> list[str]:
         _field("Reason", f"{translate(Msg(f'reason.{app.reason}'), LANG)} ({app.reason})"),
         _field("Description", app.description),
         _field("Photo", app.photo_ref),
+        _field("Attachments", _attached(app)),
         _field("Location", location),
         _field("Mobile", display_phone(app.mobile)),
         _field("Extra phones", ", ".join(display_phone(p) for p in app.extra_phones)),

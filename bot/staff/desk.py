@@ -28,7 +28,7 @@ from bot.core.clock import Clock, system_clock
 from bot.core.context import bind
 from bot.core.departments import Department
 from bot.core.policy import StaffPolicy
-from dialogs import lifecycle, notices, visits
+from dialogs import attachments, lifecycle, notices, visits
 from dialogs.errors import Invalid
 from dialogs.lifecycle import IllegalTransition, Role, Status
 from dialogs.validate import display_phone
@@ -581,8 +581,11 @@ class StaffDesk:
         phones = [display_phone(application.mobile)] + [display_phone(p) for p in application.extra_phones]
         lines.append(Msg("staff.card_phones", {"phones": ", ".join(phones)}))
         lines.append(Msg("staff.card_email", {"email": application.email or "—"}))
-        if application.photo_ref:
-            lines.append(Msg("staff.card_photo"))
+        attached = attachments.summary(
+            attachments.of_application(application.photo_ref, application.attachments)
+        )
+        if attached is not None:
+            lines.append(Msg("staff.card_attachments", {"list": attached}))
         if application.latitude is not None and application.longitude is not None:
             place = map_link(application.latitude, application.longitude)
             lines.append(Msg("staff.card_location", {"url": place}))

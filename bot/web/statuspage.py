@@ -23,6 +23,7 @@ from bot.core.policy import StaffPolicy
 from bot.core.settings import Network
 from bot.core.templates import TEMPLATES
 from bot.web.server import client_address
+from dialogs import attachments
 from dialogs.lifecycle import OPEN, Status
 from dialogs.validate import mask_phone
 from locales import DEFAULT_LANGUAGE, LANGUAGES, Msg, translate
@@ -156,6 +157,7 @@ class StatusPage:
                 (t("page.account"), _account(application)),
                 (t("page.filed"), t("page.when", date=as_utc(application.created_at))),
                 (t("page.phone"), mask_phone(application.mobile)),
+                *self._attached(application, lang),
             ],
             "due": (
                 t("page.due", date=staff.due_at(application, self.policy.done_within))
@@ -191,6 +193,14 @@ class StatusPage:
                 for link in self.chat_links(token, application.number)
             ],
         }
+
+    @staticmethod
+    def _attached(application: Application, lang: str) -> list[tuple[str, str]]:
+        """What is attached, in words only: the files' references stay off a public page."""
+        found = attachments.summary(
+            attachments.of_application(application.photo_ref, application.attachments)
+        )
+        return [] if found is None else [(translate(Msg("page.attachments"), lang), translate(found, lang))]
 
     def _plain(self, lang: str, title_key: str, text_key: str) -> str:
         context = {

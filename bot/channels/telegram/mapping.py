@@ -10,7 +10,7 @@ from aiogram.types import CallbackQuery, Message, Update
 from pydantic import BaseModel
 
 from bot.channels.telegram import CHANNEL
-from dialogs.events import Command, Contact, Event, Location, Photo, Pressed, Text, Unsupported
+from dialogs.events import Command, Contact, Event, File, Location, Photo, Pressed, Text, Unsupported
 from dialogs.ports import Subscriber
 
 # Our callback data: "<question revision>|<choice id>", at most 64 bytes (Telegram's limit).
@@ -79,6 +79,22 @@ def _map_message(update_id: int, message: Message) -> Inbound | None:
     elif message.photo:
         # The largest size comes last.
         event = Photo(message.photo[-1].file_id, caption=message.caption or "", reply_to=reply_to)
+    elif message.voice is not None or message.audio is not None:
+        sound = message.voice or message.audio
+        assert sound is not None
+        mime, size = sound.mime_type or "", sound.file_size
+        event = File("voice", sound.file_id, mime, size, caption=message.caption or "", reply_to=reply_to)
+    elif message.document is not None and message.animation is None:  # a GIF comes as a document too
+        doc = message.document
+        event = File(
+            "document",
+            doc.file_id,
+            doc.mime_type or "",
+            doc.file_size,
+            doc.file_name or "",
+            caption=message.caption or "",
+            reply_to=reply_to,
+        )
     elif message.text is not None:
         command = COMMAND_RE.match(message.text.strip())
         if command:

@@ -26,9 +26,12 @@ from aiogram.methods import (
     EditMessageText,
     GetChat,
     GetChatAdministrators,
+    SendDocument,
     SendLocation,
+    SendMediaGroup,
     SendMessage,
     SendPhoto,
+    SendVoice,
     SetMessageReaction,
     SetMyCommands,
 )
@@ -40,6 +43,7 @@ from aiogram.types import (
     ForceReply,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputMediaPhoto,
     LinkPreviewOptions,
     Message,
     MessageEntity,
@@ -71,6 +75,7 @@ from bot.staff.desk import (
     card_visit,
     delivery_summary,
 )
+from dialogs.attachments import MAX_BYTES, MAX_MB
 from locales import Msg, payload_msg, translate
 from storage import conversations, outbox, staff
 from storage.db import Database
@@ -392,6 +397,15 @@ class StaffChat:
                 ),
             )
             return await self._linked(chat_id, sent.message_id, application, "relay")
+        if notification.kind == "album":
+            photos = [str(p) for p in notification.payload["photos"]]
+            if card.is_photo and photos[:1] == [application.photo_ref]:  # the first is the card itself
+                photos = photos[1:]
+            if not photos:
+                return str(thread.card_message_id)
+            return await self._album(application, thread, photos)
+        if notification.kind in ("voice", "document"):
+            return await self._attachment(application, thread, notification.kind, notification.payload, lang)
         if notification.kind == "location":
             latitude, longitude = notification.payload["latitude"], notification.payload["longitude"]
             sent = await self.client.request(
@@ -574,7 +588,78 @@ class StaffChat:
                 chat_id, SendPhoto(chat_id=chat_id, photo=await self._photo(photo), **_in_thread(thread))
             )
             last = await self._linked(chat_id, sent.message_id, application, kind)
+        attachment = payload.get("attachment")
+        if isinstance(attachment, dict) and attachment.get("kind") in ("voice", "document"):
+            last = await self._attachment(
+                application, thread, str(attachment["kind"]), attachment, lang, kind
+            )
         return last
+
+    async def _album(self, application: Application, thread: StaffThread, photos: list[str]) -> str | None:
+        """The application's photos after its card: one album, one group message (of 20 a minute)."""
+        chat_id = thread.chat_id
+        if len(photos) == 1:
+            sent = await self.client.request(
+                chat_id, SendPhoto(chat_id=chat_id, photo=await self._photo(photos[0]), **_in_thread(thread))
+            )
+            return await self._linked(chat_id, sent.message_id, application, "relay")
+        files = [await self._photo(ref) for ref in photos[:10]]  # an album holds ten at most
+        album = await self.client.request(
+            chat_id,
+            SendMediaGroup(
+                chat_id=chat_id, media=[InputMediaPhoto(media=f) for f in files], **_in_thread(thread)
+            ),
+        )
+        last = None
+        for sent in album:
+            last = await self._linked(chat_id, sent.message_id, application, "relay")
+        return last
+
+    async def _attachment(
+        self,
+        application: Application,
+        thread: StaffThread,
+        kind: str,
+        file: dict[str, Any],
+        lang: str,
+        link: str = "relay",
+    ) -> str | None:
+        """A voice note or document in the thread, fetched first where another channel keeps it; one
+        too big to fetch is named in a line instead, so staff know to ask for it."""
+        chat_id = thread.chat_id
+        ref = await self._file(
+            str(file["ref"]), kind, str(file.get("name") or ""), str(file.get("mime") or "")
+        )
+        method: SendVoice | SendDocument | SendMessage
+        if ref is None:
+            line = Msg("staff.attachment_too_big", {"kind": Msg(f"attachments.kind_{kind}"), "max": MAX_MB})
+            method = SendMessage(chat_id=chat_id, text=translate(line, lang), **_in_thread(thread))
+        else:
+            method = (
+                SendVoice(chat_id=chat_id, voice=ref, **_in_thread(thread))
+                if kind == "voice"
+                else SendDocument(chat_id=chat_id, document=ref, **_in_thread(thread))
+            )
+        sent = await self.client.request(chat_id, method)
+        return await self._linked(chat_id, sent.message_id, application, link)
+
+    async def _file(self, ref: str, kind: str, name: str, mime: str) -> str | BufferedInputFile | None:
+        """A Telegram file id as it is; another channel's voice note or document fetched and uploaded;
+        None for one over the size limit (another channel told no size: checked when fetched)."""
+        if holds(ref):
+            return ref
+        if self.media is None:
+            raise Permanent("a file another channel keeps, and no way to read it")
+        data, fetched = await self.media(ref)
+        if len(data) > MAX_BYTES:
+            log.warning("a subscriber's %s of %d bytes is over the limit; named, not sent", kind, len(data))
+            return None
+        if not name:
+            extension = {"audio/ogg": "ogg", "audio/mpeg": "mp3", "application/pdf": "pdf"}.get(
+                (fetched or mime).split(";")[0], "bin"
+            )
+            name = f"{kind}.{extension}"
+        return BufferedInputFile(data, filename=name)
 
     async def _photo(self, ref: object) -> str | BufferedInputFile:
         """A Telegram file id as it is; another channel's photo fetched (`Channels.media`) and uploaded."""

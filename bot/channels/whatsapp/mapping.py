@@ -12,12 +12,12 @@ import re
 from dataclasses import dataclass
 
 from bot.channels.whatsapp.payload import Value, WaContact, WaMessage
-from dialogs.events import Contact, Event, Location, Photo, Pressed, Text, Unsupported
+from dialogs.events import Contact, Event, File, Location, Photo, Pressed, Text, Unsupported
 
 CHOICE_RE = re.compile(r"^(\d{1,9})\|([A-Za-z0-9_:.\-]{1,64})$")
 MORE_RE = re.compile(r"^more\|(\d{1,9})\|(\d{1,3})$")
 OWN_PHONE = "wa_phone"  # the id of the "use my number" button
-MEDIA_PREFIX = "wa:"  # a photo reference that is a WhatsApp media id
+MEDIA_PREFIX = "wa:"  # a photo's, voice note's or document's reference that is a WhatsApp media id
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +82,15 @@ def map_message(value: Value, message: WaMessage) -> Inbound | None:
     if message.type == "image" and message.image is not None:
         caption = message.image.caption or ""
         return inbound(Photo(MEDIA_PREFIX + message.image.id, caption=caption, reply_to=reply_to))
+    if message.type == "audio" and message.audio is not None:  # WhatsApp tells no size: checked when fetched
+        return inbound(
+            File("voice", MEDIA_PREFIX + message.audio.id, message.audio.mime_type or "", reply_to=reply_to)
+        )
+    if message.type == "document" and message.document is not None:
+        doc = message.document
+        name, caption = doc.filename or "", doc.caption or ""
+        event = File("document", MEDIA_PREFIX + doc.id, doc.mime_type or "", None, name, caption, reply_to)
+        return inbound(event)
     if message.type == "contacts" and message.contacts:
         phones = [p for shared in message.contacts for p in shared.phones if p.phone or p.wa_id]
         if phones:

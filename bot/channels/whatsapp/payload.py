@@ -56,6 +56,7 @@ class Media(_Model):
     mime_type: str | None = None
     caption: str | None = None
     sha256: str | None = None
+    filename: str | None = None  # a document's
 
 
 class SharedPhone(_Model):
@@ -92,6 +93,8 @@ class WaMessage(_Model):
     button: Button | None = None
     location: Location | None = None
     image: Media | None = None
+    audio: Media | None = None
+    document: Media | None = None
     contacts: list[SharedContact] | None = None
     errors: list[Error] | None = None
 
