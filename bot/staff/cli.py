@@ -476,10 +476,7 @@ async def _set_status(
     except IllegalTransition as exc:
         if exc.key == "status.error_not_found":
             return _not_found(ref)
-        params = {
-            k: Msg(f"status.{v}") if k in ("current", "new", "status") else v for k, v in exc.params.items()
-        }
-        return fail(f"{_shown_ref(ref)}: {translate(Msg(exc.key, params), LANG)}")
+        return fail(f"{_shown_ref(ref)}: {translate(refusal(exc), LANG)}")
     print(f"{app.number} is now: {status_name(app.status)}")
     return 0
 
@@ -491,10 +488,7 @@ async def _link(db: Database, ref: str, main_ref: str, actor: str, now: datetime
     except IllegalTransition as exc:
         if exc.key == "status.error_not_found":
             return fail(f"{_shown_ref(ref)} or {_shown_ref(main_ref)}: {translate(Msg(exc.key), LANG)}")
-        params = {
-            k: Msg(f"status.{v}") if k in ("current", "new", "status") else v for k, v in exc.params.items()
-        }
-        return fail(f"{_shown_ref(ref)}: {translate(Msg(exc.key, params), LANG)}")
+        return fail(f"{_shown_ref(ref)}: {translate(refusal(exc), LANG)}")
     print(f"{duplicate.number} is now: {status_name(duplicate.status)}, a duplicate of {main.number}")
     return 0
 

@@ -500,28 +500,10 @@ class StaffChat:
         if len(card) + len(line) + 2 > CAPTION_LIMIT:  # the line that says where it went is kept whole
             card = card[: max(CAPTION_LIMIT - len(line) - 3, 0)] + "…"
         text = card + "\n\n" + line
+        as_photo = linked is not None and linked.kind == PHOTO_CARD
         closed = InlineKeyboardMarkup(inline_keyboard=[])
-        edit: EditMessageText | EditMessageCaption = (
-            EditMessageCaption(
-                chat_id=chat_id,
-                message_id=int(message_id),
-                caption=text[-CAPTION_LIMIT:],
-                reply_markup=closed,
-            )
-            if linked is not None and linked.kind == PHOTO_CARD
-            else EditMessageText(
-                chat_id=chat_id,
-                message_id=int(message_id),
-                text=split_text(text)[0],
-                reply_markup=closed,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-            )
-        )
-        try:
-            await self.client.request(chat_id, edit)
-        except Permanent as exc:
-            if "not modified" not in exc.reason and "not found" not in exc.reason:
-                raise
+        shown = text if as_photo else split_text(text)[0]
+        await self._edit_card(chat_id, int(message_id), shown, closed, as_photo, gone_is_fine=True)
         return str(message_id)
 
     async def _refresh_card(self, card: _Card) -> str | None:
@@ -531,25 +513,36 @@ class StaffChat:
         text, markup = self.card(card.application, card.person, card.lang, card.deliveries, card.visit)
         if card.is_photo and len(text) > CAPTION_LIMIT:  # grown past a caption: the description gives way
             text = self._caption(card)
+        await self._edit_card(thread.chat_id, thread.card_message_id, text, markup, card.is_photo)
+        return str(thread.card_message_id)
+
+    async def _edit_card(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str,
+        markup: InlineKeyboardMarkup,
+        as_photo: bool,
+        gone_is_fine: bool = False,
+    ) -> None:
+        """Edit a card in place: its caption when it was posted as its photo, else its text. An edit
+        that changes nothing is fine; so is a card already deleted, when `gone_is_fine`."""
         edit: EditMessageText | EditMessageCaption = (
-            EditMessageCaption(
-                chat_id=thread.chat_id, message_id=thread.card_message_id, caption=text, reply_markup=markup
-            )
-            if card.is_photo
+            EditMessageCaption(chat_id=chat_id, message_id=message_id, caption=text, reply_markup=markup)
+            if as_photo
             else EditMessageText(
-                chat_id=thread.chat_id,
-                message_id=thread.card_message_id,
+                chat_id=chat_id,
+                message_id=message_id,
                 text=text,
                 reply_markup=markup,
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
             )
         )
         try:
-            await self.client.request(thread.chat_id, edit)
+            await self.client.request(chat_id, edit)
         except Permanent as exc:
-            if "not modified" not in exc.reason:
+            if "not modified" not in exc.reason and not (gone_is_fine and "not found" in exc.reason):
                 raise
-        return str(thread.card_message_id)
 
     async def _post_note(
         self, notification: Notification, application: Application, thread: StaffThread, lang: str
