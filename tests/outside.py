@@ -21,10 +21,16 @@ from tests.processes import free_port
 
 @dataclass
 class Gateway:
-    """A local HTTP SMS gateway: records each POST, and fails, hangs or answers as told."""
+    """A local HTTP SMS gateway: records each POST, and fails, hangs or answers as told.
+
+    It honours `Idempotency-Key` as gateways that offer one do: a POST whose key it has taken before
+    sends nothing and is answered the first one's id (`replayed` counts them).
+    """
 
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)  # Idempotency-Key -> the id answered first
+    replayed: int = 0
     failures: list[int] = field(default_factory=list)
     hang_next: int = 0
     delay: float = 0.0  # a slow gateway: it takes the SMS at once and answers this much later
@@ -43,8 +49,14 @@ class Gateway:
         if self.failures:
             return web.json_response({"error": "busy"}, status=self.failures.pop(0))
         body = await request.json()
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and key in self.keys:
+            self.replayed += 1
+            return web.json_response({"id": self.keys[key]})
         self.received.append(body)
         number = len(self.received)
+        if key is not None:
+            self.keys[key] = f"sms-{number}"
         if self.delay:
             await asyncio.sleep(self.delay)
         return web.json_response({"id": f"sms-{number}"})
@@ -78,6 +90,7 @@ class Mailbox:
         self.refuse = 0
         self.refuse_until = 0.0
         self.refused = 0  # the 451s answered
+        self.drop_answer = 0  # the next ones are kept, but the connection drops before the 250
         self.port = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -88,10 +101,24 @@ class Mailbox:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
         self.messages.append(parsed)
+        if self.drop_answer:  # the message is in; the sender never learns it
+            self.drop_answer -= 1
+            server.transport.close()
         return "250 OK"
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if str(m["To"]) == address]
+
+    def distinct(self) -> list[EmailMessage]:
+        """The messages as the recipients' mailboxes show them: a copy with a Message-ID seen before
+        (sent again after its answer was lost) is the same message."""
+        seen: set[str] = set()
+        shown = []
+        for message in self.messages:
+            if str(message["Message-ID"]) not in seen:
+                seen.add(str(message["Message-ID"]))
+                shown.append(message)
+        return shown
 
 
 @contextmanager

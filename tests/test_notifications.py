@@ -142,6 +142,27 @@ async def test_a_hanging_gateway_times_out_and_is_retried(post: Post) -> None:
     assert (await post.rows(outbox.SMS))[0].state == "sent"
 
 
+async def test_an_sms_whose_answer_was_lost_is_sent_again_under_the_same_key(post: Post) -> None:
+    post.gateway.delay = 1.0  # the gateway takes the SMS and answers after the worker's 0.5 s timeout
+    await post.file(email_address=None)
+    await post.worker.drain()
+    [row] = await post.rows(outbox.SMS)
+    assert row.state == "queued" and "timed out" in (row.last_error or "")
+    post.gateway.delay = 0
+    post.clock.advance(seconds=10)
+    await post.worker.drain()
+    first, again = (h["Idempotency-Key"] for h in post.gateway.headers)
+    assert first == again and first.startswith(f"isiqbot-{row.id}-")
+    assert len(post.gateway.received) == 1 and post.gateway.replayed == 1  # one SMS on the phone
+    [row] = await post.rows(outbox.SMS)
+    assert (row.state, row.attempts, row.provider_id) == ("sent", 2, "sms-1")
+    desk = StaffDesk(post.service.db, clock=post.clock)
+    await desk.set_status("1", Status.IN_PROGRESS, "staff:1", None)
+    await desk.set_status("1", Status.COMPLETED, "staff:1", "Kabel dəyişdirildi.")
+    await post.worker.drain()  # another message: another key, and it is sent
+    assert post.gateway.headers[-1]["Idempotency-Key"] != first and len(post.gateway.received) == 2
+
+
 async def test_a_refusing_gateway_fails_with_its_reason(post: Post) -> None:
     post.gateway.failures = [400]
     await post.file(email_address=None)
@@ -239,17 +260,26 @@ async def test_registration_and_result_e_mails_in_the_subscribers_language(post:
     assert [r.kind for r in await post.rows(outbox.SMS)] == ["sms_registered", "sms_result"]
 
 
-async def test_an_smtp_server_that_refuses_then_accepts_delivers_once(post: Post) -> None:
-    post.mailbox.refuse = 1
+@pytest.mark.parametrize(
+    ("trouble", "error", "copies"), [("refuse", "451", 1), ("drop_answer", "Disconnected", 2)]
+)
+async def test_an_e_mail_refused_or_left_unanswered_is_sent_again_and_shown_once(
+    post: Post, trouble: str, error: str, copies: int
+) -> None:
+    """A 451 is sent again later; so is an e-mail the server took before the connection dropped, under
+    the same Message-ID, so that the recipient's mailbox holds one message."""
+    setattr(post.mailbox, trouble, 1)
     await post.file()
     await post.worker.drain()
     [row] = await post.rows(outbox.EMAIL)
-    assert row.state == "queued" and "451" in (row.last_error or "")
+    assert row.state == "queued" and error in (row.last_error or "")
     post.clock.advance(seconds=10)
     await post.worker.drain()
-    assert len(post.mailbox.messages) == 1
+    key = f"<isiqbot-{row.id}-{row.created_at:%Y%m%d%H%M%S%f}@azerisiq.az>"
+    assert [m["Message-ID"] for m in post.mailbox.messages] == [key] * copies
+    assert post.mailbox.distinct() == post.mailbox.messages[:1]
     [row] = await post.rows(outbox.EMAIL)
-    assert row.state == "sent" and row.provider_id == post.mailbox.messages[0]["Message-ID"]
+    assert row.state == "sent" and row.provider_id == key
 
 
 # ---- fallback --------------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ class ShownSmsGateway:
         self.write = write
         self.lang = lang
 
-    async def send(self, phone: str, text: str) -> str | None:
+    async def send(self, phone: str, text: str, key: str | None = None) -> str | None:
         self.write(shown_sms(phone, text, self.lang()))
         return None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from typing import Any, Protocol
 
 import aiosmtplib
@@ -18,7 +18,7 @@ import aiosmtplib
 from bot.core.context import bind
 from bot.core.links import PublicLinks
 from bot.core.templates import TEMPLATES
-from bot.notify.outbox import Permanent, Temporary
+from bot.notify.outbox import Permanent, Temporary, delivery_key
 from dialogs.validate import mask_email
 from locales import Msg, translate
 from storage import applications
@@ -146,7 +146,10 @@ class EmailSender:
         message["From"] = self.sender
         message["To"] = notification.user_key
         message["Date"] = formatdate(localtime=False)
-        message["Message-ID"] = make_msgid(domain=self.sender.rsplit("@", 1)[-1].strip("> ") or "isiqbot")
+        # The same at every attempt: a copy sent again after a lost answer is the same message to the
+        # recipient's mailbox, not a second one.
+        domain = self.sender.rsplit("@", 1)[-1].strip("> ") or "isiqbot"
+        message["Message-ID"] = f"<{delivery_key(notification)}@{domain}>"
         message.set_content(TEMPLATES.get_template("email.txt.j2").render(context))
         message.add_alternative(TEMPLATES.get_template("email.html.j2").render(context), subtype="html")
         message["Content-Language"] = lang  # after the body: setting the content clears Content-* headers

@@ -50,6 +50,15 @@ class Permanent(Exception):
         self.reason = reason
 
 
+def delivery_key(notification: Notification) -> str:
+    """The same for every attempt at one message, and for no other message: the `Idempotency-Key` of
+    its SMS and the `Message-ID` of its e-mail. A worker killed after a send and before recording it
+    leaves the row to be sent again; with this key the gateway or the mailbox can tell the second copy
+    from a new message. The creation time keeps ids reused by a restored database from matching."""
+    assert notification.id is not None
+    return f"isiqbot-{notification.id}-{as_utc(notification.created_at):%Y%m%d%H%M%S%f}"
+
+
 class Sender(Protocol):
     async def deliver(self, notification: Notification) -> str | None:
         """Send it; the provider's message id, if any. Raises Temporary or Permanent."""

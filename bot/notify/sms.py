@@ -3,7 +3,9 @@
 The HTTP adapter POSTs `{"from": SMS_SENDER, "to": "+994…", "text": "…"}` as JSON to `SMS_GATEWAY_URL`
 (bearer `SMS_GATEWAY_TOKEN` when set; basic authentication when the URL carries `user:password@`) and
 reads the provider's message id from `{"id": "…"}`. A timeout, a 5xx or a 429 may work later; any
-other refusal will not.
+other refusal will not. An SMS of the outbox carries an `Idempotency-Key` header, the same at every
+attempt: an SMS the gateway took but whose answer was lost (a timeout, a killed worker) is sent
+again with it, and a gateway that honours the key answers the first id instead of sending twice.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from yarl import URL
 
 from bot.core.clock import Clock
 from bot.core.links import PublicLinks
-from bot.notify.outbox import Permanent, Temporary
+from bot.notify.outbox import Permanent, Temporary, delivery_key
 from bot.web.server import Handler
 from dialogs.validate import mask_phone
 from locales import Msg, payload_msg, translate
@@ -45,8 +47,9 @@ def sms_parts(text: str) -> int:
 
 
 class SmsGateway(Protocol):
-    async def send(self, phone: str, text: str) -> str | None:
-        """Hand one SMS over; the provider's id. Raises Temporary or Permanent."""
+    async def send(self, phone: str, text: str, key: str | None = None) -> str | None:
+        """Hand one SMS over (`key`: the same at each attempt); the provider's id. Raises Temporary or
+        Permanent."""
         ...
 
 
@@ -67,8 +70,10 @@ class HttpSmsGateway:
         self.token = token
         self.timeout = aiohttp.ClientTimeout(total=timeout)
 
-    async def send(self, phone: str, text: str) -> str | None:
+    async def send(self, phone: str, text: str, key: str | None = None) -> str | None:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        if key is not None:
+            headers["Idempotency-Key"] = key
         body = {"from": self.sender, "to": phone, "text": text}
         try:
             async with self.session.post(
@@ -96,7 +101,7 @@ class HttpSmsGateway:
 class LogSmsGateway:
     """No gateway configured: the SMS is written to the log, with the number masked."""
 
-    async def send(self, phone: str, text: str) -> str | None:
+    async def send(self, phone: str, text: str, key: str | None = None) -> str | None:
         log.info(
             "SMS to %s (no SMS_GATEWAY_URL, so only logged): %s parts", mask_phone(phone), sms_parts(text)
         )
@@ -131,7 +136,9 @@ class SmsSender:
         return translate(Msg(str(notification.payload.get("key", "")), params), notification.lang)
 
     async def deliver(self, notification: Notification) -> str | None:
-        return await self.gateway.send(notification.user_key, self.text(notification))
+        return await self.gateway.send(
+            notification.user_key, self.text(notification), delivery_key(notification)
+        )
 
 
 def _seconds(value: str | None) -> float | None:
