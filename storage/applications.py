@@ -348,7 +348,8 @@ async def reopen(
     session: AsyncSession, application_id: int, reason: str, *, actor: str, within: timedelta, now: datetime
 ) -> Application:
     """The subscriber reopens a completed application: within `within` of its completion, and once.
-    The change carries the reason; the staff thread hears it (`notices.status_changed`)."""
+    The change carries the reason; the staff thread hears it (`notices.status_changed`). Its deadlines
+    count from the reopening."""
     application = await staff.get_for_update(session, application_id)
     if application is None:
         raise IllegalTransition("status.error_not_found")
@@ -360,6 +361,9 @@ async def reopen(
         raise IllegalTransition("reopen.not_completed", number=application.number)
     if now >= max(completions) + within:
         raise IllegalTransition("reopen.too_late", number=application.number)
-    return await change_status(
+    reopened = await change_status(
         session, application_id, Status.REOPENED, actor=actor, role=Role.SUBSCRIBER, note=reason, now=now
     )
+    # Its deadlines start again from now: the result is due anew, and is flagged once more if late.
+    reopened.deadlines_from, reopened.take_flagged_at, reopened.done_flagged_at = now, None, None
+    return reopened

@@ -119,6 +119,8 @@ class Application(SQLModel, table=True):
     taken_at: datetime | None = _ts_or_none()
     take_flagged_at: datetime | None = _ts_or_none()
     done_flagged_at: datetime | None = _ts_or_none()
+    # When its deadlines started again (its reopening); NULL: they run from `created_at`.
+    deadlines_from: datetime | None = _ts_or_none()
 
 
 class StatusChange(SQLModel, table=True):

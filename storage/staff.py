@@ -380,7 +380,7 @@ async def flag_overdue(
         .where(
             col(Application.status).in_(OPEN_VALUES),
             col(Application.done_flagged_at).is_(None),
-            col(Application.created_at) <= now - done_within,
+            func.coalesce(col(Application.deadlines_from), col(Application.created_at)) <= now - done_within,
         )
         .order_by(col(Application.id))
         .limit(limit)
@@ -399,20 +399,25 @@ async def flag_overdue(
     return flagged
 
 
+def deadlines_start(application: Application) -> datetime:
+    """Where its deadlines count from: its registration, or its reopening since."""
+    return as_utc(application.deadlines_from or application.created_at)
+
+
 def due_at(application: Application, done_within: timedelta) -> datetime:
-    return as_utc(application.created_at) + done_within
+    return deadlines_start(application) + done_within
 
 
 def overdue(application: Application, now: datetime, take_within: timedelta, done_within: timedelta) -> bool:
     if application.status not in OPEN_VALUES:
         return False
-    created = as_utc(application.created_at)
-    if now - created > done_within:
+    started = deadlines_start(application)
+    if now - started > done_within:
         return True
     return (
         application.status == Status.REGISTERED.value
         and application.assignee_id is None
-        and (now - created > take_within)
+        and (now - started > take_within)
     )
 
 

@@ -123,6 +123,33 @@ async def test_staff_work_on_a_reopened_one_again_and_it_is_not_reopened_twice(c
 # ---- the window ------------------------------------------------------------------------------------
 
 
+async def test_a_reopened_application_is_due_again_from_its_reopening(chat: Chat, clock: Clock) -> None:
+    """Registered six days before, it is reopened: its result is due `done_within` after the reopening,
+    not by the first deadline long past. The subscriber is promised that date, the card shows it, and
+    the department is reminded once when it passes."""
+    application = await completed(chat)
+    clock.advance(days=6)  # past the first deadline of 5 days
+    await open_detail(chat, application)
+    await chat.press("reopen")
+    shown = await chat.type(REASON)
+    policy = chat.service.policy
+    due = clock() + policy.done_within
+    assert says(chat, "app.due", date=due) in shown  # the page as it is now
+
+    desk = StaffDesk(chat.service.db, clock=chat.service.clock, policy=policy)
+    assert await desk.check_deadlines(clock()) == 0  # not late: its deadlines started again
+    card = await desk.card(application.number)
+    assert card is not None
+    assert translate(Msg("staff.card_due", {"date": due}), "az") in desk.card_text(
+        card.application, None, "az"
+    )
+    clock.advance(days=5, minutes=1)
+    assert await desk.check_deadlines(clock()) == 1  # late now, by the new deadline
+    assert await desk.check_deadlines(clock()) == 0  # and reminded once
+    late = translate(Msg("staff.card_due_late", {"date": due}), "az")
+    assert late in desk.card_text(card.application, None, "az")
+
+
 async def test_after_the_window_the_choice_is_gone_and_a_press_is_explained(chat: Chat, clock: Clock) -> None:
     application = await completed(chat)
     await open_detail(chat, application)

@@ -149,8 +149,6 @@ def application_view(
     reopen_until = None
     if reopen_within is not None and completions and lifecycle.reopenable(app.status):
         reopen_until = max(completions) + reopen_within
-    # Reopened, it is late by the first deadline already: no due date is promised to the subscriber.
-    due = done_within is not None and app.status != lifecycle.Status.REOPENED
     return ports.ApplicationView(
         id=app.id or 0,
         number=app.number,
@@ -162,7 +160,7 @@ def application_view(
         created_at=as_utc(app.created_at),
         result=app.result,
         history=entries,
-        due_at=staff.due_at(app, done_within) if due and done_within is not None else None,
+        due_at=staff.due_at(app, done_within) if done_within is not None else None,
         stars=stars,
         reopen_until=reopen_until,
         visit=visit if lifecycle.is_open(app.status) else None,
