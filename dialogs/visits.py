@@ -113,6 +113,19 @@ def detail(visit: VisitView | None, now: datetime) -> tuple[list[Msg], list[Choi
     return [Msg("visit.offered")], [*choices, Choice(f"{NONE}{visit.proposal}", Msg("visit.none"))]
 
 
+def summary(visit: VisitView | None, now: datetime) -> Msg | None:
+    """The visit in one line, where there are no buttons to pick with (the status page): the one
+    agreed, the times offered and still ahead (to be picked in the chat), or none of them suiting."""
+    if visit is None:
+        return None
+    if visit.chosen is not None:
+        return Msg("visit.agreed", {"window": shown(visit.windows[visit.chosen])})
+    if visit.declined:
+        return Msg("visit.declined_line")
+    ahead = [shown(window) for window in visit.windows if window[0] > now]
+    return Msg("page.visit_offered", {"windows": "; ".join(ahead)}) if ahead else None
+
+
 def why_not(app: ApplicationView | None, choice: str, now: datetime) -> Msg | None:
     """Why a visit button not shown any more may not be pressed; None: not a visit button."""
     if not choice.startswith((PICK, NONE)):

@@ -90,7 +90,12 @@ class FakeGraph:
         upload = form["file"]
         data = upload.file.read() if hasattr(upload, "file") else bytes(str(upload), "utf-8")
         self.uploads.append(
-            {"messaging_product": form.get("messaging_product"), "type": form.get("type"), "data": data}
+            {
+                "messaging_product": form.get("messaging_product"),
+                "type": form.get("type"),
+                "data": data,
+                "filename": getattr(upload, "filename", None),
+            }
         )
         return web.json_response({"id": f"media-up-{len(self.uploads)}"})
 

@@ -494,6 +494,22 @@ class StaffMember:
         extra = {"caption": caption} if caption else {}
         await self._do(self._message(reply_to, topic, photo=photo, **extra))
 
+    async def voice(self, file_id: str, reply_to: int, mime: str = "audio/ogg", size: int = 4096) -> None:
+        voice = {"file_id": file_id, "file_unique_id": file_id, "duration": 4, "mime_type": mime}
+        await self._do(self._message(reply_to, None, voice={**voice, "file_size": size}))
+
+    async def document(
+        self, file_id: str, name: str, mime: str, reply_to: int, caption: str = "", size: int = 20480
+    ) -> None:
+        document = {"file_id": file_id, "file_unique_id": file_id, "file_name": name, "mime_type": mime}
+        extra = {"caption": caption} if caption else {}
+        await self._do(self._message(reply_to, None, document={**document, "file_size": size}, **extra))
+
+    async def sticker(self, reply_to: int) -> None:
+        sticker = {"file_id": "CAAD-sticker", "file_unique_id": "s", "type": "regular", "width": 512}
+        sticker |= {"height": 512, "is_animated": False, "is_video": False}
+        await self._do(self._message(reply_to, None, sticker=sticker))
+
     async def press(self, data: str, message_id: int = 1) -> None:
         callback = {
             "callback_query": {

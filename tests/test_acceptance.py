@@ -133,7 +133,7 @@ async def test_whatsapp_subscriber_hears_each_status_in_the_window_and_by_templa
         service.kill()
 
 
-async def test_staff_and_subscribers_write_to_each_other_with_photos_in_both_channels(
+async def test_staff_and_subscribers_write_to_each_other_with_photos_and_files_in_both_channels(
     world: World, running: Isiqbot, db: Database
 ) -> None:
     elcin = TelegramUser(world.telegram, 501)
@@ -175,6 +175,25 @@ async def test_staff_and_subscribers_write_to_each_other_with_photos_in_both_cha
         lambda: any("Bəli, dirəkdəki kabeldir." in x for x in world.telegram_texts(BAKI)), "Sevda's photo"
     )
     assert world.graph.media_requests[-1] == "5550001112223334"
+
+    # Files: Rauf sends Elçin a voice note in Telegram and Sevda the act, a PDF, in WhatsApp.
+    await rauf.voice("AwAD-explain", reply_to=world.card(BAKI, in_telegram)["message_id"])
+    voices = await eventually(
+        lambda: [m for m in world.telegram.sent_to(501) if m["method"] == "sendVoice"],
+        "the voice note for Elçin",
+    )
+    assert voices[-1]["voice"] == "AwAD-explain" and "Bakı Elektrik Şəbəkəsi" in voices[-1]["caption"]
+    await rauf.document(
+        "BQAD-akt", "akt.pdf", "application/pdf", reply_to=card["message_id"], caption="İşin aktı."
+    )
+    documents = await eventually(
+        lambda: [m for m in world.graph.sent_to(sevda.key) if m["type"] == "document"], "the act for Sevda"
+    )
+    assert (
+        documents[-1]["document"]["filename"] == "akt.pdf"
+        and "İşin aktı." in documents[-1]["document"]["caption"]
+    )
+    assert world.graph.uploads[-1]["type"] == "application/pdf"
 
 
 async def staff_message_sent(db: Database, count: int = 1) -> bool:

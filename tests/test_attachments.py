@@ -20,10 +20,10 @@ from dialogs.events import File, Unsupported
 from dialogs.state import Step
 from locales import Msg, translate
 from storage.db import Database
-from storage.models import Application, Conversation, Notification
+from storage.models import Application, Conversation, Notification, StaffAction
 from tests.chat import PLAIN, Chat, choose_account, identify
 from tests.conftest import Clock
-from tests.fake_telegram import FakeTelegram, TelegramUser
+from tests.fake_telegram import FakeTelegram, StaffMember, TelegramUser
 from tests.test_staff_chat import BAKI, SUBSCRIBER, Desk, make_desk
 
 PDF = File("document", "doc-1", "application/pdf", 52_000, "akt.pdf")
@@ -207,6 +207,50 @@ async def test_a_voice_note_and_a_document_sent_in_the_thread_reach_the_staff(de
     async with desk.db.transaction() as session:
         relays = (await session.scalars(select(Notification).where(Notification.kind == "relay"))).all()
     assert len(relays) == 2  # the refused one went nowhere
+
+
+async def test_staff_send_the_subscriber_a_voice_note_and_a_document_and_bad_files_are_refused(
+    desk: Desk,
+) -> None:
+    application = await desk.file()
+    rauf = StaffMember(desk.fake, 100001, BAKI, "Rauf")
+    card = desk.card()["message_id"]
+    await rauf.voice("AwAD-staff", reply_to=card)
+    await rauf.document("BQAD-akt", "akt.pdf", "application/pdf", reply_to=card, caption="İşin aktı budur.")
+    await desk.worker.drain()
+    voice, document = desk.fake.sent_to(SUBSCRIBER)[-2:]
+    assert (voice["method"], voice["voice"]) == ("sendVoice", "AwAD-staff")
+    assert "Bakı Elektrik Şəbəkəsi" in voice["caption"] and application.number in voice["caption"]
+    assert (document["method"], document["document"]) == ("sendDocument", "BQAD-akt")
+    assert "İşin aktı budur." in document["caption"] and "Rauf" not in document["caption"]
+
+    # The subscriber's reply to the document reaches the thread, as a reply to any staff message does.
+    subscriber = TelegramUser(desk.fake, SUBSCRIBER)
+    assert "şöbəyə göndərildi" in await subscriber.text(
+        "Aldım, təşəkkür edirəm.", reply_to=document["message_id"]
+    )
+
+    sent_before = len(desk.fake.sent_to(SUBSCRIBER))
+    await rauf.document("BQAD-exe", "setup.exe", "application/x-msdownload", reply_to=card)
+    await rauf.document("BQAD-big", "plan.pdf", "application/pdf", reply_to=card, size=30 * 1024 * 1024)
+    await rauf.document("BQAD-empty", "bos.pdf", "application/pdf", reply_to=card, size=0)
+    await rauf.sticker(reply_to=card)
+    answers = [m["text"] for m in desk.fake.sent_to(BAKI)[-4:]]
+    assert answers == [
+        said("az", "attachments.document_type"),
+        said("az", "attachments.too_big", max=10),
+        said("az", "attachments.empty"),
+        said("az", "staff.relay_unsupported"),
+    ]
+    await desk.worker.drain()
+    assert len(desk.fake.sent_to(SUBSCRIBER)) == sent_before  # nothing of the refused ones
+    async with desk.db.transaction() as session:
+        audit = (await session.scalars(select(StaffAction).where(StaffAction.action == "message"))).all()
+        queued = (
+            await session.scalars(select(Notification).where(Notification.kind == "staff_message"))
+        ).all()
+    assert [a.detail for a in audit] == ["0 characters and a voice note", "16 characters and a document"]
+    assert [n.payload["file"]["kind"] for n in queued] == ["voice", "document"]  # nothing for the refused
 
 
 async def test_a_card_too_long_for_a_caption_is_followed_by_all_its_photos_in_one_album(desk: Desk) -> None:

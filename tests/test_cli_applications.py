@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,9 @@ from bot.core.policy import StaffPolicy
 from bot.core.service import Conversations
 from bot.core.settings import Settings
 from bot.staff.cli import add_applications_parser, cmd_applications, deadlines
-from locales import Msg, translate
+from locales import LOCAL_TZ, Msg, translate
 from storage import applications, outbox, staff
+from storage import visits as visit_rows
 from storage.db import Database
 from storage.models import Application, Notification, StatusChange
 from tests.chat import (
@@ -272,6 +273,7 @@ async def test_show_gives_staff_everything_with_contacts_in_full(
         "Due:            02.12.2026 13:00",
         "Assignee:       —",
         "Result:         —",
+        "Visit:          —",
         "",
         "History:",
         "  27.11.2026 13:00  — → registered  subscriber:test",
@@ -285,6 +287,20 @@ async def test_show_gives_staff_everything_with_contacts_in_full(
     ]
     assert out.splitlines() == expected
     assert "***" not in out  # nothing masked: this is for staff
+
+
+async def test_show_gives_the_visit_offered_or_agreed(
+    settings: Settings, chat: Chat, clock: Clock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await fill_residential(chat)
+    found = NUMBER.search(await chat.press("send"))
+    assert found
+    windows = [(datetime(2026, 11, 28, 10, tzinfo=LOCAL_TZ), datetime(2026, 11, 28, 12, tzinfo=LOCAL_TZ))]
+    async with chat.service.db.transaction() as session:
+        await visit_rows.propose(session, 1, windows, "staff:Rauf", clock())
+    assert await run(settings, "show", found.group(), clock=clock) == 0
+    visit = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Visit:")]
+    assert visit == ["Visit:          Times proposed: 28.11 10:00–12:00 (awaiting the subscriber)"]
 
 
 async def test_show_lists_the_history_the_staff_actions_and_the_notifications(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import html
 import os
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import aiohttp
@@ -23,8 +25,9 @@ from bot.staff.desk import StaffDesk
 from bot.web.server import client_address, make_app
 from bot.web.statuspage import WRONG_LIMIT, StatusPage, Throttle, mask_code
 from dialogs.lifecycle import Status
-from locales import LANGUAGES
+from locales import LANGUAGES, LOCAL_TZ, Msg, translate
 from storage import outbox
+from storage import visits as visit_rows
 from storage.db import Database
 from storage.models import Application
 from tests.chat import BOTH, Chat, SmsRecorder, fill_residential
@@ -317,19 +320,56 @@ async def test_the_page_in_chromium_on_a_phone_in_every_language(site: Site, bac
 
 
 async def test_the_departments_messages_are_on_the_page(site: Site) -> None:
+    voice = {"kind": "voice", "ref": "AwAD-secret-ref", "mime": "audio/ogg", "size": 9, "name": ""}
     async with site.service.db.transaction() as session:
-        outbox.enqueue(
-            session,
-            channel="telegram",
-            user_key="501",
-            kind="staff_message",
-            payload={
-                "department": "baki",
-                "number": "TX-2026-000001",
-                "text": "Usta sabah <b>10-da</b> gələcək.",
-            },
-            now=site.clock(),
-            application_id=1,
-        )
+        # Words, and a voice note: named in a word, the file itself stays off the page.
+        for said in ({"text": "Usta sabah <b>10-da</b> gələcək."}, {"text": "", "file": voice}):
+            outbox.enqueue(
+                session,
+                channel="telegram",
+                user_key="501",
+                kind="staff_message",
+                payload={"department": "baki", "number": "TX-2026-000001", **said},
+                now=site.clock(),
+                application_id=1,
+            )
     _, page, _ = await fetch(site.link(1))
     assert "Şöbənin mesajları" in page and "Usta sabah &lt;b&gt;10-da&lt;/b&gt; gələcək." in page
+    assert "📎 səs yazısı" in page and "AwAD-secret-ref" not in page
+
+
+@pytest.mark.parametrize("lang", ["az", "ru", "en"])
+async def test_the_visit_offered_then_agreed_is_on_the_page_while_it_is_open(site: Site, lang: str) -> None:
+    """No buttons on the page: the times offered are listed, to be picked in the chat; then the one
+    agreed; nothing once the application is closed."""
+    baku = LOCAL_TZ
+    windows = [
+        (datetime(2026, 11, 28, 10, tzinfo=baku), datetime(2026, 11, 28, 12, tzinfo=baku)),
+        (datetime(2026, 11, 29, 14, tzinfo=baku), datetime(2026, 11, 29, 16, tzinfo=baku)),
+    ]
+    async with site.service.db.transaction() as session:
+        await visit_rows.propose(session, 1, windows, "staff:Rauf", site.clock())
+    _, page, _ = await fetch(site.link(1, lang))
+    offered = translate(Msg("page.visit_offered", {"windows": "28.11 10:00–12:00; 29.11 14:00–16:00"}), lang)
+    assert html.escape(offered, quote=False) in page
+
+    site.clock.advance(days=1, hours=2)  # the first window has begun: only the second is offered
+    _, page, _ = await fetch(site.link(1, lang))
+    offered = translate(Msg("page.visit_offered", {"windows": "29.11 14:00–16:00"}), lang)
+    assert html.escape(offered, quote=False) in page and "28.11 10:00" not in page
+
+    async with site.service.db.transaction() as session:
+        application = await session.get(Application, 1, with_for_update=True)
+        assert application is not None
+        visit = await visit_rows.get(session, 1)
+        assert visit is not None
+        await visit_rows.choose(session, application, visit_rows.proposal_of(visit), 1, site.clock())
+    _, page, _ = await fetch(site.link(1, lang))
+    agreed = translate(Msg("visit.agreed", {"window": "29.11 14:00–16:00"}), lang)
+    assert html.escape(agreed, quote=False) in page and 'id="visit"' in page
+
+    desk = StaffDesk(site.service.db, clock=site.clock)
+    await desk.set_status("1", Status.IN_PROGRESS, "staff:1", None)
+    await desk.set_status("1", Status.COMPLETED, "staff:1", "Sayğac dəyişdirildi.")
+    _, page, _ = await fetch(site.link(1, lang))
+    assert 'id="visit"' not in page

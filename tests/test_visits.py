@@ -60,7 +60,7 @@ async def propose(chat: Chat, application: Application, text: str, actor: Actor 
             actor,
             application.id,
             (VISIT, RAUF.id),
-            (text, None),
+            (text, None, None),
             True,
             chat.service.clock(),
         )

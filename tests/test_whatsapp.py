@@ -486,6 +486,42 @@ async def test_a_staff_photo_reaches_the_whatsapp_subscriber(wa: Wa) -> None:
     assert "Bu sayğacdır?" in image["image"]["caption"]
 
 
+async def test_a_staff_voice_note_a_document_and_a_long_photo_caption_reach_the_whatsapp_subscriber(
+    wa: Wa,
+) -> None:
+    """Each file is read from Telegram and uploaded under its type and name. A voice note has no caption
+    in WhatsApp, and a text longer than a caption goes before its photo: no words are cut."""
+    from tests.fake_telegram import StaffMember
+
+    user = wa.user("994996510079")
+    await file_quickly(wa, user)
+    await wa.worker.drain()
+    card = next(m for m in wa.fake.sent_to(BAKI) if m["method"] == "sendMessage")["message_id"]
+    rauf = StaffMember(wa.fake, 100001, BAKI)
+    await rauf.voice("AwAD-staff-voice", reply_to=card)
+    await wa.worker.drain()
+    await rauf.document(
+        "BQAD-akt", "akt.pdf", "application/pdf", reply_to=card, caption="Aktınız əlavədədir."
+    )
+    await wa.worker.drain()
+    long = "Sayğacın yeri belə olmalıdır. " * 40  # 1,200 characters: more than a caption takes
+    await rauf.photo("AgAD-scheme", caption=long.strip(), reply_to=card)
+    await wa.worker.drain()
+
+    assert [(u["type"], u["filename"]) for u in wa.graph.uploads] == [
+        ("audio/ogg", "voice.ogg"),
+        ("application/pdf", "akt.pdf"),
+        ("image/jpeg", "photo.jpg"),
+    ]
+    sent = wa.graph.sent_to(user.key)[-5:]
+    assert [m["type"] for m in sent] == ["text", "audio", "document", "text", "image"]
+    assert "Bakı Elektrik Şəbəkəsi" in sent[0]["text"]["body"] and sent[1]["audio"] == {"id": "media-up-1"}
+    document = sent[2]["document"]
+    assert (document["id"], document["filename"]) == ("media-up-2", "akt.pdf")
+    assert "Aktınız əlavədədir." in document["caption"]
+    assert long.strip() in sent[3]["text"]["body"] and sent[4]["image"] == {"id": "media-up-3"}
+
+
 def test_voice_notes_and_documents_map_to_files_videos_stay_unsupported() -> None:
     """Regression: an audio message or a document was Unsupported; now the dialog checks its type."""
     value = Value.model_validate({"contacts": [{"wa_id": "994501234567", "profile": {"name": "Aynur"}}]})

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,7 +19,7 @@ from bot.core import metrics
 from bot.core.clock import Clock, system_clock
 from bot.core.context import log_context
 from bot.core.departments import Departments
-from dialogs import notices
+from dialogs import attachments, notices
 from locales import Msg, payload_msg, translate
 from storage import broadcasts, outages, outbox, staff
 from storage.db import Database, as_utc, storage_unavailable
@@ -48,6 +48,18 @@ class Permanent(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def staff_file(notification: Notification) -> dict[str, Any] | None:
+    """The photo, voice note or document a department sent with its message (`dialogs.attachments`'
+    shape; the photo of a message queued before files had their own field too); None for text alone."""
+    if notification.kind != "staff_message":
+        return None
+    file = notification.payload.get("file")
+    if isinstance(file, dict) and file.get("kind") in attachments.KINDS and file.get("ref"):
+        return dict(file)
+    photo = notification.payload.get("photo")
+    return attachments.photo_item(str(photo)) if photo else None
 
 
 def delivery_key(notification: Notification) -> str:

@@ -24,7 +24,7 @@ from sqlmodel import col, select
 
 from bot.core.settings import Settings, SettingsError
 from bot.staff import export
-from bot.staff.desk import StaffDesk, refusal
+from bot.staff.desk import StaffDesk, card_visit, refusal
 from dialogs import attachments
 from dialogs.lifecycle import ALLOWED_BY, OPEN, IllegalTransition, Role, Status
 from dialogs.validate import display_phone
@@ -379,8 +379,10 @@ async def _show(db: Database, ref: str, now: datetime, sla: Deadlines) -> int:
     async with db.transaction() as session:
         actions = await staff.actions(session, app_id)
         notifications = await outbox.for_application(session, app_id)
+        visit = await card_visit(session, app_id)
     lines = [
         *_card_fields(card.application, now, sla),
+        _field("Visit", translate(visit, LANG).removeprefix("🗓 ") if visit is not None else None),
         "",
         "History:",
         *_history_lines(card.history),

@@ -30,6 +30,7 @@ from bot.core.departments import Department
 from bot.core.policy import StaffPolicy
 from dialogs import attachments, lifecycle, notices, visits
 from dialogs.errors import Invalid
+from dialogs.events import File
 from dialogs.lifecycle import IllegalTransition, Role, Status
 from dialogs.validate import display_phone
 from locales import Msg, translate
@@ -51,6 +52,7 @@ ACTIONS = (TAKE, *(step.button for step in lifecycle.STAFF_STEPS), WRITE, VISIT,
 STEP_BY_BUTTON = {step.button: step for step in lifecycle.STAFF_STEPS}
 COMMANDS = ("open", "find", "stats")
 RELAY_MAX = 3500  # characters of a staff message to a subscriber
+ATTACHED = {"photo": " and a photo", "voice": " and a voice note", "document": " and a document"}  # audit
 FIND_MAX = 64  # characters of a /find query
 DELIVERY_MARKS = {"queued": "⏳", "sending": "⏳", "sent": "✓", "delivered": "✓✓", "failed": "✗"}
 
@@ -290,7 +292,7 @@ class StaffDesk:
             act.record(CANNED, False, application.id, f"no canned reply {key!r}")
             return Reaction(Msg("staff.stale_button"), alert=True)
         sent = self._relay(
-            act, department, application, reply.text(application.lang, application.number), None
+            act, department, application, reply.text(application.lang, application.number), None, None
         )
         if not sent.thumbs_up:
             return Reaction(sent.answer[0] if sent.answer else None, alert=True)
@@ -415,12 +417,13 @@ class StaffDesk:
         actor: Actor,
         application_id: int,
         prompt: tuple[str, int | None] | None,
-        content: tuple[str, str | None],
+        content: tuple[str, str | None, File | None],
         allowed: bool,
         now: datetime,
     ) -> Reaction:
         """A staff member's message about an application: the answer to a result prompt (the prompt's
-        action and whom it asked), or else a message to the subscriber. `content` is (text, photo)."""
+        action and whom it asked), or else a message to the subscriber. `content` is (text, photo, a
+        voice note or a document)."""
         act = _Act(session, actor, now)
         if not allowed:
             act.record("message", False, application_id, "not on the department's staff")
@@ -431,7 +434,7 @@ class StaffDesk:
         if application is None or application.department != department.key:
             act.record("message", False, application_id, "another department's application")
             return Reaction(answer=[Msg("staff.refused_department")])
-        text, photo = content[0].strip(), content[1]
+        text, photo, file = content[0].strip(), content[1], content[2]
         if prompt is not None and prompt[0] in STEP_BY_BUTTON:
             if prompt[1] != actor.id:
                 return Reaction(answer=[Msg("staff.prompt_other")])
@@ -440,19 +443,32 @@ class StaffDesk:
             if prompt[1] != actor.id:
                 return Reaction(answer=[Msg("staff.prompt_other")])
             return await _propose(act, application, text)
-        return self._relay(act, department, application, text, photo)
+        return self._relay(act, department, application, text, photo, file)
 
     def _relay(
-        self, act: _Act, department: Department, application: Application, text: str, photo: str | None
+        self,
+        act: _Act,
+        department: Department,
+        application: Application,
+        text: str,
+        photo: str | None,
+        file: File | None,
     ) -> Reaction:
-        """A staff member's message to the subscriber, signed with the department's name."""
+        """A staff member's message to the subscriber, signed with the department's name: text, with a
+        photo, a voice note or a document (checked as a subscriber's are: its type and size)."""
         assert application.id is not None
-        if not text and photo is None:
+        item = None
+        if file is not None:
+            try:
+                item = attachments.checked(file.kind, file.ref, file.mime, file.size, file.name)
+            except Invalid as exc:
+                return Reaction(answer=[exc.msg])
+        if not text and photo is None and item is None:
             return Reaction(answer=[Msg("staff.relay_unsupported")])
         if len(text) > RELAY_MAX:
             return Reaction(answer=[Msg("staff.relay_long", {"max": RELAY_MAX, "length": len(text)})])
-        if photo is not None and not self.channels.takes_photos(application.channel):
-            return Reaction(answer=[Msg("staff.relay_photo_channel")])
+        if (photo is not None or item is not None) and not self.channels.takes_photos(application.channel):
+            return Reaction(answer=[Msg("staff.relay_files_channel")])
         outbox.enqueue(
             act.session,
             channel=application.channel,
@@ -464,13 +480,13 @@ class StaffDesk:
                 "number": application.number,
                 "text": text,
                 "photo": photo,
+                "file": item,
             },
             now=act.now,
             application_id=application.id,
         )
-        act.record(
-            "message", True, application.id, f"{len(text)} characters" + (" and a photo" if photo else "")
-        )
+        attached = "photo" if photo else str(item["kind"]) if item else ""
+        act.record("message", True, application.id, f"{len(text)} characters{ATTACHED.get(attached, '')}")
         return Reaction(thumbs_up=True)
 
     async def command(

@@ -22,12 +22,15 @@ from bot.core.links import ChatLink, LinkSigner
 from bot.core.policy import StaffPolicy
 from bot.core.settings import Network
 from bot.core.templates import TEMPLATES
+from bot.notify.outbox import staff_file
 from bot.web.server import client_address
 from dialogs import attachments
+from dialogs import visits as dialogs_visits
 from dialogs.lifecycle import OPEN, Status
+from dialogs.ports import VisitView
 from dialogs.validate import mask_phone
 from locales import DEFAULT_LANGUAGE, LANGUAGES, Msg, translate
-from storage import applications, outbox, staff
+from storage import applications, outbox, staff, visits
 from storage.db import Database, as_utc
 from storage.models import Application
 
@@ -109,6 +112,7 @@ class StatusPage:
         application: Application | None = None
         history: list[Any] = []
         said: list[Any] = []
+        visit = None
         if application_id is not None:
             async with self.db.transaction() as session:
                 application = await session.get(Application, application_id)
@@ -119,6 +123,7 @@ class StatusPage:
                         for n in await outbox.for_application(session, application_id)
                         if n.kind == "staff_message"
                     ]
+                    visit = visits.view(await visits.get(session, application_id))
         if application is None:
             if application_id is None:
                 self.throttle.failed(address)
@@ -129,13 +134,14 @@ class StatusPage:
         closed = Status(application.status) not in OPEN
         if closed and now - as_utc(application.updated_at) > EXPIRES_AFTER:
             return _html(self._plain(lang, "page.not_found_title", "page.expired_text"), 404)
-        return _html(self._page(application, history, said, token, lang, now))
+        return _html(self._page(application, history, said, visit, token, lang, now))
 
     def _page(
         self,
         application: Application,
         history: list[Any],
         said: list[Any],
+        visit: VisitView | None,
         token: str,
         lang: str,
         now: datetime,
@@ -164,6 +170,11 @@ class StatusPage:
                 if status in OPEN
                 else None
             ),
+            "visit": (
+                translate(line, lang)
+                if status in OPEN and (line := dialogs_visits.summary(visit, now)) is not None
+                else None
+            ),
             "result_label": t(f"result.{status.value}") if application.result else "",
             "result": application.result,
             **self._since(application, history, said, token, lang),
@@ -186,7 +197,7 @@ class StatusPage:
                 (when(c.created_at), translate(Msg(f"status.{c.new_status}"), lang)) for c in history
             ],
             "messages_label": translate(Msg("page.messages"), lang),
-            "messages": [(when(n.created_at), str(n.payload.get("text") or "")) for n in said],
+            "messages": [(when(n.created_at), _said(n, lang)) for n in said],
             "open_label": translate(Msg("page.open_chat"), lang),
             "chats": [
                 (link.kind, link.url, translate(link.label, lang))
@@ -249,3 +260,14 @@ def _html(body: str, status: int = 200, headers: dict[str, str] | None = None) -
     response.headers.update(SECURITY_HEADERS)
     response.headers.update(headers or {})
     return response
+
+
+def _said(notification: Any, lang: str) -> str:
+    """A department's message as the page shows it: its words, and what came with them in a word
+    (a photo, a voice note, a document), never the file itself."""
+    text = str(notification.payload.get("text") or "")
+    file = staff_file(notification)
+    if file is None:
+        return text
+    kind = translate(Msg(f"attachments.kind_{file['kind']}", {"count": 1}), lang)
+    return f"{text} 📎 {kind}".strip()

@@ -79,22 +79,8 @@ def _map_message(update_id: int, message: Message) -> Inbound | None:
     elif message.photo:
         # The largest size comes last.
         event = Photo(message.photo[-1].file_id, caption=message.caption or "", reply_to=reply_to)
-    elif message.voice is not None or message.audio is not None:
-        sound = message.voice or message.audio
-        assert sound is not None
-        mime, size = sound.mime_type or "", sound.file_size
-        event = File("voice", sound.file_id, mime, size, caption=message.caption or "", reply_to=reply_to)
-    elif message.document is not None and message.animation is None:  # a GIF comes as a document too
-        doc = message.document
-        event = File(
-            "document",
-            doc.file_id,
-            doc.mime_type or "",
-            doc.file_size,
-            doc.file_name or "",
-            caption=message.caption or "",
-            reply_to=reply_to,
-        )
+    elif (file := file_of(message, reply_to)) is not None:
+        event = file
     elif message.text is not None:
         command = COMMAND_RE.match(message.text.strip())
         if command:
@@ -104,6 +90,22 @@ def _map_message(update_id: int, message: Message) -> Inbound | None:
     else:
         event = Unsupported(message.content_type)
     return Inbound(update_id, message.chat.id, _subscriber(sender.id), event, sender.language_code)
+
+
+def file_of(message: Message, reply_to: str | None = None) -> File | None:
+    """A voice note (or an audio file) or a document, as the platform describes it; None for anything
+    else. A GIF comes as a document too, and is not one."""
+    caption = message.caption or ""
+    sound = message.voice or message.audio
+    if sound is not None:
+        return File(
+            "voice", sound.file_id, sound.mime_type or "", sound.file_size, caption=caption, reply_to=reply_to
+        )
+    doc = message.document
+    if doc is None or message.animation is not None:
+        return None
+    name, mime = doc.file_name or "", doc.mime_type or ""
+    return File("document", doc.file_id, mime, doc.file_size, name, caption=caption, reply_to=reply_to)
 
 
 def _map_callback(update_id: int, query: CallbackQuery) -> Inbound | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiogram.methods import SendMessage, SendPhoto
+from aiogram.methods import SendDocument, SendMessage, SendPhoto, SendVoice
 
 from bot.channels.telegram import CHANNEL
 from bot.channels.telegram.client import TelegramClient
@@ -10,7 +10,7 @@ from bot.channels.telegram.limits import Priority
 from bot.channels.telegram.render import split_text
 from bot.core.clock import Clock
 from bot.core.policy import StaffPolicy
-from bot.notify.outbox import chat_text
+from bot.notify.outbox import chat_text, staff_file
 from storage import outbox, staff
 from storage.db import Database
 from storage.models import Notification
@@ -39,16 +39,24 @@ class TelegramNotifier:
                 chat_id=chat_id, text=str(payload["text"]), reply_markup=payload.get("markup")
             )
             return str((await self.client.request(chat_id, method, priority=Priority.ANSWER)).message_id)
-        text, photo = self._content(notification)
+        text = chat_text(notification, self.policy.departments, self.policy.reopen_within)
         paid = True if self.client.budget.paid_broadcast else None  # news, at the paid rate if enabled
         pieces = split_text(text)
         message_ids: list[int] = []
-        if photo:  # the text is its caption when it fits, else the messages after it
+        file = staff_file(notification)
+        if file is not None:  # the text is its caption when it fits, else the messages after it
             caption, pieces = (text, []) if len(text) <= CAPTION_LIMIT else ("", pieces)
-            sent = await self.client.request(
-                chat_id, SendPhoto(chat_id=chat_id, photo=photo, caption=caption, allow_paid_broadcast=paid)
-            )
-            message_ids.append(sent.message_id)
+            kind, ref = file["kind"], str(file["ref"])  # a file id of this bot's staff chat
+            media: SendPhoto | SendVoice | SendDocument
+            if kind == "voice":
+                media = SendVoice(chat_id=chat_id, voice=ref, caption=caption, allow_paid_broadcast=paid)
+            elif kind == "document":
+                media = SendDocument(
+                    chat_id=chat_id, document=ref, caption=caption, allow_paid_broadcast=paid
+                )
+            else:
+                media = SendPhoto(chat_id=chat_id, photo=ref, caption=caption, allow_paid_broadcast=paid)
+            message_ids.append((await self.client.request(chat_id, media)).message_id)
         for piece in pieces:
             message_ids.append(await self._text(chat_id, piece, paid))
         if notification.application_id is not None:
@@ -68,7 +76,3 @@ class TelegramNotifier:
     async def _text(self, chat_id: int, text: str, paid: bool | None) -> int:
         method = SendMessage(chat_id=chat_id, text=text, allow_paid_broadcast=paid)
         return (await self.client.request(chat_id, method)).message_id
-
-    def _content(self, notification: Notification) -> tuple[str, str | None]:
-        photo = notification.payload.get("photo") if notification.kind == "staff_message" else None
-        return chat_text(notification, self.policy.departments, self.policy.reopen_within), photo or None

@@ -56,6 +56,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.channels.telegram import CHANNEL, holds
 from bot.channels.telegram.client import TelegramClient
+from bot.channels.telegram.mapping import file_of
 from bot.channels.telegram.render import split_text
 from bot.core.clock import Clock
 from bot.core.context import bind
@@ -270,7 +271,12 @@ class StaffChat:
         if replied is not None and topic is not None and replied.message_id == topic:
             replied = None  # in a forum, every message "replies" to the topic's first message
         has_content = (
-            bool(text) or bool(message.photo) or message.sticker is not None or message.document is not None
+            bool(text)
+            or bool(message.photo)
+            or message.sticker is not None
+            or message.document is not None
+            or message.voice is not None
+            or message.audio is not None
         )
         relevant = command is not None or (has_content and (replied is not None or topic is not None))
         allowed = (
@@ -353,7 +359,7 @@ class StaffChat:
             (linked.action or "", linked.user_id) if linked is not None and linked.kind == "prompt" else None
         )
         photo = message.photo[-1].file_id if message.photo else None
-        content = (message.text or message.caption or "", photo)
+        content = (message.text or message.caption or "", photo, file_of(message))
         return await self.desk.answer(session, department, who, application_id, prompt, content, allowed, now)
 
     # ---- the outbox's sender for staff chats -------------------------------------------------------

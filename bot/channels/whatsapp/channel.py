@@ -33,7 +33,7 @@ from bot.core.context import log_context
 from bot.core.links import PublicLinks
 from bot.core.policy import StaffPolicy
 from bot.core.service import Conversations
-from bot.notify.outbox import Permanent, Temporary, chat_text
+from bot.notify.outbox import Permanent, Temporary, chat_text, staff_file
 from bot.web.server import Handler, try_again
 from dialogs.events import Command, Text
 from dialogs.ports import Subscriber
@@ -48,6 +48,15 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 RATE_LIMITED = {130429, 131056, 80007, 4, 80008}  # throughput, pair rate, account rate: back off, retry
 WINDOW = timedelta(hours=24)
 MAX_BODY = 3 * 1024 * 1024
+CAPTION_LIMIT = 1024  # characters of a media message's caption
+MEDIA_TYPES = {"photo": "image", "voice": "audio", "document": "document"}  # the Cloud API's word for each
+MEDIA_EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "audio/ogg": "ogg",
+    "audio/mpeg": "mp3",
+    "application/pdf": "pdf",
+}
 
 
 class Pacer:
@@ -105,12 +114,12 @@ class GraphClient:
             return str(answer["messages"][0].get("id", ""))
         raise _refusal("WhatsApp", status, answer)
 
-    async def upload(self, data: bytes, mime: str) -> str:
+    async def upload(self, data: bytes, mime: str, filename: str = "photo.jpg") -> str:
         """Put a file in WhatsApp's media store; its media id."""
         form = aiohttp.FormData()
         form.add_field("messaging_product", "whatsapp")
         form.add_field("type", mime)
-        form.add_field("file", data, filename="photo.jpg", content_type=mime)
+        form.add_field("file", data, filename=filename, content_type=mime)
         status, answer = await self._call("POST", f"{self.phone_number_id}/media", data=form)
         if status < 300 and isinstance(answer, dict) and answer.get("id"):
             return str(answer["id"])
@@ -341,30 +350,50 @@ class WhatsAppChannel:
         now = self.clock()
         text = chat_text(notification, self.policy.departments, self.policy.reopen_within)
         if last is not None and now - last < WINDOW:
-            body: Body = {"type": "text", "text": {"body": text[:4096]}}
-            photo = notification.payload.get("photo") if notification.kind == "staff_message" else None
-            if photo:  # a staff member's photo, another channel's file: fetched, uploaded, sent with the text
-                if self.photos is None:
-                    raise Permanent("a staff photo, and no way to read it")
-                data, mime = await self.photos(str(photo))
-                media_id = await self.client.upload(data, mime)
-                body = {"type": "image", "image": {"id": media_id, "caption": text[:1024]}}
-            wamid = await self.client.send(notification.user_key, body)
+            wamids = [
+                await self.client.send(notification.user_key, body)
+                for body in await self._bodies(notification, text)
+            ]
             if notification.application_id is not None:  # the person's reply to it goes to the thread
                 async with self.db.transaction() as session:
-                    await staff.link(
-                        session,
-                        CHANNEL,
-                        notification.user_key,
-                        wamid,
-                        notification.application_id,
-                        "to_subscriber",
-                        now,
-                    )
-            return wamid
+                    for wamid in wamids:
+                        await staff.link(
+                            session,
+                            CHANNEL,
+                            notification.user_key,
+                            wamid,
+                            notification.application_id,
+                            "to_subscriber",
+                            now,
+                        )
+            return wamids[-1]
         if self.template and notification.kind == "status" and notification.application_id is not None:
             return await self.client.send(notification.user_key, self._template(notification))
         raise Permanent("outside WhatsApp's 24-hour window and no template for it")
+
+    async def _bodies(self, notification: Notification, text: str) -> list[Body]:
+        """The messages a notification takes: its text; or a staff member's photo, voice note or
+        document (another channel's file: fetched and uploaded) with the text as its caption where it
+        fits, else before it (a voice note has no caption in WhatsApp)."""
+        text_body: Body = {"type": "text", "text": {"body": text[:4096]}}
+        file = staff_file(notification)
+        if file is None:
+            return [text_body]
+        if self.photos is None:
+            raise Permanent("a staff member's file, and no way to read it")
+        data, fetched = await self.photos(str(file["ref"]))
+        kind = str(file["kind"])
+        # The platform's word for a voice note's or a document's type; a photo's is the one fetched.
+        mime = str(file.get("mime") or fetched) if kind != "photo" else fetched
+        name = str(file.get("name") or "") or f"{kind}.{MEDIA_EXTENSIONS.get(mime.split(';')[0], 'bin')}"
+        media: dict[str, str] = {"id": await self.client.upload(data, mime, name)}
+        captioned = kind != "voice" and len(text) <= CAPTION_LIMIT
+        if captioned:
+            media["caption"] = text
+        if kind == "document":
+            media["filename"] = name
+        shown = MEDIA_TYPES[kind]
+        return [{"type": shown, shown: media}] if captioned else [text_body, {"type": shown, shown: media}]
 
 
 def log_ref(wamid: str) -> str:
