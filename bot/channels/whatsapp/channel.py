@@ -177,7 +177,7 @@ class WhatsAppChannel:
         held: HeldAnswers,
         template: str | None = None,
         template_language: Callable[[str], str] | None = None,
-        photos: Callable[[str], Awaitable[tuple[bytes, str]]] | None = None,
+        files: Callable[[str], Awaitable[tuple[bytes, str]]] | None = None,
     ) -> None:
         self.service = service
         self.db = service.db
@@ -192,7 +192,7 @@ class WhatsAppChannel:
         self.template = template
         self.template_language = template_language or (lambda lang: lang)
         self._replies: dict[str, asyncio.Task[None]] = {}
-        self.photos = photos  # a staff member's photo another channel keeps (`Channels.media`)
+        self.files = files  # a staff member's photo or file another channel keeps (`Channels.media`)
 
     # ---- the webhook --------------------------------------------------------------------------------
 
@@ -379,9 +379,9 @@ class WhatsAppChannel:
         file = staff_file(notification)
         if file is None:
             return [text_body]
-        if self.photos is None:
+        if self.files is None:
             raise Permanent("a staff member's file, and no way to read it")
-        data, fetched = await self.photos(str(file["ref"]))
+        data, fetched = await self.files(str(file["ref"]))
         kind = str(file["kind"])
         # The platform's word for a voice note's or a document's type; a photo's is the one fetched.
         mime = str(file.get("mime") or fetched) if kind != "photo" else fetched

@@ -93,6 +93,6 @@ def connect(settings: WhatsAppSettings, parts: Parts, mps: float | None, per_use
         parts.held(CHANNEL),
         settings.template,
         settings.template_language,
-        photos=parts.channels.media,
+        files=parts.channels.media,
     )
     return WhatsApp(graph, channel, settings.public_number)
