@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bot.core.service import Conversations
+from bot.core.settings import Settings
 from storage import registry
 from storage.db import Database
 from storage.migrate import upgrade
@@ -111,6 +112,16 @@ async def sample_db(db: Database) -> Database:
     async with db.transaction() as session:
         await registry.import_csv(session, registry.SAMPLE_CSV.read_bytes())
     return db
+
+
+@pytest.fixture
+def settings(sample_db: Database, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings a command line run reads, on the sample database; the deadlines at their defaults
+    whatever this shell's environment says."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    for name in ("SLA_TAKE_HOURS", "SLA_DONE_DAYS"):
+        monkeypatch.delenv(name, raising=False)
+    return Settings(env_file=None)
 
 
 @pytest.fixture

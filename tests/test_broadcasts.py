@@ -37,12 +37,6 @@ EN = "Repairs are under way in Yasamal; power is expected back by 18:00."
 PARTNER = "+994996958257"  # another Yasamal subscriber of the sample registry
 
 
-@pytest.fixture
-def settings(sample_db: Database, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    return Settings(env_file=None)
-
-
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="isiqbot")
     add_broadcast_parser(parser.add_subparsers(dest="command", required=True))

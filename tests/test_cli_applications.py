@@ -37,14 +37,6 @@ ACTOR = "Aysel Məmmədova"
 NUMBER = re.compile(r"TX-\d{4}-\d{6}")
 
 
-@pytest.fixture
-def settings(sample_db: Database, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    for name in ("SLA_TAKE_HOURS", "SLA_DONE_DAYS"):
-        monkeypatch.delenv(name, raising=False)
-    return Settings(env_file=None)
-
-
 def parse(*argv: str) -> argparse.Namespace:
     """As `isiqbot applications …` will parse it, once cli.py adds the parser."""
     parser = argparse.ArgumentParser(prog="isiqbot")

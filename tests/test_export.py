@@ -44,12 +44,6 @@ HOSTILE = [
 ]
 
 
-@pytest.fixture
-def settings(sample_db: Database, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    monkeypatch.setenv("DATABASE_URL", db_url)
-    return Settings(env_file=None)
-
-
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="isiqbot")
     add_applications_parser(parser.add_subparsers(dest="command", required=True))
