@@ -136,3 +136,11 @@ async def regions(session: AsyncSession) -> list[str]:
     """The regions the registry names, for checking what staff type."""
     query = select(Account.region).where(col(Account.region).is_not(None)).distinct()
     return sorted(str(r) for r in await session.scalars(query) if r)
+
+
+async def region_named(session: AsyncSession, typed: str) -> tuple[str | None, list[str]]:
+    """The registry's name of the region staff typed, in any case (None when it names none), and the
+    regions the registry has, to suggest."""
+    known = await regions(session)
+    wanted = " ".join(typed.split()).casefold()
+    return next((r for r in known if r.casefold() == wanted), None), known

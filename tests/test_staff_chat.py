@@ -20,6 +20,7 @@ from bot.core.departments import Departments
 from bot.core.policy import StaffPolicy
 from bot.core.service import Conversations
 from bot.notify.outbox import OutboxWorker
+from bot.staff.desk import COMMANDS
 from locales import Msg, translate
 from storage import staff
 from storage.db import Database
@@ -615,7 +616,7 @@ async def test_each_staff_chat_gets_the_staff_commands(desk: Desk) -> None:
     calls = [p for m, p in desk.fake.calls if m == "setMyCommands"]
     chats = sorted(int(p["scope"]["chat_id"]) for p in calls)
     assert chats == sorted([-1001000000001, -1001000000002, -1001000000003, -1001000000004, FALLBACK])
-    assert [c["command"] for c in calls[0]["commands"]] == ["open", "find", "stats"]
+    assert [c["command"] for c in calls[0]["commands"]] == list(COMMANDS)  # /open, /find, /stats, …
     assert "Açıq müraciətlər" in calls[0]["commands"][0]["description"]
 
 

@@ -8,7 +8,6 @@ the lifecycle is checked, the change is recorded with its actor, and the subscri
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,7 +23,7 @@ from sqlmodel import col, select
 
 from bot.core.settings import Settings, SettingsError
 from bot.staff import export
-from bot.staff.desk import StaffDesk, card_visit, refusal
+from bot.staff.desk import REF, StaffDesk, card_visit, refusal
 from dialogs import attachments
 from dialogs.lifecycle import ALLOWED_BY, OPEN, IllegalTransition, Role, Status
 from dialogs.validate import display_phone
@@ -42,7 +41,6 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
 ACTOR_MAX = 60  # "cli:" + the name fits the 64 characters of StatusChange.actor
 NONE = "—"
-_REF = re.compile(r"(TX-[0-9]{4}-[0-9]{6}|[0-9]{1,6})", re.IGNORECASE)
 # Bidirectional overrides can make a line read differently from what it holds (as in dialogs/validate.py).
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 # What may fail when the database is away or is not ours: one line on stderr, never a traceback.
@@ -172,8 +170,7 @@ def one_line(limit: int) -> argparse._ActionType:
 
 async def registry_region(session: AsyncSession, typed: str) -> str:
     """The registry's name of the region staff typed, in any case; else the regions it has."""
-    known = await outages.regions(session)
-    match = next((r for r in known if r.casefold() == typed.casefold()), None)
+    match, known = await outages.region_named(session, typed)
     if match is None:
         listed = ", ".join(known[:30]) or "none: import the registry first"
         raise CliError(f"no region {typed!r} in the registry (it has: {listed})")
@@ -562,7 +559,7 @@ def _shown_ref(ref: str) -> str:
 
 
 def _check_ref(ref: str) -> None:
-    if not _REF.fullmatch(ref.strip()):
+    if not REF.fullmatch(ref.strip()):
         raise CliError(f"not an application number: {cell(ref)!r} (give TX-2026-000001, or its serial 1)")
 
 

@@ -1,10 +1,11 @@
 """The staff desk: what staff may do with applications, decided in one place that no transport owns.
 
 Take, change the status, write to the subscriber, propose visit times, move to another department,
-/open, /find, /stats, the card's lines and the deadline and visit reminders are decided here, over
-storage, and come back as neutral `Reaction`s and `Msg` lines. The Telegram staff chat turns them
-into toasts, prompts and messages; the terminal's staff view and `isiqbot applications` call the
-same methods. Which steps exist comes
+/open, /find, /stats, the known outages (/outages, /outage, /outage_close: the storage that
+`isiqbot outages` uses), linking a duplicate (/link, as `isiqbot applications link`), the card's
+lines and the deadline and visit reminders are decided here, over storage, and come back as neutral
+`Reaction`s and `Msg` lines. The Telegram staff chat turns them into toasts, prompts and messages;
+the terminal's staff view and `isiqbot applications` call the same methods. Which steps exist comes
 from `dialogs.lifecycle`, so a new status needs nothing here.
 
 The methods that take a `session` run inside the caller's transaction (the staff chat records the
@@ -28,17 +29,18 @@ from bot.core.clock import Clock, system_clock
 from bot.core.context import bind
 from bot.core.departments import Department
 from bot.core.policy import StaffPolicy
+from bot.staff import outage_until
 from dialogs import attachments, lifecycle, notices, visits
 from dialogs.errors import Invalid
 from dialogs.events import File
 from dialogs.lifecycle import IllegalTransition, Role, Status
 from dialogs.validate import display_phone
 from locales import Msg, translate
-from storage import applications, outbox, staff
+from storage import applications, outages, outbox, staff
 from storage import visits as visit_rows
 from storage.applications import account_label
 from storage.db import Database, as_utc
-from storage.models import Application, Notification, Person, StatusChange
+from storage.models import Application, Notification, Outage, Person, StatusChange
 
 _SERIAL = re.compile(r"^\d{1,6}$")
 TAKE = "take"  # the card's button that assigns the application to whoever presses it
@@ -50,10 +52,13 @@ REPLY = "r:"  # a canned reply offered after CANNED: `r:<key>` sends it to the s
 VISIT = "visit"  # the card's button that asks for up to three visit windows to offer the subscriber
 ACTIONS = (TAKE, *(step.button for step in lifecycle.STAFF_STEPS), WRITE, VISIT, CANNED, MOVE)
 STEP_BY_BUTTON = {step.button: step for step in lifecycle.STAFF_STEPS}
-COMMANDS = ("open", "find", "stats")
+COMMANDS = ("open", "find", "stats", "outages", "outage", "outage_close", "link")
 RELAY_MAX = 3500  # characters of a staff message to a subscriber
 ATTACHED = {"photo": " and a photo", "voice": " and a voice note", "document": " and a document"}  # audit
 FIND_MAX = 64  # characters of a /find query
+OUTAGE_MAX = 120  # characters of what follows /outage: a region's name and a time
+REF = re.compile(r"TX-[0-9]{4}-[0-9]{6}|[0-9]{1,6}", re.IGNORECASE)  # an application's number, or its serial
+_OUTAGE_ID = re.compile(r"^[0-9]{1,9}$")  # an outage's id, within the column's integer
 DELIVERY_MARKS = {"queued": "⏳", "sending": "⏳", "sent": "✓", "delivered": "✓✓", "failed": "✗"}
 
 
@@ -220,26 +225,14 @@ class StaffDesk:
             )
 
     async def link_duplicate(self, ref: str, main_ref: str, actor: str) -> tuple[Application, Application]:
-        """`ref` reports the same problem as `main_ref`: it is closed (rejected, the main one named in
-        its result, in its subscriber's language), and its chat and followers follow the main one,
-        whose news reach them from now on. Raises IllegalTransition (with a message key)."""
+        """`ref` reports the same problem as `main_ref` (`_link`), from the command line. Raises
+        IllegalTransition (with a message key)."""
         now = self.clock()
         async with self.db.transaction() as session:
             duplicate, main = await _find(session, ref), await _find(session, main_ref)
-            if duplicate is None or main is None or duplicate.id is None or main.id is None:
+            if duplicate is None or main is None:
                 raise IllegalTransition("status.error_not_found")
-            if duplicate.id == main.id:
-                raise IllegalTransition("duplicate.error_same")
-            if not lifecycle.is_open(main.status):
-                raise IllegalTransition("duplicate.error_main_closed", number=main.number)
-            result = translate(Msg("duplicate.linked", {"number": main.number}), duplicate.lang)
-            closed = await applications.change_status(
-                session, duplicate.id, Status.REJECTED, actor=actor, role=Role.STAFF, note=result, now=now
-            )
-            for channel, user_key, lang in await applications.chats_of(session, duplicate):
-                if (channel, user_key) != (main.channel, main.user_key):
-                    await applications.follow(session, main.id, channel, user_key, lang, now)
-            return closed, main
+            return await _link(session, duplicate, main, actor, now), main
 
     async def transfer(self, ref: str, to: str, actor: str) -> tuple[Application, Department]:
         """Move an open application to the department `to` (its key), from the command line: as the
@@ -499,12 +492,21 @@ class StaffDesk:
         allowed: bool,
         now: datetime,
     ) -> Reaction:
-        """/open, /find <text>, /stats: the answer's lines."""
+        """/open, /find <text>, /stats, /outages, /outage <region> <until>, /outage_close <id>,
+        /link <duplicate> <main>: the answer's lines."""
         act = _Act(session, actor, now)
         if not allowed:
             act.record(f"/{name}", False, None, "not on the department's staff")
             return Reaction(answer=[Msg("staff.refused_not_staff")])
+        if name == "outage":
+            return Reaction(answer=[await self._declare(act, department, arg)])
+        if name == "outage_close":
+            return Reaction(answer=[await self._close_outage(act, department, arg)])
+        if name == "link":
+            return Reaction(answer=[await _link_command(act, department, arg)])
         act.record(f"/{name}", True, None)
+        if name == "outages":
+            return Reaction(answer=await _outages(session))
         if name == "open":
             return Reaction(answer=await self._open(session, department, now))
         if name == "find":
@@ -566,6 +568,71 @@ class StaffDesk:
         ):
             lines.append(_ratings_line(period, rated, lang))
         return lines
+
+    async def _declare(self, act: _Act, department: Department, arg: str) -> Msg:
+        """/outage <region> <until>: a known outage of a region of the registry, as `isiqbot outages add`
+        declares it; subscribers reporting no power there are told before they file."""
+        text = " ".join(arg.split())
+        words = text.split(" ")
+        cut = -2 if len(words) >= 3 and outage_until.DAY_WORD.fullmatch(words[-2]) else -1
+        typed, when = " ".join(words[:cut]), " ".join(words[cut:])
+        if not typed or len(text) > OUTAGE_MAX:
+            act.record("/outage", False, None, f"unreadable: {text[:OUTAGE_MAX]!r}")
+            return Msg("staff.outage_usage")
+        try:
+            until = outage_until.parse_until(when, act.now)
+        except outage_until.UntilError as exc:
+            act.record("/outage", False, None, f"until {exc.reason}: {when!r}")
+            return Msg(
+                f"staff.outage_until_{exc.reason}", {"until": when, "days": outage_until.MAX_AHEAD.days}
+            )
+        region, known = await outages.region_named(act.session, typed)
+        if region is None:
+            act.record("/outage", False, None, f"no region {typed!r}")
+            listed = ", ".join(known[:30]) or "—"
+            return Msg("staff.outage_region_unknown", {"region": typed, "known": listed})
+        refused = self._others_region(act, "/outage", department, region)
+        if refused is not None:
+            return refused
+        outage = await outages.declare(
+            act.session,
+            region=region,
+            points=(),
+            until=until,
+            note=None,
+            declared_by=act.actor.name,
+            now=act.now,
+        )
+        act.record("/outage", True, None, f"outage {outage.id}: {region} until {until.isoformat()}")
+        return Msg("staff.outage_declared", {"id": outage.id, "region": region, "until": until})
+
+    async def _close_outage(self, act: _Act, department: Department, arg: str) -> Msg:
+        """/outage_close <id>: power is back; every chat that asked is told, through the outbox."""
+        typed = arg.strip()
+        if not _OUTAGE_ID.fullmatch(typed):
+            act.record("/outage_close", False, None, f"unreadable: {typed[:40]!r}")
+            return Msg("staff.outage_close_usage")
+        outage = await act.session.get(Outage, int(typed))
+        if outage is not None and outage.region is not None and outage.closed_at is None:
+            refused = self._others_region(act, "/outage_close", department, outage.region)
+            if refused is not None:
+                return refused
+        told = await outages.close(act.session, int(typed), act.now)
+        if told is None:
+            act.record("/outage_close", False, None, f"no open outage {int(typed)}")
+            return Msg("staff.outage_close_unknown", {"id": int(typed)})
+        act.record("/outage_close", True, None, f"outage {int(typed)}: {told} chats told")
+        return Msg("staff.outage_closed", {"id": int(typed), "count": told})
+
+    def _others_region(self, act: _Act, action: str, department: Department, region: str) -> Msg | None:
+        """Why this department may not declare or close an outage of `region`: another one serves it."""
+        owner = self.policy.departments.for_region(region)
+        if owner is None or owner.key == department.key:
+            return None
+        act.record(action, False, None, f"{region} is served by department {owner.key}")
+        return Msg(
+            "staff.outage_other_department", {"region": region, "department": owner.name(department.lang)}
+        )
 
     # ---- the card and the deadlines -----------------------------------------------------------------
 
@@ -735,6 +802,82 @@ async def _propose(act: _Act, application: Application, text: str) -> Reaction:
     await staff.to_thread(act.session, application.id, "note", note, act.now)
     await staff.to_thread(act.session, application.id, "card_refresh", {}, act.now)
     return Reaction(thumbs_up=True)
+
+
+async def _outages(session: AsyncSession) -> list[Msg]:
+    """/outages: the open outages, as `isiqbot outages list` shows them."""
+    rows = await outages.open_ones(session)
+    if not rows:
+        return [Msg("staff.outages_empty")]
+    waiting = await outages.watchers(session, [o.id for o in rows if o.id is not None])
+    lines = [Msg("staff.outages_title", {"count": len(rows)})]
+    for outage in rows:
+        assert outage.id is not None
+        if outage.region and outage.points:
+            where = Msg(
+                "staff.outage_region_points", {"region": outage.region, "points": ", ".join(outage.points)}
+            )
+        elif outage.region:
+            where = Msg("staff.outage_region", {"region": outage.region})
+        else:
+            where = Msg("staff.outage_points", {"points": ", ".join(outage.points)})
+        params = {
+            "id": outage.id,
+            "where": where,
+            "until": as_utc(outage.until),
+            "waiting": waiting.get(outage.id, 0),
+            "name": outage.declared_by,
+        }
+        lines.append(Msg("staff.outages_line", params))
+    return lines
+
+
+async def _link_command(act: _Act, department: Department, arg: str) -> Msg:
+    """/link <duplicate> <main>: as `isiqbot applications link`, for this department's applications."""
+    refs = arg.split()
+    if len(refs) != 2 or not all(REF.fullmatch(ref) for ref in refs):
+        act.record("/link", False, None, f"unreadable: {' '.join(refs)[:60]!r}")
+        return Msg("staff.link_usage")
+    duplicate, main = await _find(act.session, refs[0]), await _find(act.session, refs[1])
+    for ref, found in zip(refs, (duplicate, main), strict=True):
+        if found is None:
+            act.record("/link", False, None, f"no application {ref.upper()}")
+            return Msg("staff.link_not_found", {"number": ref.upper()})
+        if found.department != department.key:
+            act.record("/link", False, found.id, f"belongs to department {found.department}")
+            return Msg("staff.link_department", {"number": found.number})
+    assert duplicate is not None and main is not None
+    try:
+        closed = await _link(act.session, duplicate, main, f"staff:{act.actor.id}", act.now)
+    except IllegalTransition as exc:
+        act.record("/link", False, duplicate.id, f"{duplicate.number} → {main.number}: {exc.key}")
+        return refusal(exc)
+    act.record("/link", True, closed.id, f"{closed.number} is a duplicate of {main.number}")
+    return Msg("staff.linked", {"duplicate": closed.number, "main": main.number})
+
+
+async def _link(
+    session: AsyncSession, duplicate: Application, main: Application, actor: str, now: datetime
+) -> Application:
+    """`duplicate` reports the same problem as `main`: it is closed (rejected, the main one named in
+    its result, in its subscriber's language), and its chat and followers follow the main one, whose
+    news reach them from now on. Raises IllegalTransition (with a message key) before changing
+    anything when it may not be."""
+    assert duplicate.id is not None and main.id is not None
+    if duplicate.id == main.id:
+        raise IllegalTransition("duplicate.error_same")
+    for application in sorted((duplicate, main), key=lambda a: a.id or 0):  # one order: no deadlock
+        await session.refresh(application, with_for_update=True)  # as it is now, and held
+    if not lifecycle.is_open(main.status):
+        raise IllegalTransition("duplicate.error_main_closed", number=main.number)
+    result = translate(Msg("duplicate.linked", {"number": main.number}), duplicate.lang)
+    closed = await applications.change_status(
+        session, duplicate.id, Status.REJECTED, actor=actor, role=Role.STAFF, note=result, now=now
+    )
+    for channel, user_key, lang in await applications.chats_of(session, duplicate):
+        if (channel, user_key) != (main.channel, main.user_key):
+            await applications.follow(session, main.id, channel, user_key, lang, now)
+    return closed
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from bot.core.settings import Settings
+from bot.staff import outage_until
 from bot.staff.cli import (
     CliError,
     actor_name,
@@ -22,12 +23,9 @@ from bot.staff.cli import (
     one_line,
     registry_region,
 )
-from locales import LOCAL_TZ
+from bot.staff.outage_until import MAX_AHEAD, UntilError
 from storage import outages
 from storage.db import Database
-
-MAX_AHEAD = timedelta(days=14)  # an expected end further than this is a typing mistake
-TIME_FORMATS = ("%Y-%m-%d %H:%M", "%d.%m.%Y %H:%M", "%H:%M")
 
 
 def add_outages_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,7 +50,7 @@ def add_outages_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "--until",
         required=True,
         metavar="TIME",
-        help="when power is expected back, Baku time: 18:30 or 2026-12-01 18:30",
+        help="when power is expected back, Baku time: 18:30, 01.12 18:30 or 2026-12-01 18:30",
     )
     add.add_argument("--note", type=one_line(300), help="what staff know (kept with the outage, not shown)")
     add.add_argument("--actor", type=actor_name, required=True, metavar="NAME", help="who declares it")
@@ -62,25 +60,17 @@ def add_outages_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def parse_until(value: str, now: datetime) -> datetime:
-    """A Baku time staff typed, as UTC: a bare HH:MM is the next such moment."""
-    text = " ".join(value.split())
-    for fmt in TIME_FORMATS:
-        try:
-            parsed = datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-        local_now = now.astimezone(LOCAL_TZ)
-        if fmt == "%H:%M":
-            parsed = datetime.combine(local_now.date(), parsed.time())
-            if parsed.replace(tzinfo=LOCAL_TZ) <= local_now:
-                parsed += timedelta(days=1)
-        until = parsed.replace(tzinfo=LOCAL_TZ).astimezone(UTC)
-        if until <= now:
-            raise CliError(f"--until {text!r} is in the past")
-        if until > now + MAX_AHEAD:
-            raise CliError(f"--until {text!r} is more than {MAX_AHEAD.days} days ahead")
-        return until
-    raise CliError(f"--until {value!r}: write 18:30, 01.12.2026 18:30 or 2026-12-01 18:30 (Baku time)")
+    """A Baku time staff typed, as UTC: a bare HH:MM is the next such moment (`outage_until`)."""
+    try:
+        return outage_until.parse_until(value, now)
+    except UntilError as exc:
+        if exc.reason == "past":
+            raise CliError(f"--until {exc.text!r} is in the past") from None
+        if exc.reason == "far":
+            raise CliError(f"--until {exc.text!r} is more than {MAX_AHEAD.days} days ahead") from None
+        raise CliError(
+            f"--until {value!r}: write 18:30, 01.12.2026 18:30 or 2026-12-01 18:30 (Baku time)"
+        ) from None
 
 
 async def cmd_outages(settings: Settings, args: argparse.Namespace, *, now: datetime | None = None) -> int:
