@@ -505,6 +505,12 @@ class StaffMember:
         extra = {"caption": caption} if caption else {}
         await self._do(self._message(reply_to, None, document={**document, "file_size": size}, **extra))
 
+    async def audio(self, file_id: str, name: str, reply_to: int, mime: str = "audio/mpeg") -> None:
+        audio = {"file_id": file_id, "file_unique_id": file_id, "duration": 180, "mime_type": mime}
+        await self._do(
+            self._message(reply_to, None, audio={**audio, "file_name": name, "file_size": 4_000_000})
+        )
+
     async def sticker(self, reply_to: int) -> None:
         sticker = {"file_id": "CAAD-sticker", "file_unique_id": "s", "type": "regular", "width": 512}
         sticker |= {"height": 512, "is_animated": False, "is_video": False}

@@ -29,6 +29,7 @@ class Gateway:
 
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    posted: list[dict[str, Any]] = field(default_factory=list)  # every SMS posted, replays too
     keys: dict[str, str] = field(default_factory=dict)  # Idempotency-Key -> the id answered first
     replayed: int = 0
     failures: list[int] = field(default_factory=list)
@@ -49,6 +50,7 @@ class Gateway:
         if self.failures:
             return web.json_response({"error": "busy"}, status=self.failures.pop(0))
         body = await request.json()
+        self.posted.append(body)
         key = request.headers.get("Idempotency-Key")
         if key is not None and key in self.keys:
             self.replayed += 1

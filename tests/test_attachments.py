@@ -234,12 +234,14 @@ async def test_staff_send_the_subscriber_a_voice_note_and_a_document_and_bad_fil
     await rauf.document("BQAD-exe", "setup.exe", "application/x-msdownload", reply_to=card)
     await rauf.document("BQAD-big", "plan.pdf", "application/pdf", reply_to=card, size=30 * 1024 * 1024)
     await rauf.document("BQAD-empty", "bos.pdf", "application/pdf", reply_to=card, size=0)
+    await rauf.audio("CQAD-song", "mahni.mp3", reply_to=card)  # a music file: Telegram's "audio"
     await rauf.sticker(reply_to=card)
-    answers = [m["text"] for m in desk.fake.sent_to(BAKI)[-4:]]
+    answers = [m["text"] for m in desk.fake.sent_to(BAKI)[-5:]]
     assert answers == [
         said("az", "attachments.document_type"),
         said("az", "attachments.too_big", max=10),
         said("az", "attachments.empty"),
+        said("az", "attachments.document_type"),
         said("az", "staff.relay_unsupported"),
     ]
     await desk.worker.drain()

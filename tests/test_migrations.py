@@ -219,6 +219,33 @@ async def test_stairway(engine: AsyncEngine, revision: str) -> None:
     assert await _tables(engine) == MODEL_TABLES | {"alembic_version"}
 
 
+async def test_0018_counts_the_deadlines_of_an_application_reopened_before_from_its_reopening(
+    engine: AsyncEngine,
+) -> None:
+    await upgrade(engine, "0017")
+    await _seed(engine)
+    reopened_at = "'2026-11-29 10:00:00+00:00'"
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO status_change (id, application_id, old_status, new_status, actor, created_at) "
+                f"VALUES (2, 1, 'completed', 'reopened', 'subscriber:telegram', {reopened_at})"
+            )
+        )
+        await connection.execute(text("UPDATE application SET status = 'reopened' WHERE id = 1"))
+    await upgrade(engine, "0018")
+    async with engine.begin() as connection:
+        same = (
+            await connection.execute(
+                text(
+                    "SELECT deadlines_from = (SELECT created_at FROM status_change WHERE id = 2)"
+                    " FROM application"
+                )
+            )
+        ).scalar_one()
+    assert same in (True, 1)
+
+
 async def test_all_the_way_down_and_up_again(engine: AsyncEngine) -> None:
     await upgrade(engine)
     head = await _state(engine)

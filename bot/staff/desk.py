@@ -848,7 +848,7 @@ async def _link_command(act: _Act, department: Department, arg: str) -> Msg:
             return Msg("staff.link_department", {"number": found.number})
     assert duplicate is not None and main is not None
     try:
-        closed = await _link(act.session, duplicate, main, f"staff:{act.actor.id}", act.now)
+        closed = await _link(act.session, duplicate, main, f"staff:{act.actor.id}", act.now, department.key)
     except IllegalTransition as exc:
         act.record("/link", False, duplicate.id, f"{duplicate.number} → {main.number}: {exc.key}")
         return refusal(exc)
@@ -857,17 +857,24 @@ async def _link_command(act: _Act, department: Department, arg: str) -> Msg:
 
 
 async def _link(
-    session: AsyncSession, duplicate: Application, main: Application, actor: str, now: datetime
+    session: AsyncSession,
+    duplicate: Application,
+    main: Application,
+    actor: str,
+    now: datetime,
+    department: str | None = None,
 ) -> Application:
     """`duplicate` reports the same problem as `main`: it is closed (rejected, the main one named in
     its result, in its subscriber's language), and its chat and followers follow the main one, whose
-    news reach them from now on. Raises IllegalTransition (with a message key) before changing
-    anything when it may not be."""
+    news reach them from now on. From a staff chat both must be its `department`'s, as they are once
+    held. Raises IllegalTransition (with a message key) before changing anything when it may not be."""
     assert duplicate.id is not None and main.id is not None
     if duplicate.id == main.id:
         raise IllegalTransition("duplicate.error_same")
     for application in sorted((duplicate, main), key=lambda a: a.id or 0):  # one order: no deadlock
         await session.refresh(application, with_for_update=True)  # as it is now, and held
+        if department is not None and application.department != department:  # moved meanwhile
+            raise IllegalTransition("staff.link_department", number=application.number)
     if not lifecycle.is_open(main.status):
         raise IllegalTransition("duplicate.error_main_closed", number=main.number)
     result = translate(Msg("duplicate.linked", {"number": main.number}), duplicate.lang)

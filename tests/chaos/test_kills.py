@@ -8,8 +8,9 @@ card of each application (exactly one each).
 A kill between a send and the record of it leaves the row to be sent again once its lease is over.
 The SMS goes again under the same `Idempotency-Key`, which the gateway answers without sending, and
 the e-mail under the same Message-ID, one message in the recipient's mailbox: both are counted as the
-phone and the mailbox show them. The Bot API has no such key: a card may show twice, but only where
-its row was taken again after a kill (attempts > 1), never otherwise.
+phone and the mailbox show them, exactly once. What reached the gateway or the SMTP server twice, and
+a card shown twice (the Bot API has no such key), is allowed only where its row was taken again
+after a kill (attempts > 1), never otherwise.
 """
 
 from __future__ import annotations
@@ -100,7 +101,16 @@ async def storm(world: World, db: Database, services: list[Isiqbot], count: int,
     card = Counter(n for n in numbers for m in cards() if n in str(m.get("text") or m.get("caption")))
     rows = await notifications(db)
     ids = {a.number: a.id for a in filed_rows}
-    taken_again = {r.application_id for r in rows if r.kind == "card" and r.attempts > 1}
+    posted = Counter(n for n in numbers for m in world.sms.posted if n in m["text"])
+    mailed = Counter(n for n in numbers for m in world.mail.messages if n in str(m["Subject"]))
+
+    def taken_again(kind: str) -> set[int | None]:
+        return {r.application_id for r in rows if r.kind == kind and r.attempts > 1}
+
+    def again_unexplained(count: Counter[str], kind: str) -> set[str]:
+        """Sent more than once where no kill fell between a send and its record."""
+        return {n for n in numbers if count[n] > 1 and ids[n] not in taken_again(kind)}
+
     cards_again = [n for n in numbers if card[n] > 1]
     result = {
         "subscribers": count,
@@ -110,10 +120,11 @@ async def storm(world: World, db: Database, services: list[Isiqbot], count: int,
         "doubled": sum(1 for n in per_person.values() if n > 1),
         "lost": sum(1 for s in subscribers if s.sends and str(s.person.user_id) not in per_person),
         "unfinished": sum(1 for s in subscribers if not s.done),
-        "sms_not_1": sum(1 for n in numbers if sms[n] != 1),
-        "email_not_1": sum(1 for n in numbers if mail[n] != 1),
-        # none, or more than one where no kill fell between the send and its record
-        "card_not_1": sum(1 for n in numbers if card[n] == 0 or (card[n] > 1 and ids[n] not in taken_again)),
+        "sms_not_1": len({n for n in numbers if sms[n] != 1} | again_unexplained(posted, "sms_registered")),
+        "email_not_1": len(
+            {n for n in numbers if mail[n] != 1} | again_unexplained(mailed, "email_registered")
+        ),
+        "card_not_1": len({n for n in numbers if card[n] == 0} | again_unexplained(card, "card")),
         "kills": killed,
         "seconds": round(filing),
     }

@@ -93,15 +93,15 @@ def _map_message(update_id: int, message: Message) -> Inbound | None:
 
 
 def file_of(message: Message, reply_to: str | None = None) -> File | None:
-    """A voice note (or an audio file) or a document, as the platform describes it; None for anything
-    else. A GIF comes as a document too, and is not one."""
+    """A voice note or a document, as the platform describes it; None for anything else. A GIF comes
+    as a document too, and is not one. A music file (Telegram's "audio") is a document: its type is
+    refused as a document's would be, since Telegram would not send its file id as a voice note."""
     caption = message.caption or ""
-    sound = message.voice or message.audio
-    if sound is not None:
-        return File(
-            "voice", sound.file_id, sound.mime_type or "", sound.file_size, caption=caption, reply_to=reply_to
-        )
-    doc = message.document
+    voice = message.voice
+    if voice is not None:
+        mime, size = voice.mime_type or "", voice.file_size
+        return File("voice", voice.file_id, mime, size, caption=caption, reply_to=reply_to)
+    doc = message.document or message.audio
     if doc is None or message.animation is not None:
         return None
     name, mime = doc.file_name or "", doc.mime_type or ""

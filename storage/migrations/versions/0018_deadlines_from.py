@@ -17,9 +17,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # NULL for every row so far: its deadlines run from its registration, as they did.
+    # NULL: the deadlines run from the registration. An application reopened before this revision
+    # gets the time of its (last) reopening, so its due date is not one long past.
     with op.batch_alter_table("application", schema=None) as batch_op:
         batch_op.add_column(sa.Column("deadlines_from", sa.DateTime(timezone=True), nullable=True))
+    op.execute(
+        "UPDATE application SET deadlines_from = ("
+        " SELECT max(status_change.created_at) FROM status_change"
+        " WHERE status_change.application_id = application.id AND status_change.new_status = 'reopened')"
+        " WHERE id IN (SELECT application_id FROM status_change WHERE new_status = 'reopened')"
+    )
 
 
 def downgrade() -> None:
